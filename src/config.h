@@ -1,0 +1,52 @@
+/* config: the command line of `pgenrich init` and `pgenrich run`, with defaults and
+ * validation. Pure: no I/O beyond what it is given; strings point into argv or are
+ * static defaults, so there is nothing to free. */
+#ifndef PGENRICH_CONFIG_H
+#define PGENRICH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum Command { CMD_NONE, CMD_INIT, CMD_RUN, CMD_HELP, CMD_VERSION } Command;
+
+typedef struct Config {
+    Command cmd;
+    const char *dsn;              /* NULL: DATABASE_URL, else libpq's PG* variables */
+    const char *source_table;     /* master_table */
+    const char *key_column;       /* id */
+    const char *where;            /* optional filter on the source, or NULL */
+    const char *target_table;     /* standardized_locations */
+    const char *failures_table;   /* enrich_failures */
+    const char *checkpoint_table; /* enrich_checkpoints */
+    const char *job;              /* required for run */
+    const char *base_url;         /* required for run; no trailing '/' is needed */
+    const char *token_file;       /* NULL: PGENRICH_TOKEN */
+    int page_size;                /* 10000 */
+    bool paging_offset;           /* false: keyset */
+    int concurrency;              /* 64 */
+    double rate;                  /* requests/s; 0 = no cap */
+    double timeout;               /* seconds per request: 30 */
+    int max_attempts;             /* 5 */
+    int flush_rows;               /* 10000 */
+    double flush_interval;        /* seconds: 2 */
+    bool restart;
+    bool quiet;
+    bool verbose;
+    double backoff_base; /* seconds: 0.2 */
+    double backoff_cap;  /* seconds: 30 */
+    size_t max_body;     /* bytes: 1 MiB */
+    int max_depth;       /* JSON nesting: 32 */
+} Config;
+
+/* Fill c with the defaults. */
+void config_defaults(Config *c);
+
+/* Parse argv (argv[0] is the program, argv[1] the command). Returns true with c filled and
+ * validated, or false with a one-line reason in err. `--help` and `--version` set c->cmd to
+ * CMD_HELP / CMD_VERSION and succeed. Uses getopt_long, so it resets optind itself. */
+bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* The usage text. */
+extern const char config_usage[];
+
+#endif

@@ -1,0 +1,388 @@
+/* db: blocking PostgreSQL chores done before the event loop starts: connect, key type,
+ * schema, checkpoint read and reset. Values reach SQL only as parameters and names only
+ * as PQescapeIdentifier-quoted identifiers. */
+#include "db.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+/* sql/schema.sql, NUL-terminated; generated into schema_sql.c by the build. */
+extern const char schema_sql[];
+
+/* Cap on any statement text built here; the largest is the schema (a few KiB). */
+#define SQL_MAX (1024 * 1024)
+
+/* Serialises concurrent `init`s of the same database (two workers creating the same tables
+ * at once would otherwise race in the catalog): "pgenrich" in ASCII. */
+#define SCHEMA_LOCK_KEY "8099553979889443688"
+
+/* The first line of src, without trailing blanks; other control characters (a tab in a
+ * quoted COPY line) become spaces so that the message stays one clean log line. */
+static void copy_first_line(char *dst, size_t dstlen, const char *src)
+{
+    if (dstlen == 0)
+        return;
+    size_t n = strcspn(src, "\r\n");
+    while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\t'))
+        n--;
+    if (n >= dstlen)
+        n = dstlen - 1;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? ' ' : src[i];
+    dst[n] = '\0';
+}
+
+void db_error(const PGconn *c, const PGresult *res, const char *what, char *err, size_t errlen)
+{
+    const char *msg = NULL;
+    if (res != NULL)
+        msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if ((msg == NULL || *msg == '\0') && res != NULL)
+        msg = PQresultErrorMessage(res);
+    if ((msg == NULL || *msg == '\0') && c != NULL)
+        msg = PQerrorMessage(c);
+    if (msg == NULL || *msg == '\0')
+        msg = res != NULL ? PQresStatus(PQresultStatus(res)) : "unknown error";
+
+    char line[512];
+    copy_first_line(line, sizeof line, msg);
+    if (line[0] == '\0')
+        snprintf(line, sizeof line, "unknown error");
+    if (what != NULL)
+        snprintf(err, errlen, "%s: %s", what, line);
+    else
+        snprintf(err, errlen, "%s", line);
+}
+
+PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
+{
+    /* libpq skips entries whose value is NULL or "", so no conninfo means the PG*
+     * variables. Entries after dbname override what the expanded conninfo says: the data
+     * we send (COPY rows from JSON) and the keys we put in URLs are UTF-8. */
+    const char *const keys[] = {"dbname", "client_encoding", "fallback_application_name", NULL};
+    const char *const vals[] = {conninfo, "UTF8", "pgenrich", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL) {
+        snprintf(err, errlen, "connect: out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        db_error(c, NULL, "connect", err, errlen);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+char *db_quote_ident(PGconn *c, const char *ident)
+{
+    char *q = PQescapeIdentifier(c, ident, strlen(ident));
+    if (q == NULL)
+        return NULL;
+    char *dup = strdup(q);
+    PQfreemem(q);
+    return dup;
+}
+
+/* Run sql with text parameters and expect `want`. On failure writes the reason (prefixed
+ * by what) and returns NULL. */
+static PGresult *exec_params(PGconn *c, const char *sql, int n, const char *const *params,
+                             ExecStatusType want, const char *what, char *err, size_t errlen)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    if (r == NULL || PQresultStatus(r) != want) {
+        db_error(c, r, what, err, errlen);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The type of column col of the relation named by quoted identifier qtable. *exists says
+ * whether the relation exists; *type_out is NULL when it or the column does not. */
+static bool column_type(PGconn *c, const char *qtable, const char *col, bool *exists,
+                        char **type_out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT r.oid IS NOT NULL, pg_catalog.format_type(a.atttypid, a.atttypmod) "
+        "FROM (SELECT pg_catalog.to_regclass($1) AS oid) r "
+        "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attname = $2 "
+        "AND a.attnum > 0 AND NOT a.attisdropped";
+    const char *params[2] = {qtable, col};
+    *type_out = NULL;
+    PGresult *r =
+        exec_params(c, sql, 2, params, PGRES_TUPLES_OK, "reading the catalog", err, errlen);
+    if (r == NULL)
+        return false;
+    bool ok = false;
+    if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+        snprintf(err, errlen, "reading the catalog: unexpected answer");
+        goto done;
+    }
+    *exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    if (!PQgetisnull(r, 0, 1)) {
+        *type_out = strdup(PQgetvalue(r, 0, 1));
+        if (*type_out == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+    }
+    ok = true;
+done:
+    PQclear(r);
+    return ok;
+}
+
+bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, size_t errlen)
+{
+    bool ok = false, exists = false;
+    *type_out = NULL;
+    char *qsource = db_quote_ident(c, names->source);
+    if (qsource == NULL) {
+        db_error(c, NULL, "quoting the source table name", err, errlen);
+        return false;
+    }
+    if (!column_type(c, qsource, names->key, &exists, type_out, err, errlen))
+        goto done;
+    if (!exists) {
+        snprintf(err, errlen, "source table %s does not exist", qsource);
+        goto done;
+    }
+    if (*type_out == NULL) {
+        char *qkey = db_quote_ident(c, names->key);
+        snprintf(err, errlen, "column %s not found in %s", qkey ? qkey : names->key, qsource);
+        free(qkey);
+        goto done;
+    }
+    ok = true;
+done:
+    free(qsource);
+    return ok;
+}
+
+/* Whether t may stand in SQL text as a type name: outside double quotes only letters,
+ * digits, space, '_', ',', '.', and balanced parentheses; inside double quotes anything
+ * (a quoted identifier is inert; "" is its escaped quote). format_type never prints more,
+ * so this only guards against a caller passing something else. */
+static bool type_name_ok(const char *t)
+{
+    int depth = 0;
+    bool quoted = false;
+    if (*t == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+        unsigned char ch = *p;
+        if (ch == '"') {
+            quoted = !quoted;
+        } else if (quoted) {
+            continue;
+        } else if (ch == '(') {
+            depth++;
+        } else if (ch == ')') {
+            if (--depth < 0)
+                return false;
+        } else if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                     (ch >= '0' && ch <= '9') || ch == ' ' || ch == '_' || ch == ',' ||
+                     ch == '.')) {
+            return false;
+        }
+    }
+    return !quoted && depth == 0;
+}
+
+/* Copy tmpl into out, replacing each {{name}} by the value of that name. An unknown or
+ * unterminated placeholder is an error (it would be a bug in schema.sql). */
+static bool render(const char *tmpl, const char *const *keys, const char *const *vals, size_t n,
+                   Buf *out, char *err, size_t errlen)
+{
+    const char *p = tmpl;
+    for (;;) {
+        const char *open = strstr(p, "{{");
+        if (open == NULL)
+            break;
+        const char *close = strstr(open + 2, "}}");
+        if (close == NULL) {
+            snprintf(err, errlen, "schema template: unterminated placeholder");
+            return false;
+        }
+        size_t klen = (size_t)(close - open - 2);
+        size_t i = 0;
+        while (i < n && !(strlen(keys[i]) == klen && memcmp(keys[i], open + 2, klen) == 0))
+            i++;
+        if (i == n) {
+            snprintf(err, errlen, "schema template: unknown placeholder {{%.*s}}",
+                     (int)(klen > 64 ? 64 : klen), open + 2);
+            return false;
+        }
+        if (!buf_append(out, p, (size_t)(open - p)) || !buf_puts(out, vals[i])) {
+            snprintf(err, errlen, "schema template: out of memory");
+            return false;
+        }
+        p = close + 2;
+    }
+    if (!buf_puts(out, p)) {
+        snprintf(err, errlen, "schema template: out of memory");
+        return false;
+    }
+    return true;
+}
+
+static bool exec_simple(PGconn *c, const char *sql, const char *what, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        db_error(c, r, what, err, errlen);
+    PQclear(r);
+    return ok;
+}
+
+/* An existing table (quoted name q) whose id column is not of key_type would make every
+ * flush fail later, with a less helpful message: refuse now. */
+static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *err, size_t errlen)
+{
+    bool exists = false;
+    char *type = NULL;
+    if (!column_type(c, q, "id", &exists, &type, err, errlen))
+        return false;
+    bool ok = true;
+    if (exists && type == NULL) {
+        snprintf(err, errlen, "table %s exists but has no id column", q);
+        ok = false;
+    } else if (exists && strcmp(type, key_type) != 0) {
+        snprintf(err, errlen,
+                 "table %s exists with id of type %s but the source key is %s; drop it or "
+                 "choose another table name",
+                 q, type, key_type);
+        ok = false;
+    }
+    free(type);
+    return ok;
+}
+
+bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
+{
+    bool ok = false, in_tx = false;
+    char *qt = NULL, *qf = NULL, *qc = NULL;
+    Buf sql;
+    buf_init(&sql, SQL_MAX);
+
+    if (!type_name_ok(key_type)) {
+        snprintf(err, errlen, "refusing key type \"%.100s\": not a plain type name", key_type);
+        goto done;
+    }
+    qt = db_quote_ident(c, names->target);
+    qf = db_quote_ident(c, names->failures);
+    qc = db_quote_ident(c, names->checkpoints);
+    if (qt == NULL || qf == NULL || qc == NULL) {
+        db_error(c, NULL, "quoting table names", err, errlen);
+        goto done;
+    }
+    const char *const keys[] = {"target", "failures", "checkpoints", "key_type"};
+    const char *const vals[] = {qt, qf, qc, key_type};
+    if (!render(schema_sql, keys, vals, ARRAY_LEN(keys), &sql, err, errlen))
+        goto done;
+
+    /* One transaction: the lock, the checks and the CREATEs. "already exists, skipping"
+     * notices are expected on every run after the first; keep them off stderr. */
+    if (!exec_simple(c, "BEGIN", "schema", err, errlen))
+        goto done;
+    in_tx = true;
+    if (!exec_simple(c,
+                     "SET LOCAL client_min_messages = warning; "
+                     "SELECT pg_catalog.pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")",
+                     "schema", err, errlen))
+        goto done;
+    if (!check_id_type(c, qt, key_type, err, errlen) ||
+        !check_id_type(c, qf, key_type, err, errlen))
+        goto done;
+    if (!exec_simple(c, sql.data, "applying the schema", err, errlen))
+        goto done;
+    if (!exec_simple(c, "COMMIT", "schema", err, errlen))
+        goto done;
+    in_tx = false;
+    ok = true;
+done:
+    if (in_tx) {
+        /* Best effort: a failed ROLLBACK means the connection is gone anyway. */
+        PQclear(PQexec(c, "ROLLBACK"));
+    }
+    buf_free(&sql);
+    free(qt);
+    free(qf);
+    free(qc);
+    return ok;
+}
+
+/* head + quoted checkpoint table name + tail, malloc'd. */
+static char *checkpoint_sql(PGconn *c, const DbNames *names, const char *head, const char *tail,
+                            char *err, size_t errlen)
+{
+    char *q = db_quote_ident(c, names->checkpoints);
+    if (q == NULL) {
+        db_error(c, NULL, "quoting the checkpoint table name", err, errlen);
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    if (!buf_puts(&b, head) || !buf_puts(&b, q) || !buf_puts(&b, tail)) {
+        snprintf(err, errlen, "out of memory");
+        buf_free(&b);
+    }
+    free(q);
+    return b.data; /* NULL after buf_free */
+}
+
+bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
+                        char **paging_out, char *err, size_t errlen)
+{
+    bool ok = false;
+    PGresult *r = NULL;
+    *position_out = NULL;
+    *paging_out = NULL;
+    char *sql =
+        checkpoint_sql(c, names, "SELECT position, paging FROM ", " WHERE job = $1", err, errlen);
+    if (sql == NULL)
+        return false;
+    const char *params[1] = {job};
+    r = exec_params(c, sql, 1, params, PGRES_TUPLES_OK, "reading the checkpoint", err, errlen);
+    if (r == NULL)
+        goto done;
+    if (PQntuples(r) == 1) {
+        if (!PQgetisnull(r, 0, 0) && (*position_out = strdup(PQgetvalue(r, 0, 0))) == NULL)
+            goto oom;
+        if (!PQgetisnull(r, 0, 1) && (*paging_out = strdup(PQgetvalue(r, 0, 1))) == NULL)
+            goto oom;
+    }
+    ok = true;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+    free(*position_out);
+    free(*paging_out);
+    *position_out = NULL;
+    *paging_out = NULL;
+done:
+    PQclear(r);
+    free(sql);
+    return ok;
+}
+
+bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err, size_t errlen)
+{
+    char *sql = checkpoint_sql(c, names, "DELETE FROM ", " WHERE job = $1", err, errlen);
+    if (sql == NULL)
+        return false;
+    const char *params[1] = {job};
+    PGresult *r =
+        exec_params(c, sql, 1, params, PGRES_COMMAND_OK, "resetting the checkpoint", err, errlen);
+    bool ok = r != NULL;
+    PQclear(r);
+    free(sql);
+    return ok;
+}

@@ -1,0 +1,61 @@
+/* db: blocking PostgreSQL chores done before the event loop starts (connect, schema,
+ * key type, checkpoint read/reset). Once the loop runs, only source and sink talk to
+ * the database, asynchronously. */
+#ifndef PGENRICH_DB_H
+#define PGENRICH_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+#include "compat.h"
+
+/* Table names; each is one identifier, quoted with PQescapeIdentifier whenever it
+ * reaches SQL text. */
+typedef struct DbNames {
+    const char *source;      /* default master_table */
+    const char *key;         /* default id */
+    const char *target;      /* default standardized_locations */
+    const char *failures;    /* default enrich_failures */
+    const char *checkpoints; /* default enrich_checkpoints */
+} DbNames;
+
+/* Connect with libpq's conventions: conninfo may be a key=value string or a URI; NULL or
+ * "" uses the PG* environment variables. Sets application_name=pgenrich unless the
+ * conninfo (or PGAPPNAME) names one, and client_encoding=UTF8 always (COPY data and URL
+ * keys are UTF-8). Blocking. Returns NULL and writes a one-line reason into err on
+ * failure. Caller owns the connection (PQfinish). */
+PGconn *db_connect(const char *conninfo, char *err, size_t errlen) WUR;
+
+/* The SQL type of names->source.names->key as format_type prints it ("bigint", "text",
+ * "character varying(20)"). Names are single identifiers (no schema prefix; the
+ * search_path finds the table). Fails with "source table X does not exist" or "column Y
+ * not found in X". Caller frees *type_out with free(). */
+bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, size_t errlen) WUR;
+
+/* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures
+ * and checkpoint tables with the given names, id columns of key_type. If the target or the
+ * failures table already exists with an id of another type, fails with a clear message.
+ * key_type must look like a type name (format_type output); anything else is refused. */
+bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err,
+                    size_t errlen) WUR;
+
+/* Read the job's checkpoint. *position_out is NULL when the job has none (or its position
+ * is NULL: nothing settled yet); *paging_out is "keyset" or "offset" or NULL. Caller frees
+ * both with free(). */
+bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
+                        char **paging_out, char *err, size_t errlen) WUR;
+
+/* Forget the job's checkpoint (for --restart). */
+bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err,
+                         size_t errlen) WUR;
+
+/* Copy the quoted form of ident into a new malloc'd string (PQescapeIdentifier + strdup);
+ * NULL on failure. */
+char *db_quote_ident(PGconn *c, const char *ident) WUR;
+
+/* Write "what: reason" into err, one line: the reason is res's primary error message when
+ * res carries one, else the first line of PQerrorMessage(c) (c may be NULL). what may be
+ * NULL (no prefix). Shared by db, source and sink so that every libpq error reads alike. */
+void db_error(const PGconn *c, const PGresult *res, const char *what, char *err, size_t errlen);
+
+#endif

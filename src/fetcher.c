@@ -1,0 +1,396 @@
+/* fetcher: curl multi <-> libev glue. curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION) and when to wake it (CURLMOPT_TIMERFUNCTION); we turn those into
+ * ev_io and ev_timer watchers and hand readiness back with curl_multi_socket_action.
+ * Differences from evhiperfifo.c: timeouts are converted with 1000.0, allocations are
+ * checked, and curl is never called from inside its own timer callback. */
+#include "fetcher.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+
+#include "buf.h"
+#include "log.h"
+
+typedef struct Req Req;
+struct Req {
+    Fetcher *f;
+    CURL *easy;
+    Buf body;
+    char retry_after[64];
+    bool has_retry_after;
+    bool too_large;
+    fetch_done_fn fn;
+    void *ud;
+    Req *prev, *next; /* in the active list, or next in the free list */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct SockWatch {
+    ev_io io;
+    Fetcher *f;
+    curl_socket_t fd;
+} SockWatch;
+
+struct Fetcher {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer;
+    struct curl_slist *headers; /* shared by every easy handle */
+    FetcherOpts opts;
+    char *user_agent;
+    Req *active; /* requests in flight (doubly linked) */
+    Req *free;   /* pooled requests with configured easy handles */
+    size_t in_flight;
+};
+
+static void check_multi_info(Fetcher *f);
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    Fetcher *f = userp;
+    ev_timer_stop(f->loop, &f->timer);
+    if (timeout_ms >= 0) {
+        /* 0 means "as soon as possible": let the loop call us back rather than calling
+         * curl_multi_socket_action from inside curl's own callback. */
+        ev_timer_set(&f->timer, (double)timeout_ms / 1000.0, 0.);
+        ev_timer_start(f->loop, &f->timer);
+    }
+    return 0;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    Fetcher *f = w->data;
+    int running = 0;
+    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(f);
+}
+
+static void on_socket_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    SockWatch *sw = w->data;
+    Fetcher *f = sw->f;
+    int action =
+        ((revents & EV_READ) ? CURL_CSELECT_IN : 0) | ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int running = 0;
+    /* sw may be freed by on_curl_socket during this call: do not touch it afterwards. */
+    curl_multi_socket_action(f->multi, sw->fd, action, &running);
+    check_multi_info(f);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    Fetcher *f = userp;
+    SockWatch *sw = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (sw) {
+            ev_io_stop(f->loop, &sw->io);
+            free(sw);
+        }
+        return 0;
+    }
+    if (sw == NULL) {
+        sw = calloc(1, sizeof *sw);
+        if (sw == NULL)
+            return -1; /* curl fails the transfers on this socket */
+        sw->f = f;
+        sw->fd = s;
+        ev_init(&sw->io, on_socket_ready);
+        sw->io.data = sw;
+        if (curl_multi_assign(f->multi, s, sw) != CURLM_OK) {
+            free(sw);
+            return -1;
+        }
+    }
+    int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    ev_io_stop(f->loop, &sw->io);
+    ev_io_set(&sw->io, s, events);
+    ev_io_start(f->loop, &sw->io);
+    return 0;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    Req *r = userdata;
+    size_t n = size * nmemb;
+    if (!buf_append(&r->body, ptr, n)) {
+        r->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
+{
+    Req *r = userdata;
+    size_t n = size * nitems;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && strncasecmp(ptr, name, sizeof name - 1) == 0) {
+        const char *v = ptr + sizeof name - 1;
+        const char *end = ptr + n;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && isspace((unsigned char)end[-1]))
+            end--;
+        size_t len = (size_t)(end - v);
+        if (len < sizeof r->retry_after) {
+            memcpy(r->retry_after, v, len);
+            r->retry_after[len] = '\0';
+            r->has_retry_after = true;
+        }
+    }
+    return n;
+}
+
+static Req *req_new(Fetcher *f)
+{
+    Req *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->f = f;
+    r->easy = curl_easy_init();
+    if (r->easy == NULL)
+        goto failed;
+    buf_init(&r->body, f->opts.max_body);
+    CURL *e = r->easy;
+    bool ok =
+        curl_easy_setopt(e, CURLOPT_PRIVATE, r) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, r) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, f->opts.timeout_ms) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_USERAGENT, f->user_agent) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->opts.max_body) == CURLE_OK;
+    if (!ok)
+        goto failed;
+    return r;
+
+failed:
+    if (r->easy)
+        curl_easy_cleanup(r->easy);
+    free(r);
+    return NULL;
+}
+
+static void req_destroy(Req *r)
+{
+    curl_easy_cleanup(r->easy);
+    buf_free(&r->body);
+    free(r);
+}
+
+static void active_unlink(Fetcher *f, Req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        f->active = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    f->in_flight--;
+}
+
+static void req_release(Fetcher *f, Req *r)
+{
+    /* Keep a modest body buffer for the next request; drop a big one. */
+    if (r->body.cap > 64 * 1024)
+        buf_free(&r->body);
+    buf_init(&r->body, f->opts.max_body);
+    r->next = f->free;
+    f->free = r;
+}
+
+static TransportErr map_curl_error(CURLcode rc, const Req *r)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return TE_NONE;
+    case CURLE_OPERATION_TIMEDOUT:
+        return TE_TIMEOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return TE_CONNECT;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return TE_RESET;
+    case CURLE_PARTIAL_FILE:
+        return TE_TRUNCATED;
+    case CURLE_FILESIZE_EXCEEDED:
+        return TE_TOO_LARGE;
+    case CURLE_WRITE_ERROR:
+        return r->too_large ? TE_TOO_LARGE : TE_OTHER;
+    default:
+        return TE_OTHER;
+    }
+}
+
+static void check_multi_info(Fetcher *f)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        Req *r = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)(void *)&r);
+        long status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        curl_multi_remove_handle(f->multi, easy);
+        active_unlink(f, r);
+
+        FetchResult res = {
+            .terr = map_curl_error(rc, r),
+            .status = status,
+            .body = r->body.data ? r->body.data : "",
+            .body_len = r->body.len,
+            .retry_after = r->has_retry_after ? r->retry_after : NULL,
+            .error = rc == CURLE_OK ? ""
+                     : r->errbuf[0] ? r->errbuf
+                                    : curl_easy_strerror(rc),
+        };
+        if (res.terr == TE_TOO_LARGE)
+            res.error = "body over the size cap";
+        r->fn(r->ud, &res);
+        req_release(f, r);
+    }
+}
+
+Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, size_t errlen)
+{
+    Fetcher *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->loop = loop;
+    f->opts = *opts;
+    f->opts.token = NULL; /* kept only inside the header list */
+    f->user_agent = strdup(opts->user_agent ? opts->user_agent : "pgenrich");
+    f->multi = curl_multi_init();
+    if (f->user_agent == NULL || f->multi == NULL) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto failed;
+    }
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (h == NULL)
+        goto oom;
+    f->headers = h;
+    if (opts->token && opts->token[0]) {
+        Buf auth;
+        buf_init(&auth, 16384);
+        bool ok = buf_puts(&auth, "Authorization: Bearer ") && buf_puts(&auth, opts->token);
+        h = ok ? curl_slist_append(f->headers, auth.data) : NULL;
+        /* wipe our copy of the secret before freeing it */
+        if (auth.data)
+            memset(auth.data, 0, auth.cap);
+        buf_free(&auth);
+        if (h == NULL)
+            goto oom;
+        f->headers = h;
+    }
+    ev_init(&f->timer, on_timer);
+    f->timer.data = f;
+    long conns = opts->max_connections > 0 ? opts->max_connections : 64;
+    if (curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f) != CURLM_OK ||
+        curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f) != CURLM_OK ||
+        curl_multi_setopt(f->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns) != CURLM_OK ||
+        curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, conns) != CURLM_OK) {
+        snprintf(err, errlen, "cannot configure libcurl's multi handle");
+        goto failed;
+    }
+    return f;
+
+oom:
+    snprintf(err, errlen, "out of memory");
+failed:
+    fetcher_free(f);
+    return NULL;
+}
+
+bool fetcher_get(Fetcher *f, const char *url, fetch_done_fn fn, void *ud)
+{
+    Req *r = f->free;
+    if (r)
+        f->free = r->next;
+    else if ((r = req_new(f)) == NULL)
+        return false;
+    r->next = NULL;
+    r->fn = fn;
+    r->ud = ud;
+    r->too_large = false;
+    r->has_retry_after = false;
+    r->errbuf[0] = '\0';
+    buf_reset(&r->body);
+    if (curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK ||
+        curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
+        req_release(f, r);
+        return false;
+    }
+    r->next = f->active;
+    if (f->active)
+        f->active->prev = r;
+    f->active = r;
+    f->in_flight++;
+    return true;
+}
+
+size_t fetcher_in_flight(const Fetcher *f)
+{
+    return f->in_flight;
+}
+
+void fetcher_abort_all(Fetcher *f)
+{
+    while (f->active) {
+        Req *r = f->active;
+        curl_multi_remove_handle(f->multi, r->easy);
+        active_unlink(f, r);
+        req_release(f, r);
+    }
+}
+
+void fetcher_free(Fetcher *f)
+{
+    if (f == NULL)
+        return;
+    fetcher_abort_all(f);
+    while (f->free) {
+        Req *r = f->free;
+        f->free = r->next;
+        req_destroy(r);
+    }
+    if (f->multi) {
+        ev_timer_stop(f->loop, &f->timer);
+        curl_multi_cleanup(f->multi); /* closes sockets, calling on_curl_socket REMOVE */
+    }
+    curl_slist_free_all(f->headers);
+    free(f->user_agent);
+    free(f);
+}

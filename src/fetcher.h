@@ -1,0 +1,53 @@
+/* fetcher: HTTP GETs over one curl multi handle driven by the libev loop through curl's
+ * socket and timer callbacks (after curl's evhiperfifo example). Connections are kept alive
+ * and reused; easy handles are pooled; bodies are capped. */
+#ifndef PGENRICH_FETCHER_H
+#define PGENRICH_FETCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "compat.h"
+#include "retry.h"
+
+struct ev_loop;
+
+typedef struct FetcherOpts {
+    long timeout_ms;        /* whole request */
+    size_t max_body;        /* bytes; a larger body ends the request with TE_TOO_LARGE */
+    int max_connections;    /* connections kept open to the host */
+    const char *token;      /* bearer token or NULL; copied into a header, never logged */
+    const char *user_agent; /* e.g. "pgenrich/0.1.0" */
+} FetcherOpts;
+
+typedef struct FetchResult {
+    TransportErr terr; /* TE_NONE: status and body are valid */
+    long status;       /* HTTP status, 0 when no answer */
+    const char *body;  /* borrowed until the callback returns */
+    size_t body_len;
+    const char *retry_after; /* Retry-After header value or NULL; borrowed */
+    const char *error;       /* curl's message for a transport error, else "" */
+} FetchResult;
+
+/* Called once per request when it ends, from the loop. The callback may start new
+ * requests. Pointers in r are valid only during the call. */
+typedef void (*fetch_done_fn)(void *ud, const FetchResult *r);
+
+typedef struct Fetcher Fetcher;
+
+/* Returns NULL (with a one-line message in err) on failure. Opts are copied. */
+Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, size_t errlen) WUR;
+
+/* Start a GET of url; fn(ud, result) is called when it ends. Returns false if the request
+ * could not be started (out of memory, or curl refused the handle). */
+bool fetcher_get(Fetcher *f, const char *url, fetch_done_fn fn, void *ud) WUR;
+
+/* Requests started and not yet ended. */
+size_t fetcher_in_flight(const Fetcher *f);
+
+/* Abort every request in flight without calling their callbacks. */
+void fetcher_abort_all(Fetcher *f);
+
+/* Abort everything in flight (no callbacks) and release it all. NULL is fine. */
+void fetcher_free(Fetcher *f);
+
+#endif

@@ -1,0 +1,242 @@
+/* main: the command line, the set-up before the loop (connections, schema, checkpoint),
+ * the final summary and the exit status. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "scheduler.h"
+
+#define TOKEN_MAX 8192
+
+static DbNames names_of(const Config *c)
+{
+    DbNames n = {.source = c->source_table,
+                 .key = c->key_column,
+                 .target = c->target_table,
+                 .failures = c->failures_table,
+                 .checkpoints = c->checkpoint_table};
+    return n;
+}
+
+/* The API token from --token-file or PGENRICH_TOKEN; *out is NULL when there is none.
+ * Only trailing whitespace is trimmed. Caller frees. */
+static bool read_token(const Config *c, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (c->token_file == NULL) {
+        const char *t = getenv("PGENRICH_TOKEN");
+        if (t && *t && (*out = strdup(t)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+        return true;
+    }
+    FILE *f = fopen(c->token_file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot open token file %s: %s", c->token_file, strerror(errno));
+        return false;
+    }
+    struct stat stbuf;
+    if (fstat(fileno(f), &stbuf) == 0 && (stbuf.st_mode & 0077) != 0)
+        log_warn("event=token_file_permissions file=\"%s\" detail=\"readable by others; "
+                 "chmod 600 it\"",
+                 c->token_file);
+    char *buf = calloc(1, TOKEN_MAX + 1);
+    size_t n = buf ? fread(buf, 1, TOKEN_MAX + 1, f) : 0;
+    bool ok = buf != NULL && !ferror(f) && n <= TOKEN_MAX;
+    fclose(f);
+    if (!ok) {
+        snprintf(err, errlen, "cannot read token file %s (empty, unreadable or over %d bytes)",
+                 c->token_file, TOKEN_MAX);
+        free(buf);
+        return false;
+    }
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n == 0 || memchr(buf, '\n', n) || memchr(buf, '\r', n)) {
+        snprintf(err, errlen, "token file %s must hold one non-empty line", c->token_file);
+        free(buf);
+        return false;
+    }
+    *out = buf;
+    return true;
+}
+
+static PGconn *connect_db(const Config *c, char *err, size_t errlen)
+{
+    const char *dsn = c->dsn ? c->dsn : getenv("DATABASE_URL");
+    return db_connect(dsn, err, errlen); /* sets client_encoding UTF8 */
+}
+
+static int cmd_init(const Config *c)
+{
+    char err[512];
+    DbNames names = names_of(c);
+    char *key_type = NULL;
+    int rc = EXIT_RUNTIME;
+    PGconn *conn = connect_db(c, err, sizeof err);
+    if (conn == NULL)
+        goto failed;
+    if (!db_key_type(conn, &names, &key_type, err, sizeof err) ||
+        !db_init_schema(conn, &names, key_type, err, sizeof err))
+        goto failed;
+    printf("pgenrich: schema ready: %s, %s, %s (id %s)\n", c->target_table, c->failures_table,
+           c->checkpoint_table, key_type);
+    rc = EXIT_OK;
+    goto done;
+failed:
+    log_error("%s", err);
+done:
+    free(key_type);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+static void print_summary(const SchedStats *st)
+{
+    printf("summary: ids_read=%lld rows_loaded=%lld failures=%lld retries=%lld requests=%lld "
+           "elapsed_s=%.3f rows_per_s=%.1f\n",
+           st->ids_read, st->rows_loaded, st->failures, st->retries, st->requests, st->elapsed,
+           st->elapsed > 0 ? (double)st->rows_loaded / st->elapsed : 0.0);
+    printf("failures:");
+    for (int i = 0; i < 5; i++)
+        printf(" %s=%lld", sched_reason_names[i], st->by_reason[i]);
+    printf("\n");
+    fflush(stdout);
+}
+
+static int cmd_run(const Config *c)
+{
+    char err[512];
+    DbNames names = names_of(c);
+    char *key_type = NULL, *position = NULL, *paging = NULL, *token = NULL;
+    PGconn *src = NULL, *sink = NULL;
+    Scheduler *sched = NULL;
+    struct ev_loop *loop = NULL;
+    int rc = EXIT_RUNTIME;
+    const char *want_paging = c->paging_offset ? "offset" : "keyset";
+
+    if (!read_token(c, &token, err, sizeof err)) {
+        rc = EXIT_USAGE;
+        goto failed;
+    }
+    if ((src = connect_db(c, err, sizeof err)) == NULL)
+        goto failed;
+    if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
+        !db_init_schema(src, &names, key_type, err, sizeof err))
+        goto failed;
+    if (c->restart && !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
+        goto failed;
+    if (!db_load_checkpoint(src, &names, c->job, &position, &paging, err, sizeof err))
+        goto failed;
+    if (paging && strcmp(paging, want_paging) != 0) {
+        snprintf(err, sizeof err,
+                 "job %s was checkpointed with --paging %s; rerun with the same paging or "
+                 "with --restart",
+                 c->job, paging);
+        rc = EXIT_USAGE;
+        goto failed;
+    }
+    long long start_offset = 0;
+    if (position && c->paging_offset) {
+        char *end;
+        errno = 0;
+        start_offset = strtoll(position, &end, 10);
+        if (errno || *end || start_offset < 0) {
+            snprintf(err, sizeof err, "job %s has a malformed offset checkpoint", c->job);
+            goto failed;
+        }
+    }
+    if (position)
+        log_info("event=resume job=\"%s\" paging=%s after=\"%.80s\"", c->job, want_paging,
+                 position);
+    else
+        log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
+    if ((sink = connect_db(c, err, sizeof err)) == NULL)
+        goto failed;
+
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        snprintf(err, sizeof err, "cannot initialise the event loop");
+        goto failed;
+    }
+    SchedSetup setup = {
+        .source_conn = src,
+        .sink_conn = sink,
+        .key_type = key_type,
+        .start_key = c->paging_offset ? NULL : position,
+        .start_offset = start_offset,
+        .token = token,
+    };
+    src = sink = NULL; /* the scheduler owns them now */
+    sched = scheduler_new(loop, c, &setup, err, sizeof err);
+    if (sched == NULL)
+        goto failed;
+    rc = scheduler_run(sched);
+    print_summary(scheduler_stats(sched));
+    if (rc == EXIT_OK)
+        log_info("event=finished job=\"%s\"", c->job);
+    goto done;
+
+failed:
+    log_error("%s", err);
+done:
+    scheduler_free(sched);
+    if (src)
+        PQfinish(src);
+    if (sink)
+        PQfinish(sink);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
+    }
+    free(key_type);
+    free(position);
+    free(paging);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    Config cfg;
+    char err[256];
+    if (!config_parse(&cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "pgenrich: %s\n%s", err, config_usage);
+        return EXIT_USAGE;
+    }
+    switch (cfg.cmd) {
+    case CMD_HELP:
+        fputs(config_usage, stdout);
+        return EXIT_OK;
+    case CMD_VERSION:
+        printf("pgenrich %s (libcurl %s)\n", PGENRICH_VERSION,
+               curl_version_info(CURLVERSION_NOW)->version);
+        return EXIT_OK;
+    default:
+        break;
+    }
+    if (cfg.quiet)
+        log_level = LOG_WARN;
+    if (cfg.verbose)
+        log_level = LOG_DEBUG;
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("cannot initialise libcurl");
+        return EXIT_RUNTIME;
+    }
+    int rc = cfg.cmd == CMD_INIT ? cmd_init(&cfg) : cmd_run(&cfg);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* scheduler: the job's heart. Keeps a window of source pages, dispatches lookups under
+ * the concurrency cap and the rate limit, retries transient failures on loop timers, turns
+ * answers into COPY lines, tracks the checkpoint watermark and drives flushes, all on one
+ * libev loop. */
+#ifndef PGENRICH_SCHEDULER_H
+#define PGENRICH_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+#include "compat.h"
+#include "config.h"
+#include "provider.h"
+
+struct ev_loop;
+
+/* Exit statuses of `pgenrich run`. */
+enum {
+    EXIT_OK = 0,           /* every ID settled */
+    EXIT_RUNTIME = 1,      /* database, network set-up or other runtime error */
+    EXIT_USAGE = 2,        /* bad command line or configuration */
+    EXIT_AUTH = 3,         /* the provider refused the credentials (401/403) */
+    EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM: settled work flushed, checkpoint saved */
+};
+
+typedef struct SchedSetup {
+    PGconn *source_conn;    /* connected; ownership passes to the scheduler */
+    PGconn *sink_conn;      /* connected; ownership passes to the scheduler */
+    const char *key_type;   /* source key type, for the sink's staging tables */
+    const char *start_key;  /* keyset: resume after this key, or NULL */
+    long long start_offset; /* offset paging: rows already settled */
+    const char *token;      /* bearer token or NULL; never logged */
+} SchedSetup;
+
+typedef struct SchedStats {
+    long long ids_read;
+    long long rows_loaded;
+    long long failures;
+    long long by_reason[5]; /* not_found, no_location, bad_response, rejected, exhausted */
+    long long retries;
+    long long requests;
+    double elapsed;
+} SchedStats;
+
+extern const char *const sched_reason_names[5];
+
+typedef struct Scheduler Scheduler;
+
+/* Build the job: source, sink and fetcher on loop. Takes ownership of both connections
+ * whatever the outcome. Returns NULL with a one-line message in err on failure. */
+Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSetup *setup,
+                         char *err, size_t errlen) WUR;
+
+/* Run the job to its end; returns one of the EXIT_* statuses. */
+int scheduler_run(Scheduler *s);
+
+const SchedStats *scheduler_stats(const Scheduler *s);
+
+void scheduler_free(Scheduler *s);
+
+#endif

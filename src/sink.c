@@ -1,0 +1,445 @@
+/* sink: one flush = one simple-protocol query string, so the whole flush is one implicit
+ * transaction and costs one round trip per COPY plus one: [COPY rows; upsert; clear their
+ * failures;] [COPY failures; upsert;] checkpoint. Driven by one ev_io on the socket. */
+#include "sink.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQL_MAX (1024 * 1024)
+/* COPY data goes out in pieces this size; the next piece waits until libpq's output
+ * buffer has drained to the socket, so memory stays bounded by the caller's buffers. */
+#define COPY_CHUNK (64 * 1024)
+/* Pieces sent per wake-up at most, so that a big flush to a fast server still lets the
+ * loop serve the other watchers in between (the socket stays writable: no delay). */
+#define COPY_CHUNKS_PER_WAKE 16
+
+#define STAGE_ROWS  "pg_temp.pgenrich_stage_rows"
+#define STAGE_FAILS "pg_temp.pgenrich_stage_fails"
+#define ROW_COLS                                                                                   \
+    "id, label, geo_label, street_address, city_label, postal_code, country_label, latitude, "     \
+    "longitude, provider"
+#define FAIL_COLS "id, reason, http_status, attempts, last_error"
+
+struct Sink {
+    struct ev_loop *loop;
+    PGconn *conn;
+    ev_io io;
+    int io_events; /* what io is started with; 0 = stopped */
+    /* Fixed SQL, built once with quoted names and literals. */
+    char *sql_rows;  /* COPY rows; upsert; delete their failures */
+    char *sql_fails; /* COPY failures; upsert */
+    char *ckpt_head; /* checkpoint upsert up to the position value */
+    char *ckpt_mid;  /* from after the position to the counts */
+    Buf query;       /* this flush's query string */
+    /* The flush in progress. */
+    bool busy;
+    bool broken; /* the connection is in an unknown state: refuse further flushes */
+    const Buf *copies[2];
+    int ncopies, copy_idx;
+    bool copying;
+    size_t copy_off;
+    int want_ok, got_ok; /* command results expected / received */
+    bool failed;
+    char err[512];
+    sink_done_fn fn;
+    void *ud;
+};
+
+static const char ckpt_tail[] =
+    ") ON CONFLICT (job) DO UPDATE SET position = COALESCE(EXCLUDED.position, c.position), "
+    "paging = EXCLUDED.paging, rows_loaded = c.rows_loaded + EXCLUDED.rows_loaded, "
+    "failures = c.failures + EXCLUDED.failures, finished = EXCLUDED.finished, "
+    "updated_at = now()";
+
+static void arm(Sink *s, int events)
+{
+    if (events == s->io_events)
+        return;
+    if (s->io_events != 0)
+        ev_io_stop(s->loop, &s->io);
+    s->io_events = events;
+    if (events != 0) {
+        ev_io_set(&s->io, PQsocket(s->conn), events);
+        ev_io_start(s->loop, &s->io);
+    }
+}
+
+/* Quote str as a literal into a malloc'd string (PQescapeLiteral + strdup). */
+static char *quote_literal(PGconn *c, const char *str)
+{
+    char *q = PQescapeLiteral(c, str, strlen(str));
+    if (q == NULL)
+        return NULL;
+    char *dup = strdup(q);
+    PQfreemem(q);
+    return dup;
+}
+
+/* The first error wins; later ones are usually its consequences. For a server error the
+ * COPY context (which line, which column) is kept: it names the bad value. */
+static void set_error(Sink *s, const PGresult *r, const char *what)
+{
+    if (s->failed)
+        return;
+    s->failed = true;
+    db_error(s->conn, r, what, s->err, sizeof s->err);
+    const char *ctx = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
+    if (ctx != NULL && strncmp(ctx, "COPY ", 5) == 0) {
+        size_t used = strlen(s->err);
+        int n = (int)strcspn(ctx, "\n");
+        snprintf(s->err + used, sizeof s->err - used, " (%.*s)", n, ctx);
+        for (char *p = s->err + used; *p; p++) /* the context quotes the raw line */
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+    }
+}
+
+static void set_message(Sink *s, const char *msg)
+{
+    if (s->failed)
+        return;
+    s->failed = true;
+    snprintf(s->err, sizeof s->err, "flush: %s", msg);
+}
+
+/* The flush is over: report it. Nothing touches s after fn, which may free it or start
+ * the next flush. */
+static void finish(Sink *s)
+{
+    char err[sizeof s->err];
+    if (!s->failed && s->got_ok != s->want_ok)
+        set_message(s, "the server answered fewer commands than were sent");
+    if (!s->failed && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
+        set_message(s, "the transaction did not end");
+    arm(s, 0);
+    s->busy = false;
+    s->copying = false;
+    bool ok = !s->failed;
+    memcpy(err, s->err, sizeof err);
+    s->fn(s->ud, ok, ok ? NULL : err);
+}
+
+/* The connection cannot be trusted: give up on it without draining. */
+static void hard_fail(Sink *s)
+{
+    set_error(s, NULL, "flush");
+    s->broken = true;
+    finish(s);
+}
+
+/* Send as much of the current COPY as the socket takes. Returns 1 when it must wait for
+ * the socket to be writable, 0 when the data and the end of COPY are queued, -1 on error. */
+static int feed_copy(Sink *s)
+{
+    const Buf *b = s->copies[s->copy_idx];
+    int budget = COPY_CHUNKS_PER_WAKE;
+    while (s->copy_off < b->len) {
+        int f = PQflush(s->conn);
+        if (f != 0)
+            return f < 0 ? -1 : 1;
+        if (budget-- == 0)
+            return 1;
+        size_t n = b->len - s->copy_off;
+        if (n > COPY_CHUNK)
+            n = COPY_CHUNK;
+        int r = PQputCopyData(s->conn, b->data + s->copy_off, (int)n);
+        if (r <= 0)
+            return r < 0 ? -1 : 1;
+        s->copy_off += n;
+    }
+    if (PQputCopyEnd(s->conn, NULL) < 0)
+        return -1;
+    s->copying = false;
+    s->copy_idx++;
+    return 0;
+}
+
+/* Run the flush as far as the socket allows. */
+static void step(Sink *s, int revents)
+{
+    if ((revents & EV_READ) && !PQconsumeInput(s->conn)) {
+        hard_fail(s);
+        return;
+    }
+    for (;;) {
+        if (s->copying) {
+            int r = feed_copy(s);
+            if (r == 1) {
+                arm(s, EV_READ | EV_WRITE);
+                return;
+            }
+            if (r < 0) {
+                set_error(s, NULL, "flush");
+                s->copying = false;
+                if (PQstatus(s->conn) == CONNECTION_BAD) {
+                    hard_fail(s);
+                    return;
+                }
+                /* Otherwise the server's own error (or libpq's) comes as a result. */
+            }
+        }
+        int f = PQflush(s->conn);
+        if (f < 0) {
+            hard_fail(s);
+            return;
+        }
+        if (PQisBusy(s->conn)) {
+            arm(s, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+            return;
+        }
+        PGresult *r = PQgetResult(s->conn);
+        if (r == NULL) {
+            finish(s);
+            return;
+        }
+        switch (PQresultStatus(r)) {
+        case PGRES_COPY_IN:
+            if (!s->failed && s->copy_idx < s->ncopies) {
+                s->copying = true;
+                s->copy_off = 0;
+            } else {
+                /* Refuse the COPY so that the server ends the statement with an error. */
+                set_message(s, "unexpected COPY");
+                if (PQputCopyEnd(s->conn, "pgenrich: flush aborted") < 0) {
+                    PQclear(r);
+                    hard_fail(s);
+                    return;
+                }
+            }
+            break;
+        case PGRES_COMMAND_OK:
+        case PGRES_TUPLES_OK:
+            s->got_ok++;
+            break;
+        default:
+            set_error(s, r, "flush");
+            break;
+        }
+        PQclear(r);
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    step(w->data, revents);
+}
+
+/* Build the fixed statements. Names are quoted identifiers, job and paging literals. */
+static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, const char *ljob,
+                      const char *lpaging)
+{
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    "COPY " STAGE_ROWS " (" ROW_COLS ") FROM STDIN;\n"
+                    "INSERT INTO %s AS t (" ROW_COLS ")\n"
+                    "SELECT DISTINCT ON (id) " ROW_COLS " FROM " STAGE_ROWS
+                    " ORDER BY id, pgenrich_seq DESC\n"
+                    "ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label, "
+                    "geo_label = EXCLUDED.geo_label, street_address = EXCLUDED.street_address, "
+                    "city_label = EXCLUDED.city_label, postal_code = EXCLUDED.postal_code, "
+                    "country_label = EXCLUDED.country_label, latitude = EXCLUDED.latitude, "
+                    "longitude = EXCLUDED.longitude, provider = EXCLUDED.provider, "
+                    "fetched_at = now();\n"
+                    "DELETE FROM %s AS f USING " STAGE_ROWS " AS s "
+                    "WHERE f.job = %s AND f.id = s.id;\n",
+                    qt, qf, ljob))
+        goto oom;
+    s->sql_rows = b.data;
+    buf_init(&b, SQL_MAX);
+    /* An ID loaded in this same flush is not recorded as failed: its row wins. */
+    if (!buf_printf(&b,
+                    "COPY " STAGE_FAILS " (" FAIL_COLS ") FROM STDIN;\n"
+                    "INSERT INTO %s AS f (job, " FAIL_COLS ")\n"
+                    "SELECT DISTINCT ON (x.id) %s, x.id, x.reason, x.http_status, x.attempts, "
+                    "x.last_error FROM " STAGE_FAILS " AS x WHERE NOT EXISTS "
+                    "(SELECT 1 FROM " STAGE_ROWS " AS r WHERE r.id = x.id) "
+                    "ORDER BY x.id, x.pgenrich_seq DESC\n"
+                    "ON CONFLICT (job, id) DO UPDATE SET reason = EXCLUDED.reason, "
+                    "http_status = EXCLUDED.http_status, attempts = EXCLUDED.attempts, "
+                    "last_error = EXCLUDED.last_error, updated_at = now();\n",
+                    qf, ljob))
+        goto oom;
+    s->sql_fails = b.data;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    "INSERT INTO %s AS c (job, position, paging, rows_loaded, failures, "
+                    "finished) VALUES (%s, ",
+                    qc, ljob))
+        goto oom;
+    s->ckpt_head = b.data;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b, ", %s, ", lpaging))
+        goto oom;
+    s->ckpt_mid = b.data;
+    return true;
+oom:
+    buf_free(&b);
+    return false;
+}
+
+Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *err, size_t errlen)
+{
+    Sink *s = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL;
+    PGresult *r = NULL;
+    Buf ddl;
+    buf_init(&ddl, SQL_MAX);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        db_error(conn, NULL, "sink", err, errlen);
+        goto failed;
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        goto oom;
+    qt = db_quote_ident(conn, opts->names.target);
+    qf = db_quote_ident(conn, opts->names.failures);
+    qc = db_quote_ident(conn, opts->names.checkpoints);
+    ljob = quote_literal(conn, opts->job);
+    lpaging = quote_literal(conn, opts->paging);
+    if (qt == NULL || qf == NULL || qc == NULL || ljob == NULL || lpaging == NULL) {
+        db_error(conn, NULL, "sink: quoting names", err, errlen);
+        goto failed;
+    }
+    /* Staging tables take their column types from the real tables (CREATE TABLE AS ...
+     * WITH NO DATA copies types, not constraints: the upsert checks those). pgenrich_seq
+     * numbers the COPY lines so that the last of two lines for one ID wins. The rows go
+     * away at every commit. */
+    if (!buf_printf(&ddl,
+                    "CREATE TEMP TABLE pgenrich_stage_rows ON COMMIT DELETE ROWS AS "
+                    "SELECT " ROW_COLS " FROM %s WITH NO DATA;\n"
+                    "ALTER TABLE " STAGE_ROWS " ADD COLUMN pgenrich_seq bigint "
+                    "GENERATED ALWAYS AS IDENTITY;\n"
+                    "CREATE TEMP TABLE pgenrich_stage_fails ON COMMIT DELETE ROWS AS "
+                    "SELECT " FAIL_COLS " FROM %s WITH NO DATA;\n"
+                    "ALTER TABLE " STAGE_FAILS " ADD COLUMN pgenrich_seq bigint "
+                    "GENERATED ALWAYS AS IDENTITY;\n",
+                    qt, qf))
+        goto oom;
+    r = PQexec(conn, ddl.data);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        db_error(conn, r, "sink: creating the staging tables", err, errlen);
+        goto failed;
+    }
+    if (!build_sql(s, qt, qf, qc, ljob, lpaging))
+        goto oom;
+    if (PQsetnonblocking(conn, 1) != 0) {
+        db_error(conn, NULL, "sink", err, errlen);
+        goto failed;
+    }
+    s->loop = loop;
+    s->conn = conn;
+    buf_init(&s->query, SQL_MAX);
+    ev_io_init(&s->io, on_io, PQsocket(conn), EV_READ);
+    s->io.data = s;
+    goto done;
+
+oom:
+    snprintf(err, errlen, "sink: out of memory");
+failed:
+    if (s != NULL) {
+        free(s->sql_rows);
+        free(s->sql_fails);
+        free(s->ckpt_head);
+        free(s->ckpt_mid);
+        free(s);
+        s = NULL;
+    }
+    PQfinish(conn);
+done:
+    PQclear(r);
+    buf_free(&ddl);
+    free(qt);
+    free(qf);
+    free(qc);
+    free(ljob);
+    free(lpaging);
+    return s;
+}
+
+bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,
+                const char *position, bool done, sink_done_fn fn, void *ud)
+{
+    if (s->busy) {
+        snprintf(s->err, sizeof s->err, "flush: a flush is already running");
+        return false;
+    }
+    if (s->broken) {
+        snprintf(s->err, sizeof s->err, "flush: the connection failed earlier");
+        return false;
+    }
+    bool has_rows = rows != NULL && rows->len > 0;
+    bool has_fails = fails != NULL && fails->len > 0;
+    char *lpos = NULL;
+    if (position != NULL && (lpos = quote_literal(s->conn, position)) == NULL) {
+        db_error(s->conn, NULL, "flush: quoting the position", s->err, sizeof s->err);
+        return false;
+    }
+    buf_reset(&s->query);
+    bool ok = (!has_rows || buf_puts(&s->query, s->sql_rows)) &&
+              (!has_fails || buf_puts(&s->query, s->sql_fails)) &&
+              buf_printf(&s->query, "%s%s%s%zu, %zu, %s%s", s->ckpt_head, lpos ? lpos : "NULL",
+                         s->ckpt_mid, nrows, nfails, done ? "true" : "false", ckpt_tail);
+    free(lpos);
+    if (!ok) {
+        snprintf(s->err, sizeof s->err, "flush: out of memory");
+        return false;
+    }
+    s->ncopies = 0;
+    if (has_rows)
+        s->copies[s->ncopies++] = rows;
+    if (has_fails)
+        s->copies[s->ncopies++] = fails;
+    s->copy_idx = 0;
+    s->copying = false;
+    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 2 : 0) + 1;
+    s->got_ok = 0;
+    s->failed = false;
+    s->err[0] = '\0';
+    /* Simple protocol on purpose: several statements in one string run as one implicit
+     * transaction (any error rolls all of it back and leaves the session idle), and COPY
+     * may sit among them; the extended protocol and pipelines allow neither. */
+    if (!PQsendQuery(s->conn, s->query.data)) {
+        db_error(s->conn, NULL, "flush", s->err, sizeof s->err);
+        return false;
+    }
+    int f = PQflush(s->conn);
+    if (f < 0) {
+        db_error(s->conn, NULL, "flush", s->err, sizeof s->err);
+        s->broken = true;
+        return false;
+    }
+    s->fn = fn;
+    s->ud = ud;
+    s->busy = true;
+    arm(s, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+    return true;
+}
+
+bool sink_busy(const Sink *s)
+{
+    return s->busy;
+}
+
+const char *sink_last_error(const Sink *s)
+{
+    return s->err;
+}
+
+void sink_free(Sink *s)
+{
+    if (s == NULL)
+        return;
+    arm(s, 0);
+    PQfinish(s->conn);
+    buf_free(&s->query);
+    free(s->sql_rows);
+    free(s->sql_fails);
+    free(s->ckpt_head);
+    free(s->ckpt_mid);
+    free(s);
+}

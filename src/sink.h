@@ -1,0 +1,65 @@
+/* sink: loads settled lookups into PostgreSQL over its own non-blocking libpq connection.
+ * One flush is one transaction: COPY rows into a staging table and upsert them into the
+ * target (removing their failure records), COPY failures into a staging table and upsert
+ * them into the failure ledger, and move the job's checkpoint; all or nothing. */
+#ifndef PGENRICH_SINK_H
+#define PGENRICH_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <libpq-fe.h>
+#include "buf.h"
+#include "compat.h"
+#include "db.h"
+
+struct ev_loop;
+
+typedef struct SinkOpts {
+    DbNames names;
+    const char *job;
+    const char *paging; /* "keyset" or "offset", stored with the checkpoint */
+} SinkOpts;
+
+/* Called from the loop (never from inside sink_flush) when a flush has committed (ok, err
+ * NULL) or failed (err is a one-line message, valid during the call; nothing of the flush
+ * was committed). After a server-side error (a bad value, a constraint) the session is
+ * idle again and the next flush may be tried; after a connection failure every later
+ * sink_flush returns false. The callback may call sink_flush (the sink is idle by then)
+ * or sink_free. */
+typedef void (*sink_done_fn)(void *ud, bool ok, const char *err);
+
+typedef struct Sink Sink;
+
+/* Takes ownership of conn, also on failure (then conn is closed). The target and failure
+ * tables must exist (db_init_schema). Creates the session's staging tables (blocking; call
+ * before the loop runs) and puts conn in non-blocking mode. Returns NULL with a message in
+ * err on failure. Copies what it needs from opts. */
+Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *err,
+               size_t errlen) WUR;
+
+/* Start one flush. rows: COPY text lines with the columns id, label, geo_label,
+ * street_address, city_label, postal_code, country_label, latitude, longitude, provider.
+ * fails: COPY text lines with id, reason, http_status, attempts, last_error.
+ * Either may be NULL or empty. Within one flush the last line for an ID wins, and an ID
+ * with a row is not recorded as failed; loading a row deletes the job's failure record
+ * for that ID.
+ * position: the new checkpoint position (text), or NULL to leave it; done marks the job
+ * finished (false on every other flush). nrows / nfails count the lines, for the
+ * checkpoint's running totals. A flush with no rows and no failures still moves the
+ * checkpoint. The buffers must stay unchanged until fn is called.
+ * Returns false if a flush is already running (caller bug) or the flush could not be
+ * sent; then fn will not be called and sink_last_error tells why. */
+bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,
+                const char *position, bool done, sink_done_fn fn, void *ud) WUR;
+
+bool sink_busy(const Sink *s);
+
+/* The one-line reason of the last failure (a refused sink_flush, or the last failed
+ * flush); "" if none. Valid until the next sink_flush. */
+const char *sink_last_error(const Sink *s);
+
+/* Stops its watchers and closes the connection (an open transaction is rolled back by
+ * the server). NULL is fine. */
+void sink_free(Sink *s);
+
+#endif

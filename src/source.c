@@ -1,0 +1,335 @@
+/* source: pages the source table's key column over a non-blocking libpq connection watched
+ * by one ev_io. One query per page, in text format; the source keeps its own position (the
+ * last key seen, or the rows skipped) so the caller only asks for "the next page". */
+#include "source.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "db.h"
+
+#define SQL_MAX (1024 * 1024)
+
+typedef enum SrcState {
+    SRC_IDLE,  /* ready for source_fetch */
+    SRC_QUERY, /* a page query is in flight */
+    SRC_DEFER, /* a result that needs no query (end page or send error) waits for the loop */
+    SRC_END    /* the 0-row page has been delivered */
+} SrcState;
+
+struct Source {
+    struct ev_loop *loop;
+    PGconn *conn;
+    ev_io io;       /* PQsocket, EV_READ while a query is in flight, EV_WRITE while flushing */
+    int io_events;  /* what io is started with; 0 = stopped */
+    ev_timer defer; /* zero-delay: delivers deferred results from the loop, never reentrantly */
+    source_page_fn fn;
+    void *ud;
+    Paging paging;
+    int page_size;
+    char *sql_first;  /* keyset from the start: no parameter */
+    char *sql_next;   /* keyset after $1, or offset $1 */
+    char *last_key;   /* keyset: text of the last key delivered (NULL: from the start) */
+    long long offset; /* offset: rows delivered so far, including the start offset */
+    SrcState state;
+    bool short_seen;  /* a page came back short: the source is exhausted */
+    bool failed;      /* the query in flight failed; err holds why */
+    PGresult *result; /* the page being received */
+    char err[512];
+};
+
+/* "SELECT t.k::text FROM t WHERE t.k <cond> [AND (filter)] ORDER BY t.k LIMIT n <tail>".
+ * The key is always qualified: a bare ORDER BY k would name the output column, which is
+ * k as text, and a bigint key would then be ordered as text while k > $1 compares numbers. */
+static char *build_sql(const char *qkey, const char *qtable, const char *cond, const char *where,
+                       int page_size, const char *tail)
+{
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    bool ok = buf_printf(&b, "SELECT %s.%s::text FROM %s WHERE %s.%s %s", qtable, qkey, qtable,
+                         qtable, qkey, cond);
+    /* The operator's filter is the one piece of SQL text taken from outside, on purpose.
+     * It goes in parentheses on lines of its own so that a trailing -- comment or an OR
+     * cannot change the paging condition; the extended protocol refuses a second
+     * statement. */
+    if (ok && where != NULL && *where != '\0')
+        ok = buf_printf(&b, " AND (\n%s\n)", where);
+    if (ok)
+        ok = buf_printf(&b, " ORDER BY %s.%s LIMIT %d%s", qtable, qkey, page_size, tail);
+    if (!ok) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+static void arm(Source *s, int events)
+{
+    if (events == s->io_events)
+        return;
+    if (s->io_events != 0)
+        ev_io_stop(s->loop, &s->io);
+    s->io_events = events;
+    if (events != 0) {
+        ev_io_set(&s->io, PQsocket(s->conn), events);
+        ev_io_start(s->loop, &s->io);
+    }
+}
+
+/* The query in flight has ended (every result read, or the connection failed): settle the
+ * position, then hand the page over. Nothing touches s after fn, which may free it. */
+static void finish(Source *s)
+{
+    char err[sizeof s->err];
+    PGresult *page = s->result;
+    s->result = NULL;
+    arm(s, 0);
+    s->state = SRC_IDLE;
+    if (!s->failed && (page == NULL || PQnfields(page) != 1)) {
+        s->failed = true;
+        snprintf(s->err, sizeof s->err, "source query: unexpected result shape");
+    }
+    if (!s->failed) {
+        int n = PQntuples(page);
+        if (n > 0 && s->paging == PAGING_KEYSET) {
+            char *k = strdup(PQgetvalue(page, n - 1, 0));
+            if (k == NULL) {
+                s->failed = true;
+                snprintf(s->err, sizeof s->err, "source: out of memory");
+            } else {
+                free(s->last_key);
+                s->last_key = k;
+            }
+        } else if (s->paging == PAGING_OFFSET) {
+            s->offset += n;
+        }
+        if (!s->failed && n == 0)
+            s->state = SRC_END;
+        else if (!s->failed && n < s->page_size)
+            s->short_seen = true;
+    }
+    if (s->failed) {
+        s->failed = false;
+        PQclear(page);
+        memcpy(err, s->err, sizeof err);
+        s->fn(s->ud, NULL, err);
+        return;
+    }
+    s->fn(s->ud, page, NULL);
+}
+
+static void fail_query(Source *s, const char *what)
+{
+    if (!s->failed) {
+        s->failed = true;
+        db_error(s->conn, NULL, what, s->err, sizeof s->err);
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    Source *s = w->data;
+    if ((revents & EV_READ) && !PQconsumeInput(s->conn)) {
+        fail_query(s, "source query");
+        finish(s);
+        return;
+    }
+    int events = EV_READ;
+    if (s->io_events & EV_WRITE) {
+        int f = PQflush(s->conn);
+        if (f < 0) {
+            fail_query(s, "source query");
+            finish(s);
+            return;
+        }
+        if (f == 1)
+            events |= EV_WRITE;
+    }
+    /* Drain every result before delivering, so the connection is idle when fn runs and
+     * may send the next query. A page is one PGresult (no single-row mode). */
+    while (!PQisBusy(s->conn)) {
+        PGresult *r = PQgetResult(s->conn);
+        if (r == NULL) {
+            finish(s);
+            return;
+        }
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && s->result == NULL && !s->failed) {
+            s->result = r;
+            continue;
+        }
+        if (!s->failed) {
+            s->failed = true;
+            db_error(s->conn, r, "source query", s->err, sizeof s->err);
+        }
+        PQclear(r);
+    }
+    if (PQstatus(s->conn) == CONNECTION_BAD) {
+        fail_query(s, "source query");
+        finish(s);
+        return;
+    }
+    arm(s, events);
+}
+
+/* The end page after a short page, or a send error: delivered from the loop. */
+static void on_defer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    Source *s = w->data;
+    char err[sizeof s->err];
+    if (s->failed) {
+        s->failed = false;
+        s->state = SRC_IDLE;
+        memcpy(err, s->err, sizeof err);
+        s->fn(s->ud, NULL, err);
+        return;
+    }
+    /* A 0-row page shaped like the real ones: one text column. */
+    char name[] = "key";
+    PGresAttDesc att = {.name = name, .typid = 25 /* text */, .typlen = -1, .atttypmod = -1};
+    PGresult *page = PQmakeEmptyPGresult(s->conn, PGRES_TUPLES_OK);
+    if (page == NULL || !PQsetResultAttrs(page, 1, &att)) {
+        PQclear(page);
+        s->state = SRC_IDLE;
+        snprintf(err, sizeof err, "source: out of memory");
+        s->fn(s->ud, NULL, err);
+        return;
+    }
+    s->state = SRC_END;
+    s->fn(s->ud, page, NULL);
+}
+
+static void defer(Source *s)
+{
+    s->state = SRC_DEFER;
+    ev_timer_set(&s->defer, 0., 0.);
+    ev_timer_start(s->loop, &s->defer);
+}
+
+Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, source_page_fn fn,
+                   void *ud)
+{
+    char *qtable = NULL, *qkey = NULL;
+    Source *s = NULL;
+    if (opts->page_size <= 0 || PQstatus(conn) != CONNECTION_OK || PQsetnonblocking(conn, 1) != 0)
+        goto failed;
+    s = calloc(1, sizeof *s);
+    qtable = db_quote_ident(conn, opts->table);
+    qkey = db_quote_ident(conn, opts->key);
+    if (s == NULL || qtable == NULL || qkey == NULL)
+        goto failed;
+    s->loop = loop;
+    s->conn = conn;
+    s->fn = fn;
+    s->ud = ud;
+    s->paging = opts->paging;
+    s->page_size = opts->page_size;
+    s->state = SRC_IDLE;
+    if (opts->paging == PAGING_KEYSET) {
+        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, "");
+        s->sql_next = build_sql(qkey, qtable, "> $1", opts->where, opts->page_size, "");
+        if (s->sql_first == NULL)
+            goto failed;
+        if (opts->start_key != NULL && (s->last_key = strdup(opts->start_key)) == NULL)
+            goto failed;
+    } else {
+        s->sql_next =
+            build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, " OFFSET $1");
+        s->offset = opts->start_offset < 0 ? 0 : opts->start_offset;
+    }
+    if (s->sql_next == NULL)
+        goto failed;
+    ev_io_init(&s->io, on_io, PQsocket(conn), EV_READ);
+    s->io.data = s;
+    ev_timer_init(&s->defer, on_defer, 0., 0.);
+    s->defer.data = s;
+    free(qtable);
+    free(qkey);
+    return s;
+
+failed:
+    free(qtable);
+    free(qkey);
+    if (s != NULL) {
+        free(s->sql_first);
+        free(s->sql_next);
+        free(s->last_key);
+        free(s);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+bool source_fetch(Source *s)
+{
+    if (s->state != SRC_IDLE)
+        return false;
+    if (s->short_seen) {
+        defer(s);
+        return true;
+    }
+    char num[32];
+    const char *params[1] = {NULL};
+    const char *sql = s->sql_next;
+    int nparams = 1;
+    if (s->paging == PAGING_OFFSET) {
+        snprintf(num, sizeof num, "%lld", s->offset);
+        params[0] = num;
+    } else if (s->last_key != NULL) {
+        params[0] = s->last_key;
+    } else {
+        sql = s->sql_first;
+        nparams = 0;
+    }
+    s->failed = false;
+    /* Parameter types left to the server: $1 takes the key column's type (or bigint for
+     * OFFSET), so a text key needs no cast and a bigint key is compared as a number. */
+    if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+        fail_query(s, "source query");
+        defer(s);
+        return false;
+    }
+    int f = PQflush(s->conn);
+    if (f < 0) {
+        /* The query may be half sent; the connection is unusable either way. */
+        fail_query(s, "source query");
+        defer(s);
+        return false;
+    }
+    s->state = SRC_QUERY;
+    arm(s, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+    return true;
+}
+
+bool source_busy(const Source *s)
+{
+    return s->state == SRC_QUERY || s->state == SRC_DEFER;
+}
+
+void source_free(Source *s)
+{
+    if (s == NULL)
+        return;
+    arm(s, 0);
+    ev_timer_stop(s->loop, &s->defer);
+    if (s->state == SRC_QUERY) {
+        /* Blocking but short; the server would otherwise finish the page for nobody. */
+        PGcancel *cancel = PQgetCancel(s->conn);
+        if (cancel != NULL) {
+            char errbuf[256];
+            (void)PQcancel(cancel, errbuf, sizeof errbuf);
+            PQfreeCancel(cancel);
+        }
+    }
+    PQclear(s->result);
+    PQfinish(s->conn);
+    free(s->sql_first);
+    free(s->sql_next);
+    free(s->last_key);
+    free(s);
+}

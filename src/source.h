@@ -1,0 +1,58 @@
+/* source: pages the key column of the source table over its own non-blocking libpq
+ * connection, driven by the libev loop. Keyset paging (WHERE key > $last ORDER BY key
+ * LIMIT n) by default; OFFSET paging on request. One page query in flight at a time; the
+ * caller asks for the next page as soon as it has room, so fetching overlaps lookups. */
+#ifndef PGENRICH_SOURCE_H
+#define PGENRICH_SOURCE_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include "compat.h"
+
+struct ev_loop;
+
+typedef enum Paging { PAGING_KEYSET, PAGING_OFFSET } Paging;
+
+typedef struct SourceOpts {
+    const char *table; /* one identifier, quoted by source */
+    const char *key;   /* one identifier, quoted by source */
+    const char *where; /* optional filter, operator-supplied SQL, or NULL: the one
+                        * piece of SQL text pgenrich takes from outside, as is. It must
+                        * not use $1 (the paging parameter). */
+    int page_size;     /* > 0 */
+    Paging paging;
+    const char *start_key;  /* keyset: start after this key (its text form); NULL = start */
+    long long start_offset; /* offset: rows to skip first */
+} SourceOpts;
+
+/* A page has arrived. On success page is a PGresult with one text column (the key as
+ * text), in key order; ownership passes to the callee (PQclear). Every non-empty page is
+ * delivered, then exactly one page with 0 rows marks the end of the source (after a page
+ * shorter than page_size that last page comes without a query). Rows whose key is NULL
+ * are never returned. On failure page is NULL and err is a one-line message valid during
+ * the call; the position is unchanged, so source_fetch asks for the same page again.
+ * Always called from the loop, never from inside source_fetch; the callback may call
+ * source_fetch (the source is idle by then) or source_free. */
+typedef void (*source_page_fn)(void *ud, PGresult *page, const char *err);
+
+typedef struct Source Source;
+
+/* Takes ownership of conn (connected, blocking or not), also on failure (then conn is
+ * closed), and puts it in non-blocking mode. Copies everything in opts. Queries are not
+ * checked here: a bad table or filter shows up as the first page's error. Returns NULL
+ * on allocation failure or a bad conn / page_size. Free with source_free. */
+Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, source_page_fn fn,
+                   void *ud) WUR;
+
+/* Ask for the next page. Returns false if a page is already being fetched, the end was
+ * reached (the 0-row page has been delivered), or the query could not be sent (then fn is
+ * called with the error as well, from the loop). */
+bool source_fetch(Source *s) WUR;
+
+/* Whether a page is on its way (a query in flight, or a result queued for the loop). */
+bool source_busy(const Source *s);
+
+/* Stops its watchers, cancels a query in flight, closes the connection. NULL is fine. */
+void source_free(Source *s);
+
+#endif
