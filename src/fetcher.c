@@ -214,9 +214,12 @@ static void active_unlink(Fetcher *f, Req *r)
 static void req_release(Fetcher *f, Req *r)
 {
     /* Keep a modest body buffer for the next request; drop a big one. */
-    if (r->body.cap > 64 * 1024)
+    if (r->body.cap > 64 * 1024) {
         buf_free(&r->body);
-    buf_init(&r->body, f->opts.max_body);
+        buf_init(&r->body, f->opts.max_body);
+    } else {
+        buf_reset(&r->body);
+    }
     r->next = f->free;
     f->free = r;
 }
