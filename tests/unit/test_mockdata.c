@@ -85,8 +85,8 @@ static json_object *parse(const char *s, size_t n)
 
 static void map_primary(json_object *root, Mapped *m)
 {
-    static const char *const keys[MOCK_FIELD_COUNT] = {
-        NULL, "geoLabel", "streetAddress", "cityLabel", "postalCode", "countryLabel"};
+    static const char *const keys[MOCK_FIELD_COUNT] = {NULL,        "geoLabel",   "streetAddress",
+                                                       "cityLabel", "postalCode", "countryLabel"};
     json_object *loc = NULL;
 
     memset(m, 0, sizeof(*m));
@@ -187,9 +187,8 @@ static void check_id(const char *id, size_t idlen)
     assert_true(n < sizeof(out));
     assert_int_equal(strlen(out), n);
     root = parse(out, n);
-    if (e.bad == MOCK_BAD_NONE || e.bad == MOCK_BAD_LABEL_TYPE ||
-        e.bad == MOCK_BAD_LOCATION_TYPE || e.bad == MOCK_BAD_LAT_RANGE ||
-        e.bad == MOCK_BAD_LON_RANGE || e.bad == MOCK_BAD_NUL_LABEL)
+    if (e.bad == MOCK_BAD_NONE || e.bad == MOCK_BAD_LABEL_TYPE || e.bad == MOCK_BAD_LOCATION_TYPE ||
+        e.bad == MOCK_BAD_LAT_RANGE || e.bad == MOCK_BAD_LON_RANGE || e.bad == MOCK_BAD_NUL_LABEL)
         assert_non_null(root); /* syntactically JSON (json-c does not check UTF-8) */
     if (root) {
         /* the id is echoed, as a string or a number */
@@ -302,8 +301,8 @@ static void test_shares(void **state)
 
 static void test_json_parses_back(void **state)
 {
-    const char *odd[] = {"",    "Q90",   "../admin", "a b?c", "\xf0\x9f\x98\x80",
-                         "\t\n\"\\", "007", "0",      "123456789012345", "1234567890123456"};
+    const char *odd[] = {"",         "Q90", "../admin", "a b?c",           "\xf0\x9f\x98\x80",
+                         "\t\n\"\\", "007", "0",        "123456789012345", "1234567890123456"};
     char id[32];
 
     (void)state;
@@ -560,8 +559,8 @@ static void test_id_decode(void **state)
         {".", NULL},
         {"..", NULL},
         {"%2E.", NULL},
-        {"%2Ea", NULL},     /* only an all-dots ID may encode its dots */
-        {"%41", NULL},      /* over-encoded unreserved character */
+        {"%2Ea", NULL}, /* only an all-dots ID may encode its dots */
+        {"%41", NULL},  /* over-encoded unreserved character */
         {"%7e", NULL},
         {"a/b", NULL},
         {"a?b", NULL},
@@ -570,11 +569,11 @@ static void test_id_decode(void **state)
         {"%", NULL},
         {"%4", NULL},
         {"%zz", NULL},
-        {"%00", NULL},      /* NUL */
-        {"%FF", NULL},      /* not UTF-8 */
-        {"%C0%AF", NULL},   /* overlong */
+        {"%00", NULL},       /* NUL */
+        {"%FF", NULL},       /* not UTF-8 */
+        {"%C0%AF", NULL},    /* overlong */
         {"%ED%A0%80", NULL}, /* surrogate */
-        {"\xc3\xa9", NULL}, /* raw non-ASCII */
+        {"\xc3\xa9", NULL},  /* raw non-ASCII */
     };
     char out[64];
     size_t n;
@@ -750,8 +749,8 @@ static void test_batch_parse(void **state)
     mockdata_idlist_free(&l); /* idempotent */
 
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        MockBatchStatus st = mockdata_parse_batch(bad[i], strlen(bad[i]), 100, &l, err,
-                                                  sizeof(err));
+        MockBatchStatus st =
+            mockdata_parse_batch(bad[i], strlen(bad[i]), 100, &l, err, sizeof(err));
         if (st != MOCK_BATCH_BAD)
             printf("batch body %zu: status %d\n", i, (int)st);
         assert_int_equal(st, MOCK_BATCH_BAD);
@@ -794,11 +793,11 @@ static void test_batch_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_determinism),     cmocka_unit_test(test_shares),
+        cmocka_unit_test(test_determinism),      cmocka_unit_test(test_shares),
         cmocka_unit_test(test_json_parses_back), cmocka_unit_test(test_bad_kinds),
-        cmocka_unit_test(test_tricky_coverage), cmocka_unit_test(test_ordinary_size),
-        cmocka_unit_test(test_json_escaping),   cmocka_unit_test(test_id_decode),
-        cmocka_unit_test(test_copy_codec),      cmocka_unit_test(test_expect_line),
+        cmocka_unit_test(test_tricky_coverage),  cmocka_unit_test(test_ordinary_size),
+        cmocka_unit_test(test_json_escaping),    cmocka_unit_test(test_id_decode),
+        cmocka_unit_test(test_copy_codec),       cmocka_unit_test(test_expect_line),
         cmocka_unit_test(test_batch_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,1221 @@
+/* pgenrich-mockapi: the mock lookup API of API.md sections 1-3 on libmicrohttpd, for the
+ * integration tests, the demo and the benchmark. Deterministic data per ID (mockdata), latency
+ * that parks connections instead of threads, a global rate limit, seeded fault injection and
+ * counters at /__stats. `--expect` prints what the worker must load for IDs read on stdin. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mockdata.h"
+
+#define ENTITY_PREFIX    "/api/v2/entities/"
+#define BODY_MAX         (1024 * 1024) /* batch request bodies; larger answers 413 */
+#define CONNECTION_LIMIT 4096u
+#define JOB_SLOTS        64
+#define JOB_READY_NS     (100u * 1000000u)
+#define RESUME_BATCH     64
+
+/* ---------------------------------------------------------------- options */
+
+typedef struct Opts {
+    const char *host;
+    unsigned port;
+    const char *port_file;
+    unsigned threads;
+    double latency_ms, jitter_ms, rate_limit;
+    double p_5xx, p_reset, p_hang, p_garbage;
+    uint64_t seed;
+    unsigned max_batch;
+    const char *token;
+    double hang_ms;
+    bool expect;
+} Opts;
+
+typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
+
+typedef struct OptDef {
+    const char *name;
+    OptType type;
+    size_t offset;
+    unsigned max; /* OPT_UINT upper bound */
+} OptDef;
+
+static const OptDef opt_defs[] = {
+    {"host", OPT_STR, offsetof(Opts, host), 0},
+    {"port", OPT_UINT, offsetof(Opts, port), 65535},
+    {"port-file", OPT_STR, offsetof(Opts, port_file), 0},
+    {"threads", OPT_UINT, offsetof(Opts, threads), 64},
+    {"latency-ms", OPT_DOUBLE, offsetof(Opts, latency_ms), 0},
+    {"jitter-ms", OPT_DOUBLE, offsetof(Opts, jitter_ms), 0},
+    {"rate-limit", OPT_DOUBLE, offsetof(Opts, rate_limit), 0},
+    {"p-5xx", OPT_PROB, offsetof(Opts, p_5xx), 0},
+    {"p-reset", OPT_PROB, offsetof(Opts, p_reset), 0},
+    {"p-hang", OPT_PROB, offsetof(Opts, p_hang), 0},
+    {"p-garbage", OPT_PROB, offsetof(Opts, p_garbage), 0},
+    {"seed", OPT_U64, offsetof(Opts, seed), 0},
+    {"max-batch", OPT_UINT, offsetof(Opts, max_batch), 100000},
+    {"token", OPT_STR, offsetof(Opts, token), 0},
+    {"hang-ms", OPT_DOUBLE, offsetof(Opts, hang_ms), 0},
+    {"expect", OPT_FLAG, offsetof(Opts, expect), 0},
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: pgenrich-mockapi [--host 127.0.0.1] [--port N] [--port-file F] [--threads N]\n"
+          "                        [--latency-ms N] [--jitter-ms N] [--rate-limit R]\n"
+          "                        [--p-5xx F] [--p-reset F] [--p-hang F] [--p-garbage F]\n"
+          "                        [--seed S] [--max-batch N] [--token T] [--hang-ms N]\n"
+          "       pgenrich-mockapi --expect < ids.copy > expected.copy\n",
+          f);
+}
+
+static bool opt_set(Opts *o, const OptDef *d, const char *val)
+{
+    char *end = NULL;
+    void *p = (char *)o + d->offset;
+
+    errno = 0;
+    switch (d->type) {
+    case OPT_STR:
+        *(const char **)p = val;
+        return true;
+    case OPT_FLAG:
+        *(bool *)p = true;
+        return true;
+    case OPT_UINT: {
+        unsigned long v = strtoul(val, &end, 10);
+        if (errno || end == val || *end || val[0] == '-' || v > d->max)
+            return false;
+        *(unsigned *)p = (unsigned)v;
+        return true;
+    }
+    case OPT_U64: {
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno || end == val || *end || val[0] == '-')
+            return false;
+        *(uint64_t *)p = (uint64_t)v;
+        return true;
+    }
+    case OPT_DOUBLE:
+    case OPT_PROB: {
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !(v >= 0.0) || v > 1e12)
+            return false;
+        if (d->type == OPT_PROB && v > 1.0)
+            return false;
+        *(double *)p = v;
+        return true;
+    }
+    }
+    return false;
+}
+
+/* Accepts "--name value" and "--name=value". */
+static bool parse_args(int argc, char **argv, Opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        const OptDef *d = NULL;
+        size_t nlen;
+
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "pgenrich-mockapi: unexpected argument \"%s\"\n", a);
+            return false;
+        }
+        a += 2;
+        nlen = strcspn(a, "=");
+        for (size_t k = 0; k < ARRAY_LEN(opt_defs); k++) {
+            if (strlen(opt_defs[k].name) == nlen && strncmp(opt_defs[k].name, a, nlen) == 0)
+                d = &opt_defs[k];
+        }
+        if (!d) {
+            fprintf(stderr, "pgenrich-mockapi: unknown option \"%s\"\n", argv[i]);
+            return false;
+        }
+        if (a[nlen] == '=') {
+            val = a + nlen + 1;
+        } else if (d->type != OPT_FLAG) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pgenrich-mockapi: --%s needs a value\n", d->name);
+                return false;
+            }
+            val = argv[++i];
+        }
+        if (d->type == OPT_FLAG && val) {
+            fprintf(stderr, "pgenrich-mockapi: --%s takes no value\n", d->name);
+            return false;
+        }
+        if (!opt_set(o, d, val)) {
+            fprintf(stderr, "pgenrich-mockapi: bad value \"%s\" for --%s\n", val, d->name);
+            return false;
+        }
+    }
+    if (o->p_5xx + o->p_reset + o->p_hang + o->p_garbage > 1.0 + 1e-9) {
+        fprintf(stderr, "pgenrich-mockapi: the fault probabilities add up to more than 1\n");
+        return false;
+    }
+    if (o->threads == 0) {
+        fprintf(stderr, "pgenrich-mockapi: --threads must be at least 1\n");
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- shared state */
+
+#define STATS(X)                                                                                   \
+    X(requests)                                                                                    \
+    X(ok)                                                                                          \
+    X(miss)                                                                                        \
+    X(not_found)                                                                                   \
+    X(bad_request)                                                                                 \
+    X(rate_limited)                                                                                \
+    X(err_5xx)                                                                                     \
+    X(reset)                                                                                       \
+    X(hang)                                                                                        \
+    X(garbage)                                                                                     \
+    X(batch)                                                                                       \
+    X(unauthorized)                                                                                \
+    X(bad_data)
+
+typedef struct Stats {
+#define X(n) _Atomic uint64_t n;
+    STATS(X)
+#undef X
+} Stats;
+
+#define BUMP(s, n) atomic_fetch_add_explicit(&(s)->stats.n, 1, memory_order_relaxed)
+
+/* A parked connection: resumed by the timer thread at its deadline. */
+typedef struct Parked {
+    uint64_t due;
+    struct MHD_Connection *conn;
+} Parked;
+
+typedef struct Timer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    Parked *heap; /* min-heap on due */
+    size_t n, cap;
+    bool closed; /* no more parking: shutting down */
+    pthread_t thread;
+    bool started;
+} Timer;
+
+typedef struct Job {
+    bool used;
+    uint64_t seq;
+    uint64_t created;
+    char name[32];
+    MockIdList ids;
+} Job;
+
+typedef struct Server {
+    Opts o;
+    char *auth; /* "Bearer <token>" or NULL */
+    Stats stats;
+    _Atomic uint64_t draws; /* request number for the fault PRNG */
+    /* rate limit: GCRA, lock-free; tat = theoretical arrival time in ns */
+    _Atomic uint64_t rl_tat;
+    uint64_t rl_interval, rl_tau;
+    Timer timer;
+    pthread_mutex_t jobs_mu;
+    uint64_t job_seq;
+    Job jobs[JOB_SLOTS];
+} Server;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- rate limit */
+
+static void rl_init(Server *s)
+{
+    double r = s->o.rate_limit;
+    double burst;
+
+    atomic_init(&s->rl_tat, 0);
+    s->rl_interval = s->rl_tau = 0;
+    if (r <= 0.0)
+        return;
+    burst = r / 10.0 < 1.0 ? 1.0 : (double)(uint64_t)(r / 10.0);
+    s->rl_interval = (uint64_t)(1e9 / r);
+    if (s->rl_interval == 0)
+        s->rl_interval = 1;
+    s->rl_tau = (uint64_t)((burst - 1.0) * (double)s->rl_interval);
+}
+
+/* GCRA: a token bucket of rate 1/interval and depth tau/interval + 1, one CAS per request. */
+static bool rl_allow(Server *s, uint64_t now)
+{
+    uint64_t tat;
+
+    if (s->rl_interval == 0)
+        return true;
+    tat = atomic_load_explicit(&s->rl_tat, memory_order_relaxed);
+    for (;;) {
+        uint64_t base = tat > now ? tat : now;
+        if (base - now > s->rl_tau)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&s->rl_tat, &tat, base + s->rl_interval,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return true;
+    }
+}
+
+/* ---------------------------------------------------------------- timer */
+
+static bool timer_init(Timer *t) WUR;
+
+static bool timer_init(Timer *t)
+{
+    pthread_condattr_t ca;
+    bool ok = false;
+
+    memset(t, 0, sizeof(*t));
+    if (pthread_condattr_init(&ca) != 0)
+        return false;
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0)
+        goto done;
+    if (pthread_cond_init(&t->cv, &ca) != 0)
+        goto done;
+    if (pthread_mutex_init(&t->mu, NULL) != 0) {
+        pthread_cond_destroy(&t->cv);
+        goto done;
+    }
+    ok = true;
+done:
+    pthread_condattr_destroy(&ca);
+    return ok;
+}
+
+static void heap_swap(Parked *h, size_t a, size_t b)
+{
+    Parked x = h[a];
+    h[a] = h[b];
+    h[b] = x;
+}
+
+static void heap_push(Timer *t, Parked p)
+{
+    size_t i = t->n++;
+
+    t->heap[i] = p;
+    while (i > 0 && t->heap[(i - 1) / 2].due > t->heap[i].due) {
+        heap_swap(t->heap, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static Parked heap_pop(Timer *t)
+{
+    Parked top = t->heap[0];
+    size_t i = 0;
+
+    t->heap[0] = t->heap[--t->n];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < t->n && t->heap[l].due < t->heap[m].due)
+            m = l;
+        if (r < t->n && t->heap[r].due < t->heap[m].due)
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(t->heap, i, m);
+        i = m;
+    }
+    return top;
+}
+
+static bool timer_park(Timer *t, struct MHD_Connection *conn, uint64_t due) WUR;
+
+/* Suspend conn (from its access handler) until due. false: not parked (shutting down or no
+ * memory); the caller answers at once. Suspend and push happen under the lock, so the timer
+ * can never resume a connection that is not suspended yet. */
+static bool timer_park(Timer *t, struct MHD_Connection *conn, uint64_t due)
+{
+    bool ok = false;
+
+    pthread_mutex_lock(&t->mu);
+    if (t->closed)
+        goto done;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        Parked *h = realloc(t->heap, cap * sizeof(*h));
+        if (!h)
+            goto done;
+        t->heap = h;
+        t->cap = cap;
+    }
+    MHD_suspend_connection(conn);
+    heap_push(t, (Parked){due, conn});
+    if (t->heap[0].conn == conn)
+        pthread_cond_signal(&t->cv);
+    ok = true;
+done:
+    pthread_mutex_unlock(&t->mu);
+    return ok;
+}
+
+static void *timer_main(void *arg)
+{
+    Timer *t = arg;
+    Parked due[RESUME_BATCH];
+
+    pthread_mutex_lock(&t->mu);
+    while (!t->closed) {
+        uint64_t now;
+        size_t k = 0;
+
+        if (t->n == 0) {
+            pthread_cond_wait(&t->cv, &t->mu);
+            continue;
+        }
+        now = now_ns();
+        if (t->heap[0].due > now) {
+            struct timespec ts = {(time_t)(t->heap[0].due / 1000000000u),
+                                  (long)(t->heap[0].due % 1000000000u)};
+            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+            continue;
+        }
+        while (k < RESUME_BATCH && t->n > 0 && t->heap[0].due <= now)
+            due[k++] = heap_pop(t);
+        pthread_mutex_unlock(&t->mu);
+        for (size_t i = 0; i < k; i++)
+            MHD_resume_connection(due[i].conn);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Stop parking, stop the thread, resume every parked connection (hangs included: their
+ * handlers close them). MHD_stop_daemon needs no suspended connection left. */
+static void timer_close(Timer *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->closed = true;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    if (t->started)
+        pthread_join(t->thread, NULL);
+    t->started = false;
+    while (t->n > 0)
+        MHD_resume_connection(heap_pop(t).conn);
+}
+
+static void timer_free(Timer *t)
+{
+    free(t->heap);
+    t->heap = NULL;
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+typedef enum Route {
+    RT_ENTITY,    /* GET /api/v2/entities/{id} */
+    RT_BATCH,     /* POST /api/v2/entities/batch */
+    RT_JOB,       /* GET /api/v2/entities/batch/{job} */
+    RT_LOOKUP,    /* GET /v1/lookup?entity={id} */
+    RT_STATS,     /* GET /__stats */
+    RT_UNKNOWN,   /* 404 */
+    RT_BAD_METHOD /* 405 */
+} Route;
+
+typedef enum Action { ACT_SEND, ACT_RESET, ACT_HANG } Action;
+
+typedef struct Req {
+    Route route;
+    bool parked;
+    Action action;
+    unsigned status;
+    bool retry_after;
+    uint64_t delay_ns;
+    char *body; /* owned until handed to MHD */
+    size_t body_len;
+    char *up; /* request body (batch) */
+    size_t up_len, up_cap;
+    bool up_over;
+} Req;
+
+static Route route_of(const char *url, const char *method)
+{
+    bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+
+    if (strncmp(url, ENTITY_PREFIX, sizeof(ENTITY_PREFIX) - 1) == 0) {
+        const char *rest = url + sizeof(ENTITY_PREFIX) - 1;
+        if (strcmp(rest, "batch") == 0 && post)
+            return RT_BATCH;
+        if (strncmp(rest, "batch/", 6) == 0)
+            return get ? RT_JOB : RT_BAD_METHOD;
+        return get ? RT_ENTITY : RT_BAD_METHOD;
+    }
+    if (strcmp(url, "/v1/lookup") == 0)
+        return get ? RT_LOOKUP : RT_BAD_METHOD;
+    if (strcmp(url, "/__stats") == 0)
+        return get ? RT_STATS : RT_BAD_METHOD;
+    return RT_UNKNOWN;
+}
+
+static bool set_body(Req *rq, unsigned status, const char *s, size_t n) WUR;
+
+static bool set_body(Req *rq, unsigned status, const char *s, size_t n)
+{
+    char *b = malloc(n + 1);
+
+    if (!b)
+        return false;
+    memcpy(b, s, n);
+    b[n] = '\0';
+    free(rq->body);
+    rq->body = b;
+    rq->body_len = n;
+    rq->status = status;
+    return true;
+}
+
+/* A small JSON error body; msg is ours (no escaping needed). On no memory the body stays
+ * empty: the status still says what happened. */
+static void set_error(Req *rq, unsigned status, const char *msg)
+{
+    char b[256];
+    int n = snprintf(b, sizeof(b), "{\"error\":{\"status\":%u,\"message\":\"%s\"}}", status, msg);
+
+    rq->status = status;
+    if (n > 0 && (size_t)n < sizeof(b) && !set_body(rq, status, b, (size_t)n))
+        rq->body_len = 0;
+}
+
+typedef size_t (*RenderFn)(const MockEntity *, const char *, size_t, char *, size_t);
+
+/* Render one entity into rq->body; false only on no memory. */
+static bool render(Req *rq, unsigned status, RenderFn fn, const MockEntity *e, const char *id,
+                   size_t idlen) WUR;
+
+static bool render(Req *rq, unsigned status, RenderFn fn, const MockEntity *e, const char *id,
+                   size_t idlen)
+{
+    size_t cap = 1024, n;
+    char *b = malloc(cap);
+
+    if (!b)
+        return false;
+    n = fn(e, id, idlen, b, cap);
+    if (n >= cap) {
+        char *nb = realloc(b, n + 1);
+        if (!nb) {
+            free(b);
+            return false;
+        }
+        b = nb;
+        n = fn(e, id, idlen, b, n + 1);
+    }
+    free(rq->body);
+    rq->body = b;
+    rq->body_len = n;
+    rq->status = status;
+    return true;
+}
+
+static void count_outcome(Server *s, MockOutcome o)
+{
+    switch (o) {
+    case MOCK_FOUND:
+        BUMP(s, ok);
+        break;
+    case MOCK_NO_LOCATION:
+        BUMP(s, miss);
+        break;
+    case MOCK_NOT_FOUND:
+        BUMP(s, not_found);
+        break;
+    case MOCK_BAD:
+        BUMP(s, bad_data);
+        break;
+    }
+}
+
+static void answer_entity(Server *s, Req *rq, const char *raw, bool secondary)
+{
+    char id[MOCK_ID_MAX];
+    size_t idlen;
+    MockEntity e;
+    bool ok;
+
+    if (!raw) {
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_BAD_REQUEST, "missing entity parameter");
+        return;
+    }
+    if (!mockdata_id_decode(raw, strlen(raw), id, sizeof(id), &idlen)) {
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_BAD_REQUEST,
+                  "id is not percent-encoded as API.md asks (or not UTF-8, or too long)");
+        return;
+    }
+    mockdata_entity(id, idlen, &e);
+    count_outcome(s, e.outcome);
+    if (secondary)
+        ok = render(rq, MHD_HTTP_OK, mockdata_json_secondary, &e, id, idlen);
+    else
+        ok = render(rq, e.outcome == MOCK_NOT_FOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_OK,
+                    mockdata_json_primary, &e, id, idlen);
+    if (!ok)
+        set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
+/* {"results":[...]} for the IDs of l, into rq->body with status 200. */
+static void answer_results(Server *s, Req *rq, const MockIdList *l)
+{
+    size_t cap = 256 + l->count * 512, len = 0;
+    char *b = malloc(cap);
+    MockEntity e;
+
+    if (!b)
+        goto nomem;
+    len = (size_t)snprintf(b, cap, "{\"results\":[");
+    for (size_t i = 0; i < l->count; i++) {
+        const char *id = l->data + l->start[i];
+        size_t n;
+        mockdata_entity(id, l->len[i], &e);
+        count_outcome(s, e.outcome);
+        if (i > 0)
+            b[len++] = ','; /* cap - len >= 4 holds here: see below */
+        for (;;) {
+            /* keep room for the next ",", "]}" and the NUL */
+            n = mockdata_json_primary(&e, id, l->len[i], b + len, cap - len - 3);
+            if (n < cap - len - 3)
+                break;
+            cap = (cap + n) * 2;
+            char *nb = realloc(b, cap);
+            if (!nb)
+                goto nomem;
+            b = nb;
+        }
+        len += n;
+    }
+    memcpy(b + len, "]}", 3);
+    len += 2;
+    free(rq->body);
+    rq->body = b;
+    rq->body_len = len;
+    rq->status = MHD_HTTP_OK;
+    return;
+nomem:
+    free(b);
+    set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
+static void job_body(Req *rq, unsigned status, const char *name)
+{
+    char b[128];
+    int n = snprintf(b, sizeof(b), "{\"job\":\"%s\",\"status\":\"pending\"}", name);
+
+    if (!set_body(rq, status, b, (size_t)n))
+        set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
+/* Queue a job; takes ownership of *l. */
+static void job_add(Server *s, Req *rq, MockIdList *l)
+{
+    Job *slot = NULL;
+
+    pthread_mutex_lock(&s->jobs_mu);
+    for (size_t i = 0; i < JOB_SLOTS; i++) {
+        Job *j = &s->jobs[i];
+        if (!j->used) {
+            slot = j;
+            break;
+        }
+        if (!slot || j->seq < slot->seq)
+            slot = j; /* evict the oldest */
+    }
+    mockdata_idlist_free(&slot->ids);
+    slot->used = true;
+    slot->seq = ++s->job_seq;
+    slot->created = now_ns();
+    snprintf(slot->name, sizeof(slot->name), "job-%" PRIu64, slot->seq);
+    slot->ids = *l;
+    l->data = NULL;
+    l->start = l->len = NULL;
+    l->count = 0;
+    job_body(rq, MHD_HTTP_ACCEPTED, slot->name);
+    pthread_mutex_unlock(&s->jobs_mu);
+}
+
+static void answer_job(Server *s, Req *rq, const char *url)
+{
+    const char *name = url + sizeof(ENTITY_PREFIX "batch/") - 1;
+    Job *job = NULL;
+
+    pthread_mutex_lock(&s->jobs_mu);
+    for (size_t i = 0; i < JOB_SLOTS; i++) {
+        if (s->jobs[i].used && strcmp(s->jobs[i].name, name) == 0)
+            job = &s->jobs[i];
+    }
+    if (!job) {
+        BUMP(s, not_found);
+        set_error(rq, MHD_HTTP_NOT_FOUND, "no such job");
+    } else if (now_ns() - job->created < JOB_READY_NS) {
+        job_body(rq, MHD_HTTP_ACCEPTED, job->name);
+    } else {
+        answer_results(s, rq, &job->ids);
+    }
+    pthread_mutex_unlock(&s->jobs_mu);
+}
+
+static void answer_batch(Server *s, Req *rq)
+{
+    MockIdList l = {NULL, NULL, NULL, 0};
+    char err[128];
+
+    if (rq->up_over) {
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
+        return;
+    }
+    switch (mockdata_parse_batch(rq->up ? rq->up : "", rq->up_len, s->o.max_batch, &l, err,
+                                 sizeof(err))) {
+    case MOCK_BATCH_OK:
+        break;
+    case MOCK_BATCH_BAD:
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_BAD_REQUEST, "bad batch body");
+        return;
+    case MOCK_BATCH_TOO_MANY:
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_CONTENT_TOO_LARGE, "too many ids");
+        return;
+    case MOCK_BATCH_NOMEM:
+        set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    BUMP(s, batch);
+    if (l.count > s->o.max_batch / 2)
+        job_add(s, rq, &l);
+    else
+        answer_results(s, rq, &l);
+    mockdata_idlist_free(&l);
+}
+
+static void answer_stats(Server *s, Req *rq, bool reset)
+{
+    char b[1024];
+    size_t n = 0;
+
+#define X(name)                                                                                    \
+    {                                                                                              \
+        uint64_t v = reset ? atomic_exchange(&s->stats.name, 0) : atomic_load(&s->stats.name);     \
+        n += (size_t)snprintf(b + n, sizeof(b) - n, "%s\"" #name "\":%" PRIu64, n ? "," : "{", v); \
+    }
+    STATS(X)
+#undef X
+    n += (size_t)snprintf(b + n, sizeof(b) - n, "}");
+    if (!set_body(rq, MHD_HTTP_OK, b, n))
+        set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
+static double unit64(uint64_t v)
+{
+    return (double)(v >> 11) * 0x1.0p-53;
+}
+
+static const char *const garbage_bodies[3] = {
+    "{\"id\": \"Q90\", \"label\": \"Par",
+    ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+     "<body><h1>Bad Gateway</h1></body></html>\n"),
+    "",
+};
+
+/* Injected faults; true when one was chosen (the answer is set). */
+static bool inject_fault(Server *s, Req *rq, uint64_t key)
+{
+    static const unsigned codes[4] = {500, 502, 503, 504};
+    const Opts *o = &s->o;
+    double u = unit64(mockdata_mix64(key ^ 0x5f3759df));
+    uint64_t pick = mockdata_mix64(key ^ 0x2545f491);
+
+    if (u < o->p_5xx) {
+        BUMP(s, err_5xx);
+        set_error(rq, codes[pick % 4], "injected failure");
+        return true;
+    }
+    u -= o->p_5xx;
+    if (u < o->p_reset) {
+        BUMP(s, reset);
+        rq->action = ACT_RESET;
+        return true;
+    }
+    u -= o->p_reset;
+    if (u < o->p_hang) {
+        BUMP(s, hang);
+        rq->action = ACT_HANG;
+        rq->delay_ns = (uint64_t)(o->hang_ms * 1e6);
+        return true;
+    }
+    u -= o->p_hang;
+    if (u < o->p_garbage) {
+        const char *g = garbage_bodies[pick % 3];
+        BUMP(s, garbage);
+        if (!set_body(rq, MHD_HTTP_OK, g, strlen(g)))
+            set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        rq->status = MHD_HTTP_OK;
+        return true;
+    }
+    return false;
+}
+
+/* Decide the whole answer of a complete request. */
+static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char *url)
+{
+    const Opts *o = &s->o;
+    uint64_t n, key;
+
+    if (rq->route == RT_STATS) {
+        const char *r = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "reset");
+        answer_stats(s, rq, r && strcmp(r, "1") == 0);
+        return;
+    }
+    BUMP(s, requests);
+    n = atomic_fetch_add_explicit(&s->draws, 1, memory_order_relaxed);
+    key = mockdata_mix64(mockdata_mix64(o->seed) + n);
+    rq->delay_ns = (uint64_t)((o->latency_ms + o->jitter_ms * unit64(key)) * 1e6);
+
+    if (s->auth) {
+        const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (!a || strcmp(a, s->auth) != 0) {
+            BUMP(s, unauthorized);
+            set_error(rq, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
+            return;
+        }
+    }
+    if (!rl_allow(s, now_ns())) {
+        BUMP(s, rate_limited);
+        set_error(rq, MHD_HTTP_TOO_MANY_REQUESTS, "rate limit exceeded");
+        rq->retry_after = true;
+        return;
+    }
+    if (inject_fault(s, rq, key))
+        return;
+    switch (rq->route) {
+    case RT_ENTITY:
+        answer_entity(s, rq, url + sizeof(ENTITY_PREFIX) - 1, false);
+        break;
+    case RT_LOOKUP:
+        answer_entity(s, rq, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "entity"),
+                      true);
+        break;
+    case RT_BATCH:
+        answer_batch(s, rq);
+        break;
+    case RT_JOB:
+        answer_job(s, rq, url);
+        break;
+    case RT_UNKNOWN:
+        BUMP(s, not_found);
+        set_error(rq, MHD_HTTP_NOT_FOUND, "no such endpoint");
+        break;
+    case RT_BAD_METHOD:
+    case RT_STATS:
+        BUMP(s, bad_request);
+        set_error(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+        break;
+    }
+}
+
+/* Close with a RST instead of a FIN: SO_LINGER 0, then let MHD close the socket. */
+static void make_reset(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct linger lg = {1, 0};
+
+    if (ci)
+        (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static enum MHD_Result deliver(struct MHD_Connection *conn, Req *rq)
+{
+    static char empty[1];
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (rq->action == ACT_RESET) {
+        make_reset(conn);
+        return MHD_NO;
+    }
+    if (rq->action == ACT_HANG)
+        return MHD_NO;
+    if (rq->body_len > 0)
+        resp = MHD_create_response_from_buffer(rq->body_len, rq->body, MHD_RESPMEM_MUST_FREE);
+    else
+        resp = MHD_create_response_from_buffer(0, empty, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    if (rq->body_len > 0)
+        rq->body = NULL; /* MHD frees it with the response */
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
+            MHD_YES ||
+        (rq->retry_after &&
+         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    ret = MHD_queue_response(conn, rq->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static bool append_upload(Req *rq, const char *data, size_t n)
+{
+    if (rq->up_over || rq->up_len + n > BODY_MAX) {
+        rq->up_over = true;
+        return true;
+    }
+    if (rq->up_len + n > rq->up_cap) {
+        size_t cap = rq->up_cap ? rq->up_cap : 4096;
+        while (cap < rq->up_len + n)
+            cap *= 2;
+        char *b = realloc(rq->up, cap);
+        if (!b)
+            return false;
+        rq->up = b;
+        rq->up_cap = cap;
+    }
+    memcpy(rq->up + rq->up_len, data, n);
+    rq->up_len += n;
+    return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    Server *s = cls;
+    Req *rq = *req_cls;
+
+    (void)version;
+    if (!rq) {
+        rq = calloc(1, sizeof(*rq));
+        if (!rq)
+            return MHD_NO;
+        *req_cls = rq;
+        rq->route = route_of(url, method);
+        /* Answer only once the whole request is in: a response queued on this first call
+         * makes MHD close the connection instead of keeping it alive. */
+        return MHD_YES;
+    }
+    if (rq->parked) {
+        rq->parked = false; /* resumed by the timer */
+        return deliver(conn, rq);
+    }
+    if (*upload_data_size > 0) {
+        if (rq->route == RT_BATCH && !append_upload(rq, upload_data, *upload_data_size))
+            return MHD_NO;
+        *upload_data_size = 0; /* bodies of other requests are read and dropped */
+        return MHD_YES;
+    }
+
+    prepare(s, conn, rq, url);
+    if (rq->delay_ns > 0) {
+        rq->parked = true;
+        if (timer_park(&s->timer, conn, now_ns() + rq->delay_ns))
+            return MHD_YES;
+        rq->parked = false;
+    }
+    return deliver(conn, rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    Req *rq = *req_cls;
+
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!rq)
+        return;
+    free(rq->body);
+    free(rq->up);
+    free(rq);
+    *req_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
+
+/* MHD's error log, less the line it writes for every deliberate reset or hang. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (strstr(line, "Application reported internal error"))
+        return;
+    fprintf(stderr, "pgenrich-mockapi: %s%s", line, strchr(line, '\n') ? "" : "\n");
+}
+
+/* Keep the URL as sent: IDs are validated and decoded by mockdata_id_decode. */
+static size_t keep_raw(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static bool write_port_file(const char *path, unsigned port) WUR;
+
+/* Write to a temporary name, then rename: readers never see a partial file. */
+static bool write_port_file(const char *path, unsigned port)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    FILE *f = NULL;
+    bool ok = false;
+
+    if (!tmp)
+        return false;
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    f = fopen(tmp, "w");
+    if (!f)
+        goto done;
+    if (fprintf(f, "%u\n", port) < 0) {
+        fclose(f);
+        goto done;
+    }
+    if (fclose(f) != 0)
+        goto done;
+    if (rename(tmp, path) != 0)
+        goto done;
+    ok = true;
+done:
+    if (!ok) {
+        fprintf(stderr, "pgenrich-mockapi: cannot write port file \"%s\": %s\n", path,
+                strerror(errno));
+        (void)unlink(tmp);
+    }
+    free(tmp);
+    return ok;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* --expect: COPY text IDs in, COPY text expectation lines out. */
+static int run_expect(void)
+{
+    char *line = NULL, *id = NULL, *out = NULL;
+    size_t line_cap = 0, id_cap = 0, out_cap = 0;
+    ssize_t got;
+    MockEntity e;
+    int rc = 1;
+
+    while ((got = getline(&line, &line_cap, stdin)) >= 0) {
+        size_t n = (size_t)got, idlen, need;
+        if (n > 0 && line[n - 1] == '\n')
+            n--;
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        if (n == 2 && line[0] == '\\' && line[1] == '.')
+            break;
+        if (id_cap < n + 1) {
+            char *b = realloc(id, n + 1);
+            if (!b)
+                goto done;
+            id = b;
+            id_cap = n + 1;
+        }
+        if (!mockdata_copy_decode(line, n, id, &idlen)) {
+            fputs("\\N\tnot_found\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n", stdout);
+            continue;
+        }
+        mockdata_entity(id, idlen, &e);
+        need = mockdata_expect_line(&e, id, idlen, out, out_cap);
+        if (need >= out_cap) {
+            char *b = realloc(out, need + 1);
+            if (!b)
+                goto done;
+            out = b;
+            out_cap = need + 1;
+            need = mockdata_expect_line(&e, id, idlen, out, out_cap);
+        }
+        if (fwrite(out, 1, need, stdout) != need)
+            goto done;
+    }
+    if (ferror(stdin) || fflush(stdout) != 0 || ferror(stdout))
+        goto done;
+    rc = 0;
+done:
+    if (rc != 0)
+        fprintf(stderr, "pgenrich-mockapi: --expect failed: %s\n", strerror(errno));
+    free(line);
+    free(id);
+    free(out);
+    return rc;
+}
+
+static bool make_addr(const char *host, unsigned port, struct sockaddr_storage *ss, bool *v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *v6 = false;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *v6 = true;
+        return true;
+    }
+    return false;
+}
+
+static int run_server(Server *s)
+{
+    struct MHD_Daemon *d = NULL;
+    struct sockaddr_storage ss;
+    const union MHD_DaemonInfo *info;
+    sigset_t sigs;
+    bool v6 = false;
+    unsigned flags;
+    int sig = 0, rc = 1;
+
+    if (!make_addr(s->o.host, s->o.port, &ss, &v6)) {
+        fprintf(stderr, "pgenrich-mockapi: --host must be a numeric IPv4 or IPv6 address\n");
+        return 2;
+    }
+    raise_nofile();
+    /* Every thread started from here on inherits the blocked signals; main takes them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (pthread_create(&s->timer.thread, NULL, timer_main, &s->timer) != 0) {
+        fprintf(stderr, "pgenrich-mockapi: cannot start the timer thread\n");
+        return 1;
+    }
+    s->timer.started = true;
+
+    /* poll(), not epoll: with libmicrohttpd 0.9.75 the epoll backend (edge-triggered) leaves
+     * keep-alive connections whose next request is already buffered unserved for good,
+     * in single-thread mode at once and in pool mode once connections are suspended and
+     * resumed (seen with 256 connections and --jitter-ms). Level-triggered poll() never
+     * did, at the same throughput. TURBO skips the shutdown() before close(), so that an
+     * injected reset (SO_LINGER 0) reaches the client as an RST rather than a FIN. */
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
+            MHD_USE_ERROR_LOG | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
+    d = MHD_start_daemon(
+        flags, (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        /* one thread: no pool, and no pool-size option (MHD warns about 1 and 0) */
+        s->o.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_CONNECTION_LIMIT,
+        s->o.threads > 1 ? s->o.threads : CONNECTION_LIMIT, MHD_OPTION_CONNECTION_LIMIT,
+        CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "pgenrich-mockapi: cannot listen on %s:%u\n", s->o.host, s->o.port);
+        goto done;
+    }
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0) {
+        fprintf(stderr, "pgenrich-mockapi: cannot tell the bound port\n");
+        goto done;
+    }
+    if (s->o.port_file && !write_port_file(s->o.port_file, info->port))
+        goto done;
+    printf(v6 ? "mockapi listening on [%s]:%u\n" : "mockapi listening on %s:%u\n", s->o.host,
+           (unsigned)info->port);
+    fflush(stdout);
+
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    rc = 0;
+done:
+    timer_close(&s->timer);
+    if (d)
+        MHD_stop_daemon(d);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static Server s; /* large (job table); zeroed */
+    int rc;
+
+    s.o.host = "127.0.0.1";
+    s.o.threads = 2;
+    s.o.seed = 1;
+    s.o.max_batch = 100;
+    s.o.hang_ms = 60000;
+    if (!parse_args(argc, argv, &s.o)) {
+        usage(stderr);
+        return 2;
+    }
+    if (s.o.expect)
+        return run_expect();
+
+    if (s.o.token) {
+        size_t n = strlen(s.o.token) + sizeof("Bearer ");
+        s.auth = malloc(n);
+        if (!s.auth)
+            return 1;
+        snprintf(s.auth, n, "Bearer %s", s.o.token);
+    }
+    rl_init(&s);
+    if (!timer_init(&s.timer)) {
+        free(s.auth);
+        fprintf(stderr, "pgenrich-mockapi: cannot set up the timer\n");
+        return 1;
+    }
+    pthread_mutex_init(&s.jobs_mu, NULL);
+
+    rc = run_server(&s);
+
+    for (size_t i = 0; i < JOB_SLOTS; i++)
+        mockdata_idlist_free(&s.jobs[i].ids);
+    pthread_mutex_destroy(&s.jobs_mu);
+    timer_free(&s.timer);
+    free(s.auth);
+    return rc;
+}
