@@ -22,7 +22,11 @@ const char config_usage[] =
     "            --max-attempts N (5) --backoff-base S (0.2) --backoff-cap S (30)\n"
     "            --max-body BYTES (1048576) --token-file F (else PGENRICH_TOKEN)\n"
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
-    "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n";
+    "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
+    "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
+    "\n"
+    "       pgenrich retry-failed --job NAME [--reason R] [run options]\n"
+    "            looks up again the IDs in the job's failure ledger (only those with reason R)\n";
 
 enum OptType { OT_STR, OT_INT, OT_DOUBLE, OT_SIZE, OT_FLAG, OT_PAGING };
 
@@ -31,7 +35,7 @@ typedef struct OptSpec {
     enum OptType type;
     size_t offset;
     double min, max; /* bounds for numbers */
-    bool run_only;
+    bool run_only;   /* a job setting: refused by init */
 } OptSpec;
 
 #define OFF(field) offsetof(Config, field)
@@ -60,9 +64,13 @@ static const OptSpec opts[] = {
     {"backoff-base", OT_DOUBLE, OFF(backoff_base), 0, 3600, true},
     {"backoff-cap", OT_DOUBLE, OFF(backoff_cap), 0, 86400, true},
     {"max-body", OT_SIZE, OFF(max_body), 1024, 1 << 30, true},
+    {"reason", OT_STR, OFF(reason), 0, 0, true},
+    /* command-line only: */
+    {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
     {"version", OT_FLAG, 0, 0, 0, false},
 };
+#define N_FILE_SETTINGS (sizeof opts / sizeof opts[0] - 3) /* all but config, help, version */
 
 void config_defaults(Config *c)
 {
@@ -141,25 +149,31 @@ static bool set_option(Config *c, const OptSpec *o, const char *arg, char *err, 
     return false;
 }
 
-static bool validate(Config *c, char *err, size_t errlen)
+bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen)
 {
-    if (c->cmd != CMD_RUN)
+    if (c->cmd != CMD_RUN && c->cmd != CMD_RETRY_FAILED)
         return true;
     if (c->job == NULL) {
-        snprintf(err, errlen, "run needs --job NAME");
+        snprintf(err, errlen, "%s needs --job NAME", c->cmd == CMD_RUN ? "run" : "retry-failed");
         return false;
     }
-    if (c->base_url == NULL) {
-        snprintf(err, errlen, "run needs --base-url URL");
+    if (c->reason != NULL && c->cmd != CMD_RETRY_FAILED) {
+        snprintf(err, errlen, "--reason only applies to retry-failed");
         return false;
     }
-    if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0) {
-        snprintf(err, errlen, "--base-url must start with http:// or https://");
+    if (c->base_url == NULL && !have_providers) {
+        snprintf(err, errlen, "needs --base-url URL (or providers in a --config job file)");
         return false;
     }
-    if (strpbrk(c->base_url, "{} \t\r\n?#") != NULL) {
-        snprintf(err, errlen, "--base-url must not hold braces, spaces, '?' or '#'");
-        return false;
+    if (c->base_url != NULL) {
+        if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0) {
+            snprintf(err, errlen, "--base-url must start with http:// or https://");
+            return false;
+        }
+        if (strpbrk(c->base_url, "{} \t\r\n?#") != NULL) {
+            snprintf(err, errlen, "--base-url must not hold braces, spaces, '?' or '#'");
+            return false;
+        }
     }
     if (c->backoff_cap < c->backoff_base) {
         snprintf(err, errlen, "--backoff-cap must not be below --backoff-base");
@@ -168,10 +182,38 @@ static bool validate(Config *c, char *err, size_t errlen)
     return true;
 }
 
+bool config_set(Config *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < N_FILE_SETTINGS; i++) {
+        if (strcmp(opts[i].name, name) != 0)
+            continue;
+        if (opts[i].type == OT_FLAG) {
+            if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+                strcmp(value, "1") == 0 || strcmp(value, "on") == 0)
+                return set_option(c, &opts[i], value, err, errlen);
+            if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                strcmp(value, "0") == 0 || strcmp(value, "off") == 0) {
+                *(bool *)(void *)((char *)c + opts[i].offset) = false;
+                return true;
+            }
+            snprintf(err, errlen, "%s must be true or false, not \"%.40s\"", name, value);
+            return false;
+        }
+        return set_option(c, &opts[i], value, err, errlen);
+    }
+    snprintf(err, errlen, "unknown setting \"%.60s\"", name);
+    return false;
+}
+
 bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen)
 {
-    struct option longopts[sizeof opts / sizeof opts[0] + 1];
     config_defaults(c);
+    return config_apply_args(c, argc, argv, err, errlen);
+}
+
+bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    struct option longopts[sizeof opts / sizeof opts[0] + 1];
     if (argc < 2) {
         snprintf(err, errlen, "no command given (init or run)");
         return false;
@@ -181,6 +223,8 @@ bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen)
         c->cmd = CMD_INIT;
     else if (strcmp(cmd, "run") == 0)
         c->cmd = CMD_RUN;
+    else if (strcmp(cmd, "retry-failed") == 0)
+        c->cmd = CMD_RETRY_FAILED;
     else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         c->cmd = CMD_HELP;
         return true;
@@ -188,7 +232,8 @@ bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen)
         c->cmd = CMD_VERSION;
         return true;
     } else {
-        snprintf(err, errlen, "unknown command \"%.40s\" (expected init or run)", cmd);
+        snprintf(err, errlen, "unknown command \"%.40s\" (expected init, run or retry-failed)",
+                 cmd);
         return false;
     }
 
@@ -222,8 +267,8 @@ bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen)
             c->cmd = CMD_VERSION;
             return true;
         }
-        if (o->run_only && c->cmd != CMD_RUN) {
-            snprintf(err, errlen, "--%s only applies to run", o->name);
+        if (o->run_only && c->cmd == CMD_INIT) {
+            snprintf(err, errlen, "--%s does not apply to init", o->name);
             return false;
         }
         if (!set_option(c, o, optarg, err, errlen))
@@ -233,5 +278,6 @@ bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen)
         snprintf(err, errlen, "unexpected argument: %.60s", argv[optind + 1]);
         return false;
     }
-    return validate(c, err, errlen);
+    /* With a job file, the caller validates after merging it. */
+    return c->config_file != NULL || config_validate(c, false, err, errlen);
 }

@@ -7,7 +7,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum Command { CMD_NONE, CMD_INIT, CMD_RUN, CMD_HELP, CMD_VERSION } Command;
+typedef enum Command {
+    CMD_NONE,
+    CMD_INIT,
+    CMD_RUN,
+    CMD_RETRY_FAILED,
+    CMD_HELP,
+    CMD_VERSION
+} Command;
 
 typedef struct Config {
     Command cmd;
@@ -21,6 +28,8 @@ typedef struct Config {
     const char *job;              /* required for run */
     const char *base_url;         /* required for run; no trailing '/' is needed */
     const char *token_file;       /* NULL: PGENRICH_TOKEN */
+    const char *config_file;      /* INI job file (--config), or NULL */
+    const char *reason;           /* retry-failed: only failures with this reason */
     int page_size;                /* 10000 */
     bool paging_offset;           /* false: keyset */
     int concurrency;              /* 64 */
@@ -41,10 +50,26 @@ typedef struct Config {
 /* Fill c with the defaults. */
 void config_defaults(Config *c);
 
-/* Parse argv (argv[0] is the program, argv[1] the command). Returns true with c filled and
- * validated, or false with a one-line reason in err. `--help` and `--version` set c->cmd to
- * CMD_HELP / CMD_VERSION and succeed. Uses getopt_long, so it resets optind itself. */
+/* Parse argv (argv[0] is the program, argv[1] the command) onto the defaults. Returns true
+ * with c filled and validated, or false with a one-line reason in err. `--help` and
+ * `--version` set c->cmd to CMD_HELP / CMD_VERSION and succeed. Uses getopt_long, so it
+ * resets optind itself. */
 bool config_parse(Config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Apply argv onto c as it is (no defaults first): the flags that override a job file.
+ * Same contract as config_parse otherwise. */
+bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Set one setting by its flag name without the dashes ("concurrency", "base-url", ...)
+ * from text, with the same parsing and bounds as the flag. The string is stored as given
+ * (the caller keeps it alive). Returns false with a reason in err for an unknown name or a
+ * bad value; `command` settings (help, version, config) are unknown here. */
+bool config_set(Config *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Check the settings that depend on each other (required ones for run, bounds between two
+ * settings). `have_providers`: a job file supplied the provider chain, so --base-url is not
+ * required. */
+bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen);
 
 /* The usage text. */
 extern const char config_usage[];

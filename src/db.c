@@ -88,6 +88,16 @@ char *db_quote_ident(PGconn *c, const char *ident)
     return dup;
 }
 
+char *db_quote_literal(PGconn *c, const char *str)
+{
+    char *q = PQescapeLiteral(c, str, strlen(str));
+    if (q == NULL)
+        return NULL;
+    char *dup = strdup(q);
+    PQfreemem(q);
+    return dup;
+}
+
 /* Run sql with text parameters and expect `want`. On failure writes the reason (prefixed
  * by what) and returns NULL. */
 static PGresult *exec_params(PGconn *c, const char *sql, int n, const char *const *params,
@@ -268,7 +278,7 @@ static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
 {
     bool ok = false, in_tx = false;
-    char *qt = NULL, *qf = NULL, *qc = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL;
     Buf sql;
     buf_init(&sql, SQL_MAX);
 
@@ -279,12 +289,16 @@ bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char 
     qt = db_quote_ident(c, names->target);
     qf = db_quote_ident(c, names->failures);
     qc = db_quote_ident(c, names->checkpoints);
-    if (qt == NULL || qf == NULL || qc == NULL) {
+    /* The migration block finds the ledger by name at run time: it gets the quoted name
+     * as a string literal, outside the block's dollar-quoted body. */
+    if (qf != NULL)
+        lf = db_quote_literal(c, qf);
+    if (qt == NULL || qf == NULL || qc == NULL || lf == NULL) {
         db_error(c, NULL, "quoting table names", err, errlen);
         goto done;
     }
-    const char *const keys[] = {"target", "failures", "checkpoints", "key_type"};
-    const char *const vals[] = {qt, qf, qc, key_type};
+    const char *const keys[] = {"target", "failures", "checkpoints", "key_type", "failures_text"};
+    const char *const vals[] = {qt, qf, qc, key_type, lf};
     if (!render(schema_sql, keys, vals, ARRAY_LEN(keys), &sql, err, errlen))
         goto done;
 
@@ -316,6 +330,7 @@ done:
     free(qt);
     free(qf);
     free(qc);
+    free(lf);
     return ok;
 }
 
@@ -384,5 +399,46 @@ bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char 
     bool ok = r != NULL;
     PQclear(r);
     free(sql);
+    return ok;
+}
+
+bool db_count_failures(PGconn *c, const DbNames *names, const char *job, const char *reason,
+                       long long *count, char *err, size_t errlen)
+{
+    bool ok = false;
+    PGresult *r = NULL;
+    *count = 0;
+    char *q = db_quote_ident(c, names->failures);
+    if (q == NULL) {
+        db_error(c, NULL, "quoting the failures table name", err, errlen);
+        return false;
+    }
+    Buf sql;
+    buf_init(&sql, SQL_MAX);
+    /* A NULL reason counts them all. The statement is unnamed, so it is planned with the
+     * values at hand: the IS NULL test folds away and the (job, id) key serves the scan. */
+    if (!buf_printf(&sql,
+                    "SELECT count(*) FROM %s WHERE job = $1 AND ($2::text IS NULL OR reason = $2)",
+                    q)) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    const char *params[2] = {job, reason};
+    r = exec_params(c, sql.data, 2, params, PGRES_TUPLES_OK, "counting failures", err, errlen);
+    if (r == NULL)
+        goto done;
+    char *end = NULL;
+    const char *v = PQntuples(r) == 1 && PQnfields(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 0) {
+        snprintf(err, errlen, "counting failures: unexpected answer");
+        goto done;
+    }
+    *count = n;
+    ok = true;
+done:
+    PQclear(r);
+    buf_free(&sql);
+    free(q);
     return ok;
 }

@@ -33,8 +33,9 @@ PGconn *db_connect(const char *conninfo, char *err, size_t errlen) WUR;
 bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, size_t errlen) WUR;
 
 /* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures
- * and checkpoint tables with the given names, id columns of key_type. If the target or the
- * failures table already exists with an id of another type, fails with a clear message.
+ * and checkpoint tables with the given names, id columns of key_type. A failures table made
+ * by an older schema is migrated (it gains last_seen). If the target or the failures table
+ * already exists with an id of another type, fails with a clear message.
  * key_type must look like a type name (format_type output); anything else is refused. */
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err,
                     size_t errlen) WUR;
@@ -49,9 +50,18 @@ bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char *
 bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err,
                          size_t errlen) WUR;
 
+/* Count the job's rows in the failure ledger (names->failures), only those with this
+ * reason unless reason is NULL, into *count. For the summary of `retry-failed`: how many
+ * are left. Blocking. */
+bool db_count_failures(PGconn *c, const DbNames *names, const char *job, const char *reason,
+                       long long *count, char *err, size_t errlen) WUR;
+
 /* Copy the quoted form of ident into a new malloc'd string (PQescapeIdentifier + strdup);
  * NULL on failure. */
 char *db_quote_ident(PGconn *c, const char *ident) WUR;
+
+/* The same for a string literal (PQescapeLiteral + strdup); NULL on failure. */
+char *db_quote_literal(PGconn *c, const char *str) WUR;
 
 /* Write "what: reason" into err, one line: the reason is res's primary error message when
  * res carries one, else the first line of PQerrorMessage(c) (c may be NULL). what may be

@@ -24,6 +24,8 @@ struct Req {
     Buf body;
     char retry_after[64];
     bool has_retry_after;
+    char content_type[96];
+    bool has_content_type;
     bool too_large;
     fetch_done_fn fn;
     void *ud;
@@ -41,7 +43,9 @@ struct Fetcher {
     struct ev_loop *loop;
     CURLM *multi;
     ev_timer timer;
-    struct curl_slist *headers; /* shared by every easy handle */
+    struct curl_slist *profiles[FETCHER_PROFILES_MAX]; /* header lists, see add_profile */
+    int n_profiles;
+    char *auth; /* "Authorization: Bearer ..." or NULL; wiped before it is freed */
     FetcherOpts opts;
     char *user_agent;
     Req *active; /* requests in flight (doubly linked) */
@@ -132,25 +136,34 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* If the header line ptr[0..n) is `name: value`, copy the trimmed value into dst. */
+static bool header_value(const char *ptr, size_t n, const char *name, char *dst, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(ptr, name, nl) != 0 || ptr[nl] != ':')
+        return false;
+    const char *v = ptr + nl + 1;
+    const char *end = ptr + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && isspace((unsigned char)end[-1]))
+        end--;
+    size_t len = (size_t)(end - v);
+    if (len >= cap)
+        return false; /* an absurd value is as good as none */
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+    return true;
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
 {
     Req *r = userdata;
     size_t n = size * nitems;
-    static const char name[] = "retry-after:";
-    if (n > sizeof name - 1 && strncasecmp(ptr, name, sizeof name - 1) == 0) {
-        const char *v = ptr + sizeof name - 1;
-        const char *end = ptr + n;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && isspace((unsigned char)end[-1]))
-            end--;
-        size_t len = (size_t)(end - v);
-        if (len < sizeof r->retry_after) {
-            memcpy(r->retry_after, v, len);
-            r->retry_after[len] = '\0';
-            r->has_retry_after = true;
-        }
-    }
+    if (header_value(ptr, n, "retry-after", r->retry_after, sizeof r->retry_after))
+        r->has_retry_after = true;
+    else if (header_value(ptr, n, "content-type", r->content_type, sizeof r->content_type))
+        r->has_content_type = true;
     return n;
 }
 
@@ -174,7 +187,6 @@ static Req *req_new(Fetcher *f)
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, f->opts.timeout_ms) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_USERAGENT, f->user_agent) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
@@ -272,6 +284,7 @@ static void check_multi_info(Fetcher *f)
             .body = r->body.data ? r->body.data : "",
             .body_len = r->body.len,
             .retry_after = r->has_retry_after ? r->retry_after : NULL,
+            .content_type = r->has_content_type ? r->content_type : NULL,
             .error = rc == CURLE_OK ? ""
                      : r->errbuf[0] ? r->errbuf
                                     : curl_easy_strerror(rc),
@@ -299,22 +312,17 @@ Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, s
         snprintf(err, errlen, "cannot initialise libcurl");
         goto failed;
     }
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    if (h == NULL)
-        goto oom;
-    f->headers = h;
     if (opts->token && opts->token[0]) {
         Buf auth;
         buf_init(&auth, 16384);
-        bool ok = buf_puts(&auth, "Authorization: Bearer ") && buf_puts(&auth, opts->token);
-        h = ok ? curl_slist_append(f->headers, auth.data) : NULL;
-        /* wipe our copy of the secret before freeing it */
-        if (auth.data)
-            memset(auth.data, 0, auth.cap);
-        buf_free(&auth);
-        if (h == NULL)
-            goto oom;
-        f->headers = h;
+        if (!buf_puts(&auth, "Authorization: Bearer ") || !buf_puts(&auth, opts->token)) {
+            if (auth.data)
+                memset(auth.data, 0, auth.cap);
+            buf_free(&auth);
+            snprintf(err, errlen, "the API token is too long");
+            goto failed;
+        }
+        f->auth = auth.data; /* ownership moves; wiped in fetcher_free */
     }
     ev_init(&f->timer, on_timer);
     f->timer.data = f;
@@ -330,15 +338,54 @@ Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, s
     }
     return f;
 
-oom:
-    snprintf(err, errlen, "out of memory");
 failed:
     fetcher_free(f);
     return NULL;
 }
 
-bool fetcher_get(Fetcher *f, const char *url, fetch_done_fn fn, void *ud)
+static bool sets_header(const char *const *headers, size_t n, const char *name)
 {
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (strncasecmp(headers[i], name, nl) == 0 && headers[i][nl] == ':')
+            return true;
+    return false;
+}
+
+int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post, char *err,
+                        size_t errlen)
+{
+    if (f->n_profiles >= FETCHER_PROFILES_MAX) {
+        snprintf(err, errlen, "too many header profiles");
+        return -1;
+    }
+    struct curl_slist *list = NULL;
+    const char *extra[3];
+    size_t n_extra = 0;
+    if (!sets_header(headers, n, "Accept"))
+        extra[n_extra++] = "Accept: application/json";
+    if (post && !sets_header(headers, n, "Content-Type"))
+        extra[n_extra++] = "Content-Type: application/json";
+    if (f->auth)
+        extra[n_extra++] = f->auth;
+    for (size_t i = 0; i < n + n_extra; i++) {
+        struct curl_slist *l = curl_slist_append(list, i < n ? headers[i] : extra[i - n]);
+        if (l == NULL) {
+            curl_slist_free_all(list);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        list = l;
+    }
+    f->profiles[f->n_profiles] = list;
+    return f->n_profiles++;
+}
+
+bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, size_t body_len,
+                   fetch_done_fn fn, void *ud)
+{
+    if (profile < 0 || profile >= f->n_profiles)
+        return false;
     Req *r = f->free;
     if (r)
         f->free = r->next;
@@ -349,10 +396,19 @@ bool fetcher_get(Fetcher *f, const char *url, fetch_done_fn fn, void *ud)
     r->ud = ud;
     r->too_large = false;
     r->has_retry_after = false;
+    r->has_content_type = false;
     r->errbuf[0] = '\0';
     buf_reset(&r->body);
-    if (curl_easy_setopt(r->easy, CURLOPT_URL, url) != CURLE_OK ||
-        curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
+    CURL *e = r->easy;
+    bool ok = curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->profiles[profile]) == CURLE_OK;
+    if (ok && body) {
+        ok = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK;
+    } else if (ok) {
+        ok = curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    }
+    if (!ok || curl_multi_add_handle(f->multi, e) != CURLM_OK) {
         req_release(f, r);
         return false;
     }
@@ -393,7 +449,12 @@ void fetcher_free(Fetcher *f)
         ev_timer_stop(f->loop, &f->timer);
         curl_multi_cleanup(f->multi); /* closes sockets, calling on_curl_socket REMOVE */
     }
-    curl_slist_free_all(f->headers);
+    for (int i = 0; i < f->n_profiles; i++)
+        curl_slist_free_all(f->profiles[i]);
+    if (f->auth) {
+        memset(f->auth, 0, strlen(f->auth));
+        free(f->auth);
+    }
     free(f->user_agent);
     free(f);
 }

@@ -24,8 +24,9 @@ typedef struct FetchResult {
     long status;       /* HTTP status, 0 when no answer */
     const char *body;  /* borrowed until the callback returns */
     size_t body_len;
-    const char *retry_after; /* Retry-After header value or NULL; borrowed */
-    const char *error;       /* curl's message for a transport error, else "" */
+    const char *retry_after;  /* Retry-After header value or NULL; borrowed */
+    const char *content_type; /* Content-Type header value or NULL; borrowed */
+    const char *error;        /* curl's message for a transport error, else "" */
 } FetchResult;
 
 /* Called once per request when it ends, from the loop. The callback may start new
@@ -37,9 +38,20 @@ typedef struct Fetcher Fetcher;
 /* Returns NULL (with a one-line message in err) on failure. Opts are copied. */
 Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, size_t errlen) WUR;
 
-/* Start a GET of url; fn(ud, result) is called when it ends. Returns false if the request
- * could not be started (out of memory, or curl refused the handle). */
-bool fetcher_get(Fetcher *f, const char *url, fetch_done_fn fn, void *ud) WUR;
+#define FETCHER_PROFILES_MAX 8
+
+/* Register a header profile: the given "Name: value" lines (a provider's own headers), the
+ * bearer token (if any), Accept: application/json unless the lines set Accept, and for a
+ * POST profile Content-Type: application/json unless they set Content-Type. Returns its
+ * index for fetcher_start, or -1 (with a reason in err) when out of memory or slots. */
+int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post, char *err,
+                        size_t errlen) WUR;
+
+/* Start a request to url with the headers of `profile`: a GET, or a POST of body_len bytes
+ * of body (copied) when body is not NULL. fn(ud, result) is called when it ends. Returns
+ * false if the request could not be started (out of memory, or curl refused it). */
+bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, size_t body_len,
+                   fetch_done_fn fn, void *ud) WUR;
 
 /* Requests started and not yet ended. */
 size_t fetcher_in_flight(const Fetcher *f);

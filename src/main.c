@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "jobfile.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -117,7 +118,7 @@ static void print_summary(const SchedStats *st)
     fflush(stdout);
 }
 
-static int cmd_run(const Config *c)
+static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
     DbNames names = names_of(c);
@@ -127,6 +128,12 @@ static int cmd_run(const Config *c)
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME;
     const char *want_paging = c->paging_offset ? "offset" : "keyset";
+    bool retry_failed = c->cmd == CMD_RETRY_FAILED;
+
+    if (jf->n_providers == 0 && !jobfile_default_chain(c->base_url, jf, err, sizeof err)) {
+        rc = EXIT_USAGE;
+        goto failed;
+    }
 
     if (!read_token(c, &token, err, sizeof err)) {
         rc = EXIT_USAGE;
@@ -137,9 +144,17 @@ static int cmd_run(const Config *c)
     if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
         !db_init_schema(src, &names, key_type, err, sizeof err))
         goto failed;
-    if (c->restart && !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
+    if (retry_failed) {
+        long long pending = 0;
+        if (!db_count_failures(src, &names, c->job, c->reason, &pending, err, sizeof err))
+            goto failed;
+        log_info("event=retry_failed job=\"%s\" reason=\"%s\" ids=%lld", c->job,
+                 c->reason ? c->reason : "any", pending);
+    }
+    if (!retry_failed && c->restart && !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
         goto failed;
-    if (!db_load_checkpoint(src, &names, c->job, &position, &paging, err, sizeof err))
+    if (!retry_failed &&
+        !db_load_checkpoint(src, &names, c->job, &position, &paging, err, sizeof err))
         goto failed;
     if (paging && strcmp(paging, want_paging) != 0) {
         snprintf(err, sizeof err,
@@ -159,10 +174,10 @@ static int cmd_run(const Config *c)
             goto failed;
         }
     }
-    if (position)
+    if (!retry_failed && position)
         log_info("event=resume job=\"%s\" paging=%s after=\"%.80s\"", c->job, want_paging,
                  position);
-    else
+    else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
     if ((sink = connect_db(c, err, sizeof err)) == NULL)
         goto failed;
@@ -179,6 +194,8 @@ static int cmd_run(const Config *c)
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
         .token = token,
+        .providers = jf->providers,
+        .n_providers = jf->n_providers,
     };
     src = sink = NULL; /* the scheduler owns them now */
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
@@ -186,6 +203,15 @@ static int cmd_run(const Config *c)
         goto failed;
     rc = scheduler_run(sched);
     print_summary(scheduler_stats(sched));
+    if (retry_failed) {
+        long long left = 0;
+        PGconn *count_conn = connect_db(c, err, sizeof err);
+        if (count_conn &&
+            db_count_failures(count_conn, &names, c->job, c->reason, &left, err, sizeof err))
+            printf("ledger: job=%s remaining=%lld\n", c->job, left);
+        if (count_conn)
+            PQfinish(count_conn);
+    }
     if (rc == EXIT_OK)
         log_info("event=finished job=\"%s\"", c->job);
     goto done;
@@ -211,18 +237,34 @@ done:
 int main(int argc, char **argv)
 {
     Config cfg;
-    char err[256];
+    JobFile jf;
+    char err[512];
+    memset(&jf, 0, sizeof jf);
     if (!config_parse(&cfg, argc, argv, err, sizeof err)) {
         fprintf(stderr, "pgenrich: %s\n%s", err, config_usage);
         return EXIT_USAGE;
     }
+    if (cfg.config_file) {
+        /* the file first, then the flags again on top of it: flags override */
+        const char *path = cfg.config_file;
+        config_defaults(&cfg);
+        if (!jobfile_load(path, &cfg, &jf, err, sizeof err) ||
+            !config_apply_args(&cfg, argc, argv, err, sizeof err) ||
+            !config_validate(&cfg, jf.n_providers > 0, err, sizeof err)) {
+            fprintf(stderr, "pgenrich: %s\n", err);
+            jobfile_free(&jf);
+            return EXIT_USAGE;
+        }
+    }
     switch (cfg.cmd) {
     case CMD_HELP:
         fputs(config_usage, stdout);
+        jobfile_free(&jf);
         return EXIT_OK;
     case CMD_VERSION:
         printf("pgenrich %s (libcurl %s)\n", PGENRICH_VERSION,
                curl_version_info(CURLVERSION_NOW)->version);
+        jobfile_free(&jf);
         return EXIT_OK;
     default:
         break;
@@ -234,9 +276,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("cannot initialise libcurl");
+        jobfile_free(&jf);
         return EXIT_RUNTIME;
     }
-    int rc = cfg.cmd == CMD_INIT ? cmd_init(&cfg) : cmd_run(&cfg);
+    int rc = cfg.cmd == CMD_INIT ? cmd_init(&cfg) : cmd_run(&cfg, &jf);
     curl_global_cleanup();
+    jobfile_free(&jf);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "ratelimit.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 
 /* Tolerance, in seconds, under which a token counts as already available. It keeps
@@ -87,4 +88,161 @@ void rl_set_rate(RateLimit *rl, double rate, double now)
     if (rl->tokens > rl->burst)
         rl->tokens = rl->burst;
     rl->rate = rate;
+}
+
+/* ---------------------------------------------------------------- adaptive rate (AIMD) */
+
+void aimd_init(Aimd *a, double ceiling, double now)
+{
+    *a = (Aimd){0};
+    a->ceiling = ceiling > 0 ? ceiling : 0; /* NaN lands on 0 */
+    a->floor = a->ceiling > 0 && a->ceiling < AIMD_FLOOR ? a->ceiling : AIMD_FLOOR;
+    a->rate = a->ceiling;
+    a->last_cut = -INFINITY;
+    a->last_step = now;
+    a->origin = now;
+}
+
+double aimd_rate(const Aimd *a)
+{
+    return a->rate;
+}
+
+/* Move the meter up to the slot holding `now`, clearing the slots it passes. Slot numbers
+ * count from the clock at init, so rounding does not pile up as time goes by. A clock that
+ * went backwards leaves the meter where it is (the answer counts in the newest slot). */
+static void aimd_advance(Aimd *a, double now)
+{
+    double n = floor((now - a->origin) / AIMD_SLOT);
+    if (!(n > (double)a->slot))
+        return; /* same slot, earlier clock, or NaN */
+    if (n - (double)a->slot >= AIMD_SLOTS) {
+        for (int i = 0; i < AIMD_SLOTS; i++)
+            a->ok[i] = a->all[i] = 0;
+        a->slot = n < 9e18 ? (long long)n : (long long)9e18; /* a clock centuries away */
+        return;
+    }
+    while (a->slot < (long long)n) {
+        a->slot++;
+        int i = (int)(a->slot % AIMD_SLOTS);
+        a->ok[i] = a->all[i] = 0;
+    }
+}
+
+static void aimd_count(Aimd *a, bool ok, double now)
+{
+    aimd_advance(a, now);
+    int i = (int)(a->slot % AIMD_SLOTS);
+    if (a->answers == 0)
+        a->first = now;
+    if (a->answers < AIMD_MIN_ANSWERS)
+        a->answers++;
+    if (a->all[i] == UINT_MAX)
+        return; /* saturated: billions of answers in a tenth of a second is not a rate */
+    a->all[i]++;
+    if (ok)
+        a->ok[i]++;
+}
+
+/* Answers per second over the slots of the last second that saw any answer: slots in which
+ * nothing came back (a pause, an idle job) are left out rather than counted as zero. The
+ * newest slot counts for the time it has run, and the whole span for at least one slot, so
+ * that the first burst of answers of a job is not taken for a rate. *all_rate gets the
+ * same for all answers. */
+static double aimd_accepted(const Aimd *a, double now, double *all_rate)
+{
+    double ok = 0, all = 0, span = 0;
+    int newest = (int)(a->slot % AIMD_SLOTS);
+    for (int i = 0; i < AIMD_SLOTS; i++) {
+        if (a->all[i] == 0)
+            continue;
+        ok += a->ok[i];
+        all += a->all[i];
+        if (i != newest)
+            span += AIMD_SLOT;
+        else
+            span += fmax(0, now - (a->origin + (double)a->slot * AIMD_SLOT));
+    }
+    if (!(span >= AIMD_SLOT))
+        span = AIMD_SLOT;
+    *all_rate = all / span;
+    return ok / span;
+}
+
+static double aimd_clamp(const Aimd *a, double rate)
+{
+    if (!(rate >= a->floor)) /* NaN too */
+        rate = a->floor;
+    if (a->ceiling > 0 && rate > a->ceiling)
+        rate = a->ceiling;
+    return rate;
+}
+
+double aimd_on_throttle(Aimd *a, double sent, double now)
+{
+    aimd_count(a, false, now);
+    bool seasoned = a->answers >= AIMD_MIN_ANSWERS && now - a->first >= AIMD_WARMUP;
+    bool held = now - a->last_cut < AIMD_HOLD && !(a->provisional && seasoned);
+    if (sent < a->last_cut || held)
+        return a->rate;
+    double base = a->rate;
+    if (seasoned) {
+        double all_rate;
+        double accepted = aimd_accepted(a, now, &all_rate);
+        /* Nothing accepted at all lately: fall back to what was answered, so that a
+         * provider refusing everything is backed off from gradually, not to the floor. */
+        double seen = accepted > 0 ? accepted : all_rate;
+        if (!(base > 0) || seen < base)
+            base = seen;
+    } else if (!(base > 0)) {
+        return a->rate; /* no limit, and too little seen to choose one: wait */
+    }
+    a->provisional = !seasoned;
+    a->knee = base;
+    a->rate = aimd_clamp(a, AIMD_DECREASE * base);
+    a->last_cut = now;
+    a->last_step = now;
+    return a->rate;
+}
+
+/* Climb from `rate` for `dt` seconds: linear at AIMD_CLIMB * knee per second up to the
+ * knee, then the excess x above it follows dx/dt = AIMD_CLIMB * knee + AIMD_PROBE * x,
+ * solved exactly so that the result does not depend on how often answers arrive. */
+static double aimd_climb(double rate, double knee, double dt)
+{
+    double lin = AIMD_CLIMB * knee;
+    if (rate < knee) {
+        double need = (knee - rate) / lin;
+        if (dt <= need)
+            return rate + lin * dt;
+        rate = knee;
+        dt -= need;
+    }
+    double c = lin / AIMD_PROBE;
+    return knee + (rate - knee + c) * exp(AIMD_PROBE * dt) - c;
+}
+
+double aimd_on_success(Aimd *a, double now)
+{
+    aimd_count(a, true, now);
+    double dt = now - a->last_step;
+    if (!(dt > 0)) {
+        if (dt < 0)
+            a->last_step = now; /* the clock went back: count from here */
+        return a->rate;
+    }
+    a->last_step = now;
+    if (!(a->rate > 0) || !(a->knee > 0))
+        return a->rate; /* no limit, or at the ceiling having never been cut */
+    if (dt > AIMD_STEP_MAX)
+        dt = AIMD_STEP_MAX;
+    double rate = aimd_clamp(a, aimd_climb(a->rate, a->knee, dt));
+    if (a->ceiling <= 0 && rate >= AIMD_RELEASE * a->knee) {
+        double all_rate;
+        (void)aimd_accepted(a, now, &all_rate);
+        if (all_rate < AIMD_SLACK * rate)
+            rate = 0; /* the limit no longer binds: drop it */
+    }
+    a->rate = rate;
+    return rate;
 }

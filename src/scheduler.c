@@ -14,10 +14,12 @@
 
 #include <ev.h>
 
+#include "breaker.h"
 #include "buf.h"
 #include "checkpoint.h"
 #include "copyenc.h"
 #include "fetcher.h"
+#include "jobfile.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "retry.h"
@@ -27,11 +29,15 @@
 const char *const sched_reason_names[5] = {REASON_NOT_FOUND, REASON_NO_LOCATION,
                                            REASON_BAD_RESPONSE, REASON_REJECTED, REASON_EXHAUSTED};
 
-#define WINDOW_PAGES      8          /* pages of IDs held at once (in flight or unsettled) */
-#define FLUSH_BUF_MAX     (1u << 30) /* hard cap of one flush buffer */
-#define LAST_ERROR_MAX    200        /* bytes of last_error kept per failure */
-#define PROGRESS_INTERVAL 10.0       /* seconds between progress lines */
-#define PROVIDER_NAME     "primary"
+#define WINDOW_PAGES         8          /* pages of IDs held at once (in flight or unsettled) */
+#define FLUSH_BUF_MAX        (1u << 30) /* hard cap of one flush buffer */
+#define LAST_ERROR_MAX       200        /* bytes of last_error kept per failure */
+#define PROGRESS_INTERVAL    10.0       /* seconds between progress lines */
+#define BREAKER_WINDOW       10.0       /* seconds of outcomes a breaker weighs */
+#define BREAKER_MIN_REQUESTS 20         /* outcomes needed before a breaker may open */
+#define BREAKER_THRESHOLD    0.5        /* share of transient failures that opens it */
+#define BREAKER_COOLDOWN     1.0        /* first pause, doubled per failed probe ... */
+#define BREAKER_COOLDOWN_MAX 60.0       /* ... up to this */
 
 typedef struct Page Page;
 struct Page {
@@ -48,13 +54,27 @@ struct Lookup {
     Page *page;
     int row;
     uint64_t seq;
-    int attempts;
+    int prov;           /* index in the provider chain */
+    int attempts;       /* with the current provider */
+    int total_attempts; /* over the whole chain */
     long last_status;
+    double sent_at;           /* loop time the current request was started */
+    const char *first_reason; /* the first provider's final failure, while the chain goes on */
+    long first_status;
     ev_timer retry;
     Lookup *prev, *next; /* the list of live lookups */
-    Lookup *ready_next;  /* the queue of lookups whose backoff has passed */
+    Lookup *ready_next;  /* the provider's queue of lookups due now */
     char last_error[LAST_ERROR_MAX];
+    char first_error[LAST_ERROR_MAX];
 };
+
+/* A provider of the chain at run time. */
+typedef struct Prov {
+    const ProviderConf *conf;
+    int profile; /* the fetcher's header profile */
+    Breaker breaker;
+    Lookup *ready_head, *ready_tail;
+} Prov;
 
 /* One batch of settled outcomes on its way to the database. */
 typedef struct FlushBuf {
@@ -76,8 +96,12 @@ struct Scheduler {
     RateLimit rl;
     Ckpt ckpt;
 
-    char *url_template;
+    Prov provs[PROVIDERS_MAX];
+    int n_provs;
+    bool from_ledger; /* retry-failed: IDs from the ledger, no checkpoint */
+    Aimd aimd;
     Buf url;
+    Buf body;
     Buf scratch;
 
     Page *head, *tail; /* the window, oldest first */
@@ -93,16 +117,14 @@ struct Scheduler {
 
     Lookup *live; /* every lookup not yet settled */
     size_t live_count;
-    Lookup *ready_head, *ready_tail;
     size_t in_flight;
-    double pause_until;
 
     FlushBuf bufs[2];
     FlushBuf *active;   /* settled outcomes go here */
     FlushBuf *flushing; /* the batch the sink is committing, or NULL */
     bool sink_failed;
 
-    ev_timer wake;       /* rate limit / 429 pause */
+    ev_timer wake;       /* rate limit or breaker pause */
     ev_timer flush_tick; /* flush-interval */
     ev_timer progress;
     ev_signal sigint, sigterm;
@@ -250,6 +272,8 @@ static void on_page(void *ud, PGresult *res, const char *err)
 /* The checkpoint position for everything settled so far, or NULL if nothing is. */
 static char *current_position(Scheduler *s)
 {
+    if (s->from_ledger)
+        return NULL; /* retry-failed leaves the job's checkpoint alone */
     uint64_t low = ckpt_low(&s->ckpt);
     char num[32];
     if (s->paging_offset) {
@@ -325,6 +349,7 @@ static void emit_row(Scheduler *s, Lookup *l, const ProviderRow *row)
 {
     Buf *b = &s->active->rows;
     size_t mark = b->len;
+    const char *name = s->provs[l->prov].conf->name;
     bool ok = put_id(b, l);
     for (int c = 0; ok && c < COL_TEXT_COUNT; c++)
         ok = copyenc_text(b, row->text[c], row->len[c]) && buf_putc(b, '\t');
@@ -332,7 +357,7 @@ static void emit_row(Scheduler *s, Lookup *l, const ProviderRow *row)
         ok = row->has_coord[c] ? copyenc_double(b, row->coord[c]) : copyenc_text(b, NULL, 0);
         ok = ok && buf_putc(b, '\t');
     }
-    ok = ok && buf_puts(b, PROVIDER_NAME "\n");
+    ok = ok && copyenc_text(b, name, strlen(name)) && buf_putc(b, '\n');
     if (!ok) {
         buf_truncate(b, mark);
         log_error("event=buffer_full detail=\"flush buffer cap reached\"");
@@ -351,7 +376,7 @@ static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long statu
     size_t elen = strnlen(error, LAST_ERROR_MAX);
     bool ok = put_id(b, l) && copyenc_text(b, reason, strlen(reason)) && buf_putc(b, '\t');
     ok = ok && (status > 0 ? copyenc_int(b, status) : copyenc_text(b, NULL, 0));
-    ok = ok && buf_putc(b, '\t') && copyenc_int(b, l->attempts) && buf_putc(b, '\t');
+    ok = ok && buf_putc(b, '\t') && copyenc_int(b, l->total_attempts) && buf_putc(b, '\t');
     ok = ok && copyenc_text(b, error, elen) && buf_putc(b, '\n');
     if (!ok) {
         buf_truncate(b, mark);
@@ -364,34 +389,58 @@ static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long statu
     settle(s, l);
 }
 
+static void enqueue_ready(Scheduler *s, Lookup *l)
+{
+    Prov *p = &s->provs[l->prov];
+    l->ready_next = NULL;
+    if (p->ready_tail)
+        p->ready_tail->ready_next = l;
+    else
+        p->ready_head = l;
+    p->ready_tail = l;
+}
+
+/* The lookup ended without a row at its current provider: try the next one of the chain,
+ * or record the failure. The first provider's reason and status are the ones recorded;
+ * last_error tells what each provider said. */
+static void final_failure(Scheduler *s, Lookup *l, const char *reason, long status,
+                          const char *error)
+{
+    const char *pname = s->provs[l->prov].conf->name;
+    if (l->first_reason == NULL) {
+        l->first_reason = reason;
+        l->first_status = status;
+        snprintf(l->first_error, sizeof l->first_error, "%s", error);
+    } else {
+        size_t used = strlen(l->first_error);
+        snprintf(l->first_error + used, sizeof l->first_error - used, "; %s: %s %s", pname, reason,
+                 error);
+    }
+    if (l->prov + 1 < s->n_provs) {
+        l->prov++;
+        l->attempts = 0;
+        enqueue_ready(s, l);
+        return;
+    }
+    emit_failure(s, l, l->first_reason, l->first_status, l->first_error);
+}
+
 static void on_retry_due(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     Lookup *l = w->data;
-    Scheduler *s = l->s;
-    l->ready_next = NULL;
-    if (s->ready_tail)
-        s->ready_tail->ready_next = l;
-    else
-        s->ready_head = l;
-    s->ready_tail = l;
-    pump(s);
+    enqueue_ready(l->s, l);
+    pump(l->s);
 }
 
 static void schedule_retry(Scheduler *s, Lookup *l, const FetchResult *r)
 {
     double delay = retry_backoff(l->attempts, s->cfg->backoff_base, s->cfg->backoff_cap, rand01(s));
     double ra = 0;
-    bool has_ra = r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra);
-    if (has_ra && ra > delay)
+    /* Retry-After is a floor for this ID; the job as a whole slows through the AIMD rate. */
+    if (r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra) && ra > delay)
         delay = ra;
-    if (r->terr == TE_NONE && r->status == 429) {
-        /* The provider is saturated: hold every dispatch, not only this ID's. */
-        double until = ev_now(s->loop) + (has_ra ? ra : 1.0);
-        if (until > s->pause_until)
-            s->pause_until = until;
-    }
     s->st.retries++;
     ev_timer_init(&l->retry, on_retry_due, delay, 0.);
     l->retry.data = l;
@@ -404,54 +453,108 @@ static void bad_response(Scheduler *s, Lookup *l, const char *why, const FetchRe
     buf_reset(e);
     if (!buf_printf(e, "%s; body: ", why) || !provider_excerpt(e, r->body, r->body_len, 80))
         buf_reset(e);
-    emit_failure(s, l, REASON_BAD_RESPONSE, r->status, e->data ? e->data : why);
+    final_failure(s, l, REASON_BAD_RESPONSE, r->status, e->data ? e->data : why);
+}
+
+/* application/json, or any type/subtype+json, parameters allowed; no header is accepted
+ * too, since some providers omit it. */
+static bool json_content_type(const char *ct)
+{
+    if (ct == NULL)
+        return true;
+    size_t n = strcspn(ct, "; \t");
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    return n > 5 && memchr(ct, '/', n) != NULL && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+/* The adaptive rate: a 429 cuts the job's rate, healthy answers let it climb back; 5xx and
+ * transport failures are left to the provider's breaker. */
+static void adapt_rate(Scheduler *s, const Lookup *l, bool throttled, bool healthy)
+{
+    if (!throttled && !healthy)
+        return;
+    double now = ev_now(s->loop);
+    double before = aimd_rate(&s->aimd);
+    double after =
+        throttled ? aimd_on_throttle(&s->aimd, l->sent_at, now) : aimd_on_success(&s->aimd, now);
+    if (after != before) {
+        rl_set_rate(&s->rl, after, now);
+        s->rl.burst = fmax(1.0, after / 20.0); /* about 50 ms of requests at once */
+        if (throttled)
+            log_info("event=rate_lowered rate=%.1f", after);
+    }
 }
 
 static void on_fetch_done(void *ud, const FetchResult *r)
 {
     Lookup *l = ud;
     Scheduler *s = l->s;
+    Prov *p = &s->provs[l->prov];
     const char *reason = NULL;
+    double now = ev_now(s->loop);
     s->in_flight--;
     s->st.requests++;
     l->attempts++;
+    l->total_attempts++;
     l->last_status = r->terr == TE_NONE ? r->status : 0;
     if (r->terr != TE_NONE)
         snprintf(l->last_error, sizeof l->last_error, "%s", r->error);
     else
         snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
 
-    switch (retry_classify(r->terr, r->status, &reason)) {
+    RetryAction act = retry_classify(r->terr, r->status, &reason);
+    bool throttled = r->terr == TE_NONE && r->status == 429;
+    bool healthy = act != RA_RETRY;
+    adapt_rate(s, l, throttled, healthy);
+    if (!throttled) {
+        BreakerState before = breaker_state(&p->breaker);
+        breaker_record(&p->breaker, healthy, l->sent_at, now);
+        BreakerState after = breaker_state(&p->breaker);
+        if (before == BR_CLOSED && after == BR_OPEN)
+            log_warn("event=provider_paused provider=%s detail=\"too many transient failures; "
+                     "probing it again shortly\"",
+                     p->conf->name);
+        else if (after != before && after == BR_CLOSED)
+            log_info("event=provider_resumed provider=%s", p->conf->name);
+    }
+
+    switch (act) {
     case RA_PARSE: {
+        if (!json_content_type(r->content_type)) {
+            char why[128];
+            snprintf(why, sizeof why, "content type %.60s", r->content_type);
+            bad_response(s, l, why, r);
+            break;
+        }
         ProviderRow row;
         char err[128];
-        MapResult m = provider_map(&provider_map_primary, r->body, r->body_len, s->cfg->max_depth,
-                                   &row, err, sizeof err);
+        MapResult m = provider_map(&p->conf->map, r->body, r->body_len, s->cfg->max_depth, &row,
+                                   err, sizeof err);
         if (m == MAP_FOUND)
             emit_row(s, l, &row);
         else if (m == MAP_MISS)
-            emit_failure(s, l, REASON_NO_LOCATION, r->status, "no location");
+            final_failure(s, l, REASON_NO_LOCATION, r->status, "no location");
         else
             bad_response(s, l, err, r);
         provider_row_free(&row);
         break;
     }
     case RA_FAIL:
-        if (r->terr == TE_TOO_LARGE)
-            emit_failure(s, l, reason, r->status, l->last_error);
-        else
-            emit_failure(s, l, reason, l->last_status, l->last_error);
+        final_failure(s, l, reason, r->terr == TE_TOO_LARGE ? r->status : l->last_status,
+                      l->last_error);
         break;
     case RA_FATAL:
-        log_error("event=credentials_refused status=%ld detail=\"the provider refused the "
-                  "API token; check PGENRICH_TOKEN or --token-file\"",
-                  r->status);
+        log_error("event=credentials_refused provider=%s status=%ld detail=\"the provider "
+                  "refused the API token; check PGENRICH_TOKEN or --token-file; the checkpoint "
+                  "is unchanged past this ID\"",
+                  p->conf->name, r->status);
         lookup_free(s, l); /* unsettled: the checkpoint stays before it */
         stop_job(s, EXIT_AUTH);
         return;
     case RA_RETRY:
         if (l->attempts >= s->cfg->max_attempts)
-            emit_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
+            final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
         else
             schedule_retry(s, l, r);
         break;
@@ -478,16 +581,43 @@ static bool fresh_allowed(const Scheduler *s)
     return ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row);
 }
 
+/* Append body_tmpl with every {id} replaced by the ID as the inside of a JSON string. */
+static bool build_body(Buf *out, const char *tmpl, const char *id, size_t len)
+{
+    for (const char *t = tmpl; *t;) {
+        if (strncmp(t, "{id}", 4) == 0) {
+            for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)id[i];
+                bool ok = c == '"' || c == '\\' ? buf_putc(out, '\\') && buf_putc(out, (char)c)
+                          : c < 0x20            ? buf_printf(out, "\\u%04x", c)
+                                                : buf_putc(out, (char)c);
+                if (!ok)
+                    return false;
+            }
+            t += 4;
+        } else if (!buf_putc(out, *t++)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool start_request(Scheduler *s, Lookup *l)
 {
+    const ProviderConf *pc = s->provs[l->prov].conf;
     int len;
     const char *id = lookup_id(l, &len);
     buf_reset(&s->url);
-    if (!provider_build_url(&s->url, s->url_template, id, (size_t)len)) {
-        emit_failure(s, l, REASON_REJECTED, 0, "ID too long for a URL");
+    buf_reset(&s->body);
+    if (!provider_build_url(&s->url, pc->url, id, (size_t)len) ||
+        (pc->post && !build_body(&s->body, pc->body ? pc->body : "", id, (size_t)len))) {
+        l->total_attempts++;
+        final_failure(s, l, REASON_REJECTED, 0, "ID too long for a request");
         return true;
     }
-    if (!fetcher_get(s->fetcher, s->url.data, on_fetch_done, l)) {
+    if (!fetcher_start(s->fetcher, s->provs[l->prov].profile, s->url.data,
+                       pc->post ? (s->body.data ? s->body.data : "") : NULL, s->body.len,
+                       on_fetch_done, l)) {
         log_error("event=request_failed detail=\"could not start a request\"");
         lookup_free(s, l);
         stop_job(s, EXIT_RUNTIME);
@@ -505,35 +635,76 @@ static void check_finished(Scheduler *s)
     }
 }
 
+static void arm_wake(Scheduler *s, double wait)
+{
+    if (ev_is_active(&s->wake)) {
+        if (ev_timer_remaining(s->loop, &s->wake) <= wait)
+            return;
+        ev_timer_stop(s->loop, &s->wake);
+    }
+    ev_timer_set(&s->wake, wait, 0.);
+    ev_timer_start(s->loop, &s->wake);
+}
+
+/* The next lookup to start, by provider order (retries and fallbacks before fresh IDs),
+ * skipping providers whose breaker is open. *wait gets the shortest breaker pause when
+ * every provider with work is paused. NULL when nothing can start now. */
+static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
+{
+    *wait = 0;
+    *fresh = false;
+    for (int i = 0; i < s->n_provs; i++) {
+        Prov *p = &s->provs[i];
+        bool has_work = p->ready_head != NULL || (i == 0 && fresh_allowed(s));
+        if (!has_work)
+            continue;
+        double w = breaker_wait(&p->breaker, now);
+        if (w > 0) {
+            if (*wait == 0 || w < *wait)
+                *wait = w;
+            continue;
+        }
+        *wait = 0;
+        if (p->ready_head)
+            return p->ready_head;
+        *fresh = true;
+        return NULL;
+    }
+    return NULL;
+}
+
 static void pump(Scheduler *s)
 {
     while (s->phase == PH_RUNNING && s->in_flight < (size_t)s->cfg->concurrency) {
-        bool have_ready = s->ready_head != NULL;
-        if (!have_ready && !fresh_allowed(s))
-            break;
         double now = ev_now(s->loop);
-        double wait = 0;
-        if (now < s->pause_until)
-            wait = s->pause_until - now;
-        else if (!rl_take(&s->rl, now))
-            wait = rl_wait(&s->rl, now);
-        if (wait > 0) {
-            if (!ev_is_active(&s->wake)) {
-                ev_timer_set(&s->wake, wait, 0.);
-                ev_timer_start(s->loop, &s->wake);
-            }
+        double wait;
+        bool fresh;
+        Lookup *l = next_lookup(s, now, &wait, &fresh);
+        if (l == NULL && !fresh) {
+            if (wait > 0)
+                arm_wake(s, wait);
             break;
         }
-        Lookup *l;
-        if (have_ready) {
-            l = s->ready_head;
-            s->ready_head = l->ready_next;
-            if (s->ready_head == NULL)
-                s->ready_tail = NULL;
-        } else if ((l = lookup_new(s)) == NULL) {
+        if (!rl_take(&s->rl, now)) {
+            arm_wake(s, rl_wait(&s->rl, now));
+            break;
+        }
+        if (fresh && (l = lookup_new(s)) == NULL) {
             stop_job(s, EXIT_RUNTIME);
             break;
         }
+        Prov *p = &s->provs[l->prov];
+        if (!fresh) {
+            p->ready_head = l->ready_next;
+            if (p->ready_head == NULL)
+                p->ready_tail = NULL;
+        }
+        if (!breaker_allow(&p->breaker, now)) {
+            enqueue_ready(s, l); /* not expected after breaker_wait said 0; look again soon */
+            arm_wake(s, 0.01);
+            break;
+        }
+        l->sent_at = now;
         if (!start_request(s, l))
             break;
     }
@@ -607,7 +778,11 @@ static void maybe_flush(Scheduler *s, bool force)
             return;
         break;
     case PH_FINISHING:
-        done = true;
+        if (s->from_ledger && n == 0) {
+            end_loop(s);
+            return;
+        }
+        done = !s->from_ledger;
         break;
     case PH_STOPPING:
         if (n == 0) {
@@ -621,7 +796,7 @@ static void maybe_flush(Scheduler *s, bool force)
     b->position = current_position(s);
     s->active = b == &s->bufs[0] ? &s->bufs[1] : &s->bufs[0];
     s->flushing = b;
-    if (done)
+    if (s->phase == PH_FINISHING)
         s->final_sent = true;
     if (!sink_flush(s->sink, &b->rows, b->nrows, &b->fails, b->nfails, b->position, done,
                     on_flushed, s)) {
@@ -660,7 +835,8 @@ static void stop_job(Scheduler *s, int code)
     s->in_flight = 0;
     while (s->live)
         lookup_free(s, s->live);
-    s->ready_head = s->ready_tail = NULL;
+    for (int i = 0; i < s->n_provs; i++)
+        s->provs[i].ready_head = s->provs[i].ready_tail = NULL;
     ev_timer_stop(s->loop, &s->wake);
     maybe_flush(s, true);
 }
@@ -694,20 +870,6 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---------------------------------------------------------------- life cycle */
 
-static char *build_template(const char *base)
-{
-    size_t n = strlen(base);
-    while (n > 0 && base[n - 1] == '/')
-        n--;
-    static const char path[] = "/api/v2/entities/{id}?select=id,label,location";
-    char *t = malloc(n + sizeof path);
-    if (t == NULL)
-        return NULL;
-    memcpy(t, base, n);
-    memcpy(t + n, path, sizeof path);
-    return t;
-}
-
 Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSetup *setup,
                          char *err, size_t errlen)
 {
@@ -724,6 +886,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     if (s->rng == 0)
         s->rng = 1;
     buf_init(&s->url, 64 * 1024);
+    buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
     flushbuf_init(&s->bufs[0]);
     flushbuf_init(&s->bufs[1]);
@@ -731,12 +894,9 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->window_cap = (size_t)cfg->page_size * WINDOW_PAGES;
     if (!ckpt_init(&s->ckpt, 0, s->window_cap))
         goto oom;
-    s->url_template = build_template(cfg->base_url);
-    if (s->url_template == NULL)
-        goto oom;
-    if (!provider_template_check(s->url_template, err, errlen))
-        goto failed;
+    s->from_ledger = cfg->cmd == CMD_RETRY_FAILED;
     rl_init(&s->rl, cfg->rate, cfg->rate > 0 ? fmax(1.0, cfg->rate / 20.0) : 1.0, ev_now(loop));
+    aimd_init(&s->aimd, cfg->rate, ev_now(loop));
 
     SourceOpts so = {
         .table = cfg->source_table,
@@ -746,6 +906,10 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         .paging = cfg->paging_offset ? PAGING_OFFSET : PAGING_KEYSET,
         .start_key = setup->start_key,
         .start_offset = setup->start_offset,
+        .from_ledger = cfg->cmd == CMD_RETRY_FAILED,
+        .failures_table = cfg->failures_table,
+        .job = cfg->job,
+        .reason = cfg->reason,
     };
     s->source = source_new(loop, src_conn, &so, on_page, s);
     src_conn = NULL;
@@ -776,6 +940,20 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->fetcher = fetcher_new(loop, &fo, err, errlen);
     if (s->fetcher == NULL)
         goto failed;
+    for (size_t i = 0; i < setup->n_providers && i < PROVIDERS_MAX; i++) {
+        Prov *p = &s->provs[s->n_provs++];
+        p->conf = &setup->providers[i];
+        p->profile = fetcher_add_profile(s->fetcher, p->conf->headers, p->conf->n_headers,
+                                         p->conf->post, err, errlen);
+        if (p->profile < 0)
+            goto failed;
+        breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
+                     BREAKER_COOLDOWN, BREAKER_COOLDOWN_MAX, ev_now(loop));
+    }
+    if (s->n_provs == 0) {
+        snprintf(err, errlen, "no provider configured");
+        goto failed;
+    }
 
     ev_init(&s->wake, on_wake);
     s->wake.data = s;
@@ -847,8 +1025,8 @@ void scheduler_free(Scheduler *s)
     flushbuf_free(&s->bufs[1]);
     ckpt_free(&s->ckpt);
     buf_free(&s->url);
+    buf_free(&s->body);
     buf_free(&s->scratch);
-    free(s->url_template);
     free(s->released_key);
     free(s);
 }

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include "compat.h"
 #include "config.h"
+#include "jobfile.h"
 #include "provider.h"
 
 struct ev_loop;
@@ -24,12 +25,14 @@ enum {
 };
 
 typedef struct SchedSetup {
-    PGconn *source_conn;    /* connected; ownership passes to the scheduler */
-    PGconn *sink_conn;      /* connected; ownership passes to the scheduler */
-    const char *key_type;   /* source key type, for the sink's staging tables */
-    const char *start_key;  /* keyset: resume after this key, or NULL */
-    long long start_offset; /* offset paging: rows already settled */
-    const char *token;      /* bearer token or NULL; never logged */
+    PGconn *source_conn;           /* connected; ownership passes to the scheduler */
+    PGconn *sink_conn;             /* connected; ownership passes to the scheduler */
+    const char *key_type;          /* source key type, for the sink's staging tables */
+    const char *start_key;         /* keyset: resume after this key, or NULL */
+    long long start_offset;        /* offset paging: rows already settled */
+    const char *token;             /* bearer token or NULL; never logged */
+    const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
+    size_t n_providers;
 } SchedSetup;
 
 typedef struct SchedStats {

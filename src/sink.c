@@ -1,6 +1,7 @@
 /* sink: one flush = one simple-protocol query string, so the whole flush is one implicit
  * transaction and costs one round trip per COPY plus one: [COPY rows; upsert; clear their
- * failures;] [COPY failures; upsert;] checkpoint. Driven by one ev_io on the socket. */
+ * failures;] [COPY failures; upsert;] checkpoint (or nothing with no_checkpoint). Driven
+ * by one ev_io on the socket. */
 #include "sink.h"
 
 #include <ev.h>
@@ -22,6 +23,8 @@
     "id, label, geo_label, street_address, city_label, postal_code, country_label, latitude, "     \
     "longitude, provider"
 #define FAIL_COLS "id, reason, http_status, attempts, last_error"
+/* The ledger keeps a short excerpt of the last error, whatever the caller passed. */
+#define LAST_ERROR_MAX "500"
 
 struct Sink {
     struct ev_loop *loop;
@@ -31,7 +34,7 @@ struct Sink {
     /* Fixed SQL, built once with quoted names and literals. */
     char *sql_rows;  /* COPY rows; upsert; delete their failures */
     char *sql_fails; /* COPY failures; upsert */
-    char *ckpt_head; /* checkpoint upsert up to the position value */
+    char *ckpt_head; /* checkpoint upsert up to the position value; NULL: no_checkpoint */
     char *ckpt_mid;  /* from after the position to the counts */
     Buf query;       /* this flush's query string */
     /* The flush in progress. */
@@ -65,17 +68,6 @@ static void arm(Sink *s, int events)
         ev_io_set(&s->io, PQsocket(s->conn), events);
         ev_io_start(s->loop, &s->io);
     }
-}
-
-/* Quote str as a literal into a malloc'd string (PQescapeLiteral + strdup). */
-static char *quote_literal(PGconn *c, const char *str)
-{
-    char *q = PQescapeLiteral(c, str, strlen(str));
-    if (q == NULL)
-        return NULL;
-    char *dup = strdup(q);
-    PQfreemem(q);
-    return dup;
 }
 
 /* The first error wins; later ones are usually its consequences. For a server error the
@@ -251,20 +243,26 @@ static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, c
         goto oom;
     s->sql_rows = b.data;
     buf_init(&b, SQL_MAX);
-    /* An ID loaded in this same flush is not recorded as failed: its row wins. */
+    /* An ID loaded in this same flush is not recorded as failed: its row wins. first_seen
+     * and last_seen take their defaults on insert; an update keeps first_seen. updated_at
+     * is last_seen's older name, kept in step (see sql/schema.sql). */
     if (!buf_printf(&b,
                     "COPY " STAGE_FAILS " (" FAIL_COLS ") FROM STDIN;\n"
                     "INSERT INTO %s AS f (job, " FAIL_COLS ")\n"
                     "SELECT DISTINCT ON (x.id) %s, x.id, x.reason, x.http_status, x.attempts, "
-                    "x.last_error FROM " STAGE_FAILS " AS x WHERE NOT EXISTS "
+                    "pg_catalog.left(x.last_error, " LAST_ERROR_MAX ") FROM " STAGE_FAILS
+                    " AS x WHERE NOT EXISTS "
                     "(SELECT 1 FROM " STAGE_ROWS " AS r WHERE r.id = x.id) "
                     "ORDER BY x.id, x.pgenrich_seq DESC\n"
                     "ON CONFLICT (job, id) DO UPDATE SET reason = EXCLUDED.reason, "
                     "http_status = EXCLUDED.http_status, attempts = EXCLUDED.attempts, "
-                    "last_error = EXCLUDED.last_error, updated_at = now();\n",
+                    "last_error = EXCLUDED.last_error, last_seen = now(), "
+                    "updated_at = now();\n",
                     qf, ljob))
         goto oom;
     s->sql_fails = b.data;
+    if (lpaging == NULL) /* no_checkpoint */
+        return true;
     buf_init(&b, SQL_MAX);
     if (!buf_printf(&b,
                     "INSERT INTO %s AS c (job, position, paging, rows_loaded, failures, "
@@ -299,9 +297,11 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
     qt = db_quote_ident(conn, opts->names.target);
     qf = db_quote_ident(conn, opts->names.failures);
     qc = db_quote_ident(conn, opts->names.checkpoints);
-    ljob = quote_literal(conn, opts->job);
-    lpaging = quote_literal(conn, opts->paging);
-    if (qt == NULL || qf == NULL || qc == NULL || ljob == NULL || lpaging == NULL) {
+    ljob = db_quote_literal(conn, opts->job);
+    if (!opts->no_checkpoint)
+        lpaging = db_quote_literal(conn, opts->paging);
+    if (qt == NULL || qf == NULL || qc == NULL || ljob == NULL ||
+        (!opts->no_checkpoint && lpaging == NULL)) {
         db_error(conn, NULL, "sink: quoting names", err, errlen);
         goto failed;
     }
@@ -374,16 +374,22 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
     }
     bool has_rows = rows != NULL && rows->len > 0;
     bool has_fails = fails != NULL && fails->len > 0;
+    bool has_ckpt = s->ckpt_head != NULL;
     char *lpos = NULL;
-    if (position != NULL && (lpos = quote_literal(s->conn, position)) == NULL) {
+    if (has_ckpt && position != NULL && (lpos = db_quote_literal(s->conn, position)) == NULL) {
         db_error(s->conn, NULL, "flush: quoting the position", s->err, sizeof s->err);
         return false;
     }
     buf_reset(&s->query);
     bool ok = (!has_rows || buf_puts(&s->query, s->sql_rows)) &&
-              (!has_fails || buf_puts(&s->query, s->sql_fails)) &&
-              buf_printf(&s->query, "%s%s%s%zu, %zu, %s%s", s->ckpt_head, lpos ? lpos : "NULL",
-                         s->ckpt_mid, nrows, nfails, done ? "true" : "false", ckpt_tail);
+              (!has_fails || buf_puts(&s->query, s->sql_fails));
+    if (ok && has_ckpt)
+        ok = buf_printf(&s->query, "%s%s%s%zu, %zu, %s%s", s->ckpt_head, lpos ? lpos : "NULL",
+                        s->ckpt_mid, nrows, nfails, done ? "true" : "false", ckpt_tail);
+    else if (ok && !has_rows && !has_fails)
+        /* Nothing to write: one empty round trip, so that fn still comes from the loop
+         * after the server answered, like for any other flush. */
+        ok = buf_puts(&s->query, "SELECT");
     free(lpos);
     if (!ok) {
         snprintf(s->err, sizeof s->err, "flush: out of memory");
@@ -396,7 +402,9 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
         s->copies[s->ncopies++] = fails;
     s->copy_idx = 0;
     s->copying = false;
-    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 2 : 0) + 1;
+    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 2 : 0) + (has_ckpt ? 1 : 0);
+    if (s->want_ok == 0)
+        s->want_ok = 1; /* the empty SELECT */
     s->got_ok = 0;
     s->failed = false;
     s->err[0] = '\0';

@@ -1,7 +1,8 @@
 /* sink: loads settled lookups into PostgreSQL over its own non-blocking libpq connection.
  * One flush is one transaction: COPY rows into a staging table and upsert them into the
  * target (removing their failure records), COPY failures into a staging table and upsert
- * them into the failure ledger, and move the job's checkpoint; all or nothing. */
+ * them into the failure ledger, and move the job's checkpoint (unless no_checkpoint); all
+ * or nothing. */
 #ifndef PGENRICH_SINK_H
 #define PGENRICH_SINK_H
 
@@ -17,7 +18,15 @@ struct ev_loop;
 typedef struct SinkOpts {
     DbNames names;
     const char *job;
-    const char *paging; /* "keyset" or "offset", stored with the checkpoint */
+    const char *paging; /* "keyset" or "offset", stored with the checkpoint; may be NULL
+                         * with no_checkpoint */
+    /* Never touch the checkpoint table: no statement for it in any flush, so no row is
+     * created or changed (position, totals, finished), and the position and done given to
+     * sink_flush are ignored. For `retry-failed`, which pages the failure ledger: the job's
+     * place in its source is none of its business. A flag rather than "position NULL" on
+     * purpose: a normal run also flushes with a NULL position (nothing settled in order
+     * yet) and must still count those rows in the running totals. */
+    bool no_checkpoint;
 } SinkOpts;
 
 /* Called from the loop (never from inside sink_flush) when a flush has committed (ok, err
@@ -42,11 +51,14 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
  * fails: COPY text lines with id, reason, http_status, attempts, last_error.
  * Either may be NULL or empty. Within one flush the last line for an ID wins, and an ID
  * with a row is not recorded as failed; loading a row deletes the job's failure record
- * for that ID.
+ * for that ID. A failure record is upserted: first_seen stays, last_seen (and its old
+ * name updated_at) becomes now(), reason, http_status and attempts are replaced, and
+ * last_error is replaced by its first 500 characters.
  * position: the new checkpoint position (text), or NULL to leave it; done marks the job
  * finished (false on every other flush). nrows / nfails count the lines, for the
  * checkpoint's running totals. A flush with no rows and no failures still moves the
- * checkpoint. The buffers must stay unchanged until fn is called.
+ * checkpoint (with no_checkpoint it is one empty round trip). The buffers must stay
+ * unchanged until fn is called.
  * Returns false if a flush is already running (caller bug) or the flush could not be
  * sent; then fn will not be called and sink_last_error tells why. */
 bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,

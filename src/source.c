@@ -1,6 +1,7 @@
-/* source: pages the source table's key column over a non-blocking libpq connection watched
- * by one ev_io. One query per page, in text format; the source keeps its own position (the
- * last key seen, or the rows skipped) so the caller only asks for "the next page". */
+/* source: pages the source table's key column (or a job's IDs in the failure ledger) over a
+ * non-blocking libpq connection watched by one ev_io. One query per page, in text format;
+ * the source keeps its own position (the last key seen, or the rows skipped) so the caller
+ * only asks for "the next page". */
 #include "source.h"
 
 #include <ev.h>
@@ -30,8 +31,10 @@ struct Source {
     void *ud;
     Paging paging;
     int page_size;
-    char *sql_first;  /* keyset from the start: no parameter */
-    char *sql_next;   /* keyset after $1, or offset $1 */
+    char *sql_first; /* keyset from the start: no parameter */
+    char *sql_next;  /* keyset after $N, or offset $1 (N = nfixed + 1) */
+    char *fixed[2];  /* ledger: job, then reason if any; they come before the position */
+    int nfixed;
     char *last_key;   /* keyset: text of the last key delivered (NULL: from the start) */
     long long offset; /* offset: rows delivered so far, including the start offset */
     SrcState state;
@@ -59,6 +62,26 @@ static char *build_sql(const char *qkey, const char *qtable, const char *cond, c
         ok = buf_printf(&b, " AND (\n%s\n)", where);
     if (ok)
         ok = buf_printf(&b, " ORDER BY %s.%s LIMIT %d%s", qtable, qkey, page_size, tail);
+    if (!ok) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* The ledger's page: "SELECT f.id::text FROM failures AS f WHERE f.job = $1 [AND f.reason
+ * = $2] [AND f.id > $N] ORDER BY f.id LIMIT n", with N the next parameter number. */
+static char *build_ledger_sql(const char *qfail, bool by_reason, bool after, int page_size)
+{
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    bool ok = buf_printf(&b, "SELECT f.id::text FROM %s AS f WHERE f.job = $1", qfail);
+    if (ok && by_reason)
+        ok = buf_puts(&b, " AND f.reason = $2");
+    if (ok && after)
+        ok = buf_printf(&b, " AND f.id > $%d", by_reason ? 3 : 2);
+    if (ok)
+        ok = buf_printf(&b, " ORDER BY f.id LIMIT %d", page_size);
     if (!ok) {
         buf_free(&b);
         return NULL;
@@ -211,17 +234,73 @@ static void defer(Source *s)
     ev_timer_start(s->loop, &s->defer);
 }
 
+/* Ledger mode: the fixed parameters and both page queries. */
+static bool setup_ledger(Source *s, const SourceOpts *opts)
+{
+    bool by_reason = opts->reason != NULL;
+    char *qfail = db_quote_ident(s->conn, opts->failures_table);
+    if (qfail == NULL)
+        return false;
+    s->paging = PAGING_KEYSET;
+    s->sql_first = build_ledger_sql(qfail, by_reason, false, opts->page_size);
+    s->sql_next = build_ledger_sql(qfail, by_reason, true, opts->page_size);
+    free(qfail);
+    if (s->sql_first == NULL || s->sql_next == NULL)
+        return false;
+    if ((s->fixed[s->nfixed++] = strdup(opts->job)) == NULL)
+        return false;
+    if (by_reason && (s->fixed[s->nfixed++] = strdup(opts->reason)) == NULL)
+        return false;
+    return opts->start_key == NULL || (s->last_key = strdup(opts->start_key)) != NULL;
+}
+
+/* Source table mode: the page queries over table.key [with the filter]. */
+static bool setup_table(Source *s, const SourceOpts *opts)
+{
+    bool ok = false;
+    char *qtable = db_quote_ident(s->conn, opts->table);
+    char *qkey = db_quote_ident(s->conn, opts->key);
+    if (qtable == NULL || qkey == NULL)
+        goto done;
+    if (opts->paging == PAGING_KEYSET) {
+        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, "");
+        s->sql_next = build_sql(qkey, qtable, "> $1", opts->where, opts->page_size, "");
+        if (s->sql_first == NULL)
+            goto done;
+        if (opts->start_key != NULL && (s->last_key = strdup(opts->start_key)) == NULL)
+            goto done;
+    } else {
+        s->sql_next =
+            build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, " OFFSET $1");
+        s->offset = opts->start_offset < 0 ? 0 : opts->start_offset;
+    }
+    ok = s->sql_next != NULL;
+done:
+    free(qtable);
+    free(qkey);
+    return ok;
+}
+
+static void free_queries(Source *s)
+{
+    free(s->sql_first);
+    free(s->sql_next);
+    for (int i = 0; i < s->nfixed; i++)
+        free(s->fixed[i]);
+    free(s->last_key);
+}
+
 Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, source_page_fn fn,
                    void *ud)
 {
-    char *qtable = NULL, *qkey = NULL;
     Source *s = NULL;
-    if (opts->page_size <= 0 || PQstatus(conn) != CONNECTION_OK || PQsetnonblocking(conn, 1) != 0)
+    bool named = opts->from_ledger ? opts->failures_table != NULL && opts->job != NULL
+                                   : opts->table != NULL && opts->key != NULL;
+    if (!named || opts->page_size <= 0 || PQstatus(conn) != CONNECTION_OK ||
+        PQsetnonblocking(conn, 1) != 0)
         goto failed;
     s = calloc(1, sizeof *s);
-    qtable = db_quote_ident(conn, opts->table);
-    qkey = db_quote_ident(conn, opts->key);
-    if (s == NULL || qtable == NULL || qkey == NULL)
+    if (s == NULL)
         goto failed;
     s->loop = loop;
     s->conn = conn;
@@ -230,35 +309,17 @@ Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, s
     s->paging = opts->paging;
     s->page_size = opts->page_size;
     s->state = SRC_IDLE;
-    if (opts->paging == PAGING_KEYSET) {
-        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, "");
-        s->sql_next = build_sql(qkey, qtable, "> $1", opts->where, opts->page_size, "");
-        if (s->sql_first == NULL)
-            goto failed;
-        if (opts->start_key != NULL && (s->last_key = strdup(opts->start_key)) == NULL)
-            goto failed;
-    } else {
-        s->sql_next =
-            build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, " OFFSET $1");
-        s->offset = opts->start_offset < 0 ? 0 : opts->start_offset;
-    }
-    if (s->sql_next == NULL)
+    if (!(opts->from_ledger ? setup_ledger(s, opts) : setup_table(s, opts)))
         goto failed;
     ev_io_init(&s->io, on_io, PQsocket(conn), EV_READ);
     s->io.data = s;
     ev_timer_init(&s->defer, on_defer, 0., 0.);
     s->defer.data = s;
-    free(qtable);
-    free(qkey);
     return s;
 
 failed:
-    free(qtable);
-    free(qkey);
     if (s != NULL) {
-        free(s->sql_first);
-        free(s->sql_next);
-        free(s->last_key);
+        free_queries(s);
         free(s);
     }
     PQfinish(conn);
@@ -274,21 +335,23 @@ bool source_fetch(Source *s)
         return true;
     }
     char num[32];
-    const char *params[1] = {NULL};
+    const char *params[ARRAY_LEN(s->fixed) + 1] = {NULL};
     const char *sql = s->sql_next;
-    int nparams = 1;
+    int nparams = s->nfixed;
+    for (int i = 0; i < s->nfixed; i++)
+        params[i] = s->fixed[i];
     if (s->paging == PAGING_OFFSET) {
         snprintf(num, sizeof num, "%lld", s->offset);
-        params[0] = num;
+        params[nparams++] = num;
     } else if (s->last_key != NULL) {
-        params[0] = s->last_key;
+        params[nparams++] = s->last_key;
     } else {
         sql = s->sql_first;
-        nparams = 0;
     }
     s->failed = false;
-    /* Parameter types left to the server: $1 takes the key column's type (or bigint for
-     * OFFSET), so a text key needs no cast and a bigint key is compared as a number. */
+    /* Parameter types left to the server: the position takes the key column's type (or
+     * bigint for OFFSET), so a text key needs no cast and a bigint key is compared as a
+     * number; the ledger's job and reason are text. */
     if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
         fail_query(s, "source query");
         defer(s);
@@ -328,8 +391,6 @@ void source_free(Source *s)
     }
     PQclear(s->result);
     PQfinish(s->conn);
-    free(s->sql_first);
-    free(s->sql_next);
-    free(s->last_key);
+    free_queries(s);
     free(s);
 }

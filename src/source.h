@@ -1,7 +1,8 @@
-/* source: pages the key column of the source table over its own non-blocking libpq
- * connection, driven by the libev loop. Keyset paging (WHERE key > $last ORDER BY key
- * LIMIT n) by default; OFFSET paging on request. One page query in flight at a time; the
- * caller asks for the next page as soon as it has room, so fetching overlaps lookups. */
+/* source: pages the key column of the source table (or, for retry-failed, the IDs of one
+ * job in the failure ledger) over its own non-blocking libpq connection, driven by the
+ * libev loop. Keyset paging (WHERE key > $last ORDER BY key LIMIT n) by default; OFFSET
+ * paging on request. One page query in flight at a time; the caller asks for the next page
+ * as soon as it has room, so fetching overlaps lookups. */
 #ifndef PGENRICH_SOURCE_H
 #define PGENRICH_SOURCE_H
 
@@ -23,6 +24,21 @@ typedef struct SourceOpts {
     Paging paging;
     const char *start_key;  /* keyset: start after this key (its text form); NULL = start */
     long long start_offset; /* offset: rows to skip first */
+
+    /* Ledger mode (retry-failed): when from_ledger, pages are the IDs of job's rows in
+     * failures_table (only those with this reason, unless reason is NULL), in id order:
+     *   SELECT id::text FROM failures WHERE job = $1 [AND reason = $2] AND id > $last
+     *   ORDER BY id LIMIT page_size
+     * a range scan of the ledger's primary key (job, id). table, key, where, paging and
+     * start_offset are then ignored (always keyset; start_key still applies). Keyset over
+     * id stays exact while the run edits the ledger behind the cursor: a loaded ID is
+     * deleted and a failed one is upserted in place, both at or below the last key, so
+     * every ID still in the ledger when the cursor gets there comes once, none twice. Offset paging
+     * would skip IDs as rows vanish, hence never used here. */
+    bool from_ledger;
+    const char *failures_table; /* one identifier, quoted by source */
+    const char *job;            /* required with from_ledger */
+    const char *reason;         /* NULL = any reason */
 } SourceOpts;
 
 /* A page has arrived. On success page is a PGresult with one text column (the key as
@@ -40,7 +56,8 @@ typedef struct Source Source;
 /* Takes ownership of conn (connected, blocking or not), also on failure (then conn is
  * closed), and puts it in non-blocking mode. Copies everything in opts. Queries are not
  * checked here: a bad table or filter shows up as the first page's error. Returns NULL
- * on allocation failure or a bad conn / page_size. Free with source_free. */
+ * on allocation failure or a bad conn / page_size, or when a name the mode needs is NULL
+ * (table and key; with from_ledger, failures_table and job). Free with source_free. */
 Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, source_page_fn fn,
                    void *ud) WUR;
 

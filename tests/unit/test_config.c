@@ -154,6 +154,57 @@ static void test_reparse_resets_state(void **state)
     assert_string_equal(c.job, "b");
 }
 
+static void test_retry_failed_and_job_file(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256];
+    assert_true(PARSE(&c, err, "retry-failed", "--job", "j", "--base-url", "http://h", "--reason",
+                      "attempts_exhausted"));
+    assert_int_equal(c.cmd, CMD_RETRY_FAILED);
+    assert_string_equal(c.reason, "attempts_exhausted");
+    assert_false(PARSE(&c, err, "run", "--job", "j", "--base-url", "http://h", "--reason", "x"));
+    assert_non_null(strstr(err, "--reason"));
+    /* with a job file, validation waits until the file is merged */
+    assert_true(PARSE(&c, err, "run", "--config", "job.ini"));
+    assert_string_equal(c.config_file, "job.ini");
+    assert_false(config_validate(&c, false, err, sizeof err));
+    assert_non_null(strstr(err, "--job"));
+    c.job = "j";
+    assert_false(config_validate(&c, false, err, sizeof err));
+    assert_true(config_validate(&c, true, err, sizeof err));
+}
+
+static void test_config_set(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256];
+    config_defaults(&c);
+    assert_true(config_set(&c, "concurrency", "128", err, sizeof err));
+    assert_int_equal(c.concurrency, 128);
+    assert_true(config_set(&c, "paging", "offset", err, sizeof err));
+    assert_true(c.paging_offset);
+    assert_true(config_set(&c, "restart", "yes", err, sizeof err));
+    assert_true(c.restart);
+    assert_true(config_set(&c, "restart", "off", err, sizeof err));
+    assert_false(c.restart);
+    assert_false(config_set(&c, "restart", "maybe", err, sizeof err));
+    assert_false(config_set(&c, "concurrency", "0", err, sizeof err));
+    assert_false(config_set(&c, "nope", "1", err, sizeof err));
+    assert_non_null(strstr(err, "nope"));
+    /* command-line-only switches are not settings */
+    assert_false(config_set(&c, "config", "x.ini", err, sizeof err));
+    assert_false(config_set(&c, "help", "true", err, sizeof err));
+    /* flags applied after a file override it */
+    assert_true(config_set(&c, "job", "from-file", err, sizeof err));
+    assert_true(config_apply_args(&c, ARGC("run", "--job", "from-flag", "--base-url", "http://h"),
+                                  ARGV("run", "--job", "from-flag", "--base-url", "http://h"), err,
+                                  sizeof err));
+    assert_string_equal(c.job, "from-flag");
+    assert_int_equal(c.concurrency, 128); /* kept from the file */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +215,8 @@ int main(void)
         cmocka_unit_test(test_number_bounds),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_reparse_resets_state),
+        cmocka_unit_test(test_retry_failed_and_job_file),
+        cmocka_unit_test(test_config_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,724 @@
+/* jobfile: the INI job file read with libinih. inih splits lines into sections and
+ * key = value pairs; this file checks every section, key and value, builds the provider
+ * chain and hands [job] settings to config_set, naming FILE:LINE: KEY in every error. */
+#include "jobfile.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_PATH "/api/v2/entities/{id}?select=id,label,location"
+#define MSG_MAX      320
+
+/* Single-valued provider keys, as bits: each may be given once per section. */
+enum {
+    K_URL = 1u << 0,
+    K_METHOD = 1u << 1,
+    K_MAPPING = 1u << 2,
+    K_PRESENCE = 1u << 3,
+    K_BODY = 1u << 4,
+    K_MAP0 = 1u << 5 /* then one bit per column */
+};
+
+/* What the file said about one provider beyond ProviderConf, until the chain is built. */
+typedef struct ProvDraft {
+    int line;      /* the section header */
+    int body_line; /* where body was given, for "body only with POST" */
+    unsigned seen; /* K_* bits */
+    const ProviderMap *base;
+    const char *presence; /* override, or NULL */
+    const char *ptr[COL_COUNT];
+    bool ptr_set[COL_COUNT]; /* overridden (ptr may be NULL: `none`) */
+} ProvDraft;
+
+typedef enum SectionKind { SEC_NONE, SEC_JOB, SEC_PROVIDER } SectionKind;
+
+typedef struct LoadState {
+    const char *fname;
+    Config *cfg;
+    JobFile *jf;
+    ProvDraft drafts[PROVIDERS_MAX];
+
+    /* the reader: the text, and where it stands */
+    const char *pos;
+    int line;          /* the line inih is working on */
+    int sections;      /* section headers read so far */
+    int section_line;  /* the latest header's line */
+    bool section_used; /* the latest section has a line that is no comment */
+
+    /* the handler: the section the keys belong to */
+    int section_seen; /* value of `sections` when the current section was entered */
+    SectionKind kind;
+    ProviderConf *prov;
+    ProvDraft *draft;
+    char **job_keys; /* [job] keys given so far (borrowed from jf->strings) */
+    size_t n_job_keys, cap_job_keys;
+
+    /* the first error */
+    bool failed;
+    int err_line; /* the line the error is about; 0: none */
+    int err_seen; /* the line being read when it was found */
+    char msg[MSG_MAX];
+} LoadState;
+
+static void fail(LoadState *st, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void fail(LoadState *st, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (st->failed)
+        return;
+    st->failed = true;
+    st->err_line = line;
+    st->err_seen = st->line;
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+    va_end(ap);
+}
+
+/* Keep own copies of what the file said: inih's buffers live for one callback only. */
+static char *jf_keep(JobFile *jf, char *s)
+{
+    if (!s)
+        return NULL;
+    if (jf->n_strings == jf->cap_strings) {
+        size_t cap = jf->cap_strings ? jf->cap_strings * 2 : 16;
+        char **grown = realloc(jf->strings, cap * sizeof *grown);
+        if (!grown) {
+            free(s);
+            return NULL;
+        }
+        jf->strings = grown;
+        jf->cap_strings = cap;
+    }
+    jf->strings[jf->n_strings++] = s;
+    return s;
+}
+
+static char *jf_strdup(JobFile *jf, const char *s)
+{
+    return jf_keep(jf, strdup(s));
+}
+
+static char *jf_concat(JobFile *jf, const char *a, size_t alen, const char *b, const char *c)
+{
+    size_t blen = strlen(b), clen = strlen(c);
+    char *s = malloc(alen + blen + clen + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, a, alen);
+    memcpy(s + alen, b, blen);
+    memcpy(s + alen + blen, c, clen + 1);
+    return jf_keep(jf, s);
+}
+
+/* ---- values ---- */
+
+static bool name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+/* RFC 9110 tchar: what an HTTP field name is made of. */
+static bool token_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* "" (the whole document) or '/'-separated reference tokens where '~' is only ever
+ * followed by '0' or '1' (RFC 6901). The length cap keeps every token under provider.c's
+ * per-step limit. */
+static bool pointer_check(const char *p, char *why, size_t whylen)
+{
+    size_t len = strlen(p);
+
+    if (len == 0)
+        return true;
+    if (p[0] != '/') {
+        snprintf(why, whylen, "a JSON Pointer must be empty or start with '/'");
+        return false;
+    }
+    if (len > JOBFILE_POINTER_MAX) {
+        snprintf(why, whylen, "JSON Pointer longer than %d bytes", JOBFILE_POINTER_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '~' && p[i + 1] != '0' && p[i + 1] != '1') {
+            snprintf(why, whylen, "JSON Pointer: '~' at offset %zu must be followed by 0 or 1", i);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "Name: value": a token name, a non-empty value (curl takes "Name:" as "remove this
+ * header"), no control character but TAB. Returns the value's start, or NULL. */
+static const char *header_check(const char *h, char *why, size_t whylen)
+{
+    static const char *const refused[] = {"Authorization", "Host", "Content-Length",
+                                          "Transfer-Encoding"};
+    size_t n = 0;
+    const char *v;
+
+    while (token_char((unsigned char)h[n]))
+        n++;
+    if (n == 0 || h[n] != ':') {
+        snprintf(why, whylen, "must look like \"Name: value\" with a token name");
+        return NULL;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        if (strlen(refused[i]) == n && strncasecmp(h, refused[i], n) == 0) {
+            if (i == 0)
+                snprintf(why, whylen,
+                         "Authorization is never read from a job file: the token comes from "
+                         "PGENRICH_TOKEN or token-file");
+            else
+                snprintf(why, whylen, "%s is set by pgenrich and cannot be given", refused[i]);
+            return NULL;
+        }
+    }
+    v = h + n + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v == '\0') {
+        snprintf(why, whylen, "the header has an empty value");
+        return NULL;
+    }
+    for (const char *p = v; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c < 0x20 && c != '\t') || c == 0x7F) {
+            snprintf(why, whylen, "control character in the header value");
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static bool url_check(const char *url, char *why, size_t whylen)
+{
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        snprintf(why, whylen, "must start with http:// or https://");
+        return false;
+    }
+    return provider_template_check(url, why, whylen);
+}
+
+/* ---- sections ---- */
+
+static bool begin_section(LoadState *st, const char *section)
+{
+    const int line = st->section_line;
+    JobFile *jf = st->jf;
+    const char *name;
+    size_t len = strlen(section);
+
+    st->section_seen = st->sections;
+    st->prov = NULL;
+    st->draft = NULL;
+    st->kind = SEC_NONE;
+    if (len >= 49) { /* inih cuts section names to 49 bytes: this one may be cut */
+        fail(st, line, "[%.40s...]: section name too long", section);
+        return false;
+    }
+    if (strcmp(section, "job") == 0) {
+        st->kind = SEC_JOB;
+        return true;
+    }
+    if (strncmp(section, "provider ", 9) != 0) {
+        fail(st, line, "[%s]: unknown section (expected [job] or [provider NAME])", section);
+        return false;
+    }
+    name = section + 9;
+    len -= 9;
+    for (size_t i = 0; i < len; i++) {
+        if (!name_char((unsigned char)name[i])) {
+            len = 0;
+            break;
+        }
+    }
+    if (len == 0 || len > PROVIDER_NAME_MAX) {
+        fail(st, line, "[%s]: a provider name is 1 to %d of A-Z a-z 0-9 _ . -", section,
+             PROVIDER_NAME_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < jf->n_providers; i++) {
+        if (strcmp(jf->providers[i].name, name) == 0) {
+            fail(st, line, "[%s]: provider \"%s\" is defined twice", section, name);
+            return false;
+        }
+    }
+    if (jf->n_providers == PROVIDERS_MAX) {
+        fail(st, line, "[%s]: more than %d providers", section, PROVIDERS_MAX);
+        return false;
+    }
+    st->prov = &jf->providers[jf->n_providers];
+    st->draft = &st->drafts[jf->n_providers];
+    memset(st->prov, 0, sizeof *st->prov);
+    memset(st->draft, 0, sizeof *st->draft);
+    st->prov->name = jf_strdup(jf, name);
+    if (!st->prov->name) {
+        fail(st, line, "out of memory");
+        return false;
+    }
+    st->draft->line = line;
+    st->draft->base = &provider_map_primary;
+    jf->n_providers++;
+    st->kind = SEC_PROVIDER;
+    return true;
+}
+
+/* ---- keys ---- */
+
+static bool job_key(LoadState *st, const char *key, const char *value)
+{
+    char why[MSG_MAX];
+    char *copy;
+
+    if (strcmp(key, "token") == 0) {
+        fail(st, st->line,
+             "%s: the token is never read from a job file: set PGENRICH_TOKEN or token-file", key);
+        return false;
+    }
+    for (size_t i = 0; i < st->n_job_keys; i++) {
+        if (strcmp(st->job_keys[i], key) == 0) {
+            fail(st, st->line, "%s: given twice in [job]", key);
+            return false;
+        }
+    }
+    if (st->n_job_keys == st->cap_job_keys) {
+        size_t cap = st->cap_job_keys ? st->cap_job_keys * 2 : 16;
+        char **grown = realloc(st->job_keys, cap * sizeof *grown);
+        if (!grown) {
+            fail(st, st->line, "out of memory");
+            return false;
+        }
+        st->job_keys = grown;
+        st->cap_job_keys = cap;
+    }
+    copy = jf_strdup(st->jf, value);
+    if (!copy || !(st->job_keys[st->n_job_keys] = jf_strdup(st->jf, key))) {
+        fail(st, st->line, "out of memory");
+        return false;
+    }
+    if (!config_set(st->cfg, key, copy, why, sizeof why)) {
+        fail(st, st->line, "%s: %s", key, why);
+        return false;
+    }
+    st->n_job_keys++;
+    return true;
+}
+
+/* Which single-valued key this is (a K_* bit), 0 for header, -1 for an unknown key. */
+static long provider_key_bit(const char *key, int *col)
+{
+    *col = -1;
+    if (strcmp(key, "url") == 0)
+        return K_URL;
+    if (strcmp(key, "method") == 0)
+        return K_METHOD;
+    if (strcmp(key, "mapping") == 0)
+        return K_MAPPING;
+    if (strcmp(key, "presence") == 0)
+        return K_PRESENCE;
+    if (strcmp(key, "body") == 0)
+        return K_BODY;
+    if (strcmp(key, "header") == 0)
+        return 0;
+    if (strncmp(key, "map.", 4) == 0) {
+        for (int c = 0; c < COL_COUNT; c++) {
+            if (strcmp(key + 4, provider_column_names[c]) == 0) {
+                *col = c;
+                return (long)K_MAP0 << c;
+            }
+        }
+    }
+    return -1;
+}
+
+static bool provider_key(LoadState *st, const char *key, const char *value)
+{
+    ProviderConf *p = st->prov;
+    ProvDraft *d = st->draft;
+    char why[MSG_MAX];
+    int col;
+    long bit = provider_key_bit(key, &col);
+    const char *copy = NULL;
+
+    if (bit < 0) {
+        fail(st, st->line, "%s: unknown key in [provider %s]", key, p->name);
+        return false;
+    }
+    if (bit > 0 && (d->seen & (unsigned long)bit)) {
+        fail(st, st->line, "%s: given twice in [provider %s]", key, p->name);
+        return false;
+    }
+    d->seen |= (unsigned)bit;
+    why[0] = '\0';
+
+    switch (bit) {
+    case K_URL:
+        if (!url_check(value, why, sizeof why))
+            goto bad;
+        copy = p->url = jf_strdup(st->jf, value);
+        break;
+    case K_METHOD:
+        if (strcmp(value, "GET") != 0 && strcmp(value, "POST") != 0) {
+            snprintf(why, sizeof why, "must be GET or POST");
+            goto bad;
+        }
+        p->post = strcmp(value, "POST") == 0;
+        return true;
+    case K_MAPPING:
+        if (strcmp(value, "primary") == 0)
+            d->base = &provider_map_primary;
+        else if (strcmp(value, "secondary") == 0)
+            d->base = &provider_map_secondary;
+        else {
+            snprintf(why, sizeof why, "must be primary or secondary");
+            goto bad;
+        }
+        return true;
+    case K_PRESENCE:
+        if (!pointer_check(value, why, sizeof why))
+            goto bad;
+        copy = d->presence = jf_strdup(st->jf, value);
+        break;
+    case K_BODY:
+        if (value[0] == '\0') {
+            snprintf(why, sizeof why, "must not be empty (leave body out to send none)");
+            goto bad;
+        }
+        for (const char *s = value; *s; s++) {
+            unsigned char c = (unsigned char)*s;
+            if ((c < 0x20 && c != '\t') || c == 0x7F) {
+                snprintf(why, sizeof why, "control character in the body");
+                goto bad;
+            }
+        }
+        d->body_line = st->line;
+        copy = p->body = jf_strdup(st->jf, value);
+        break;
+    case 0: { /* header: repeatable, in file order */
+        const char *v = header_check(value, why, sizeof why);
+        if (!v)
+            goto bad;
+        if (p->n_headers == PROVIDER_HEADERS_MAX) {
+            snprintf(why, sizeof why, "more than %d headers", PROVIDER_HEADERS_MAX);
+            goto bad;
+        }
+        copy = p->headers[p->n_headers] =
+            jf_concat(st->jf, value, (size_t)(strchr(value, ':') - value), ": ", v);
+        p->n_headers++;
+        break;
+    }
+    default: /* map.COLUMN */
+        d->ptr_set[col] = true;
+        if (strcmp(value, "none") == 0)
+            return true;
+        if (!pointer_check(value, why, sizeof why))
+            goto bad;
+        copy = d->ptr[col] = jf_strdup(st->jf, value);
+        break;
+    }
+    if (!copy) {
+        fail(st, st->line, "out of memory");
+        return false;
+    }
+    return true;
+bad:
+    fail(st, st->line, "%s: %s", key, why);
+    return false;
+}
+
+/* ---- inih glue ---- */
+
+/* The handler: one call per key = value (and per continuation line, with the same key). */
+static int on_pair(void *user, const char *section, const char *key, const char *value)
+{
+    LoadState *st = user;
+    bool ok = false;
+
+    if (st->failed)
+        return 0;
+    if (st->sections != st->section_seen && !begin_section(st, section))
+        goto done;
+    st->section_used = true;
+    switch (st->kind) {
+    case SEC_NONE:
+        fail(st, st->line, "%s: key before any section", key);
+        break;
+    case SEC_JOB:
+        ok = job_key(st, key, value);
+        break;
+    case SEC_PROVIDER:
+        ok = provider_key(st, key, value);
+        break;
+    }
+done:
+    return ok;
+}
+
+static void check_empty_section(LoadState *st)
+{
+    if (st->sections > 0 && !st->section_used)
+        fail(st, st->section_line, "section has no keys");
+}
+
+/* The reader inih pulls lines from (fgets-like). It hands over whole lines only, so that
+ * inih never splits a long line into two (its older versions parse the tail as a line of
+ * its own), and it counts lines itself: ini.h declares a handler without line numbers.
+ * It also notes section headers, which inih reports to nobody (so an empty section would
+ * go unnoticed): a header is a line that starts with '['; an indented '[' line is refused,
+ * since inih reads it as a header or as a continuation of the previous value depending on
+ * what came before. A section "has keys" once a line in it is neither blank nor a
+ * comment. */
+static char *read_line(char *str, int num, void *stream)
+{
+    LoadState *st = stream;
+    const char *p = st->pos;
+    const char *nl;
+    size_t len, content, skip = 0;
+
+    if (st->failed || *p == '\0')
+        return NULL;
+    nl = strchr(p, '\n');
+    len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+    content = len - (nl ? 1 : 0);
+    if (content > 0 && p[content - 1] == '\r')
+        content--;
+    st->line++;
+    if (content > JOBFILE_LINE_MAX || num < 1 || len >= (size_t)num) {
+        fail(st, st->line, "line longer than %d bytes", JOBFILE_LINE_MAX);
+        return NULL;
+    }
+    if (st->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+        skip = 3;
+    if (p[skip] == '[') {
+        check_empty_section(st);
+        st->sections++;
+        st->section_line = st->line;
+        st->section_used = false;
+    } else {
+        while (skip < len && (p[skip] == ' ' || p[skip] == '\t' || p[skip] == '\r' ||
+                              p[skip] == '\v' || p[skip] == '\f'))
+            skip++;
+        if (skip < len && p[skip] == '[')
+            fail(st, st->line, "a section header must start at the beginning of its line");
+        /* a line that is no comment counts as content: a bad one is inih's error to name */
+        if (skip < len && p[skip] != '\n' && p[skip] != ';' && p[skip] != '#')
+            st->section_used = true;
+    }
+    if (st->failed)
+        return NULL;
+    memcpy(str, p, len);
+    str[len] = '\0';
+    st->pos = p + len;
+    return str;
+}
+
+/* Fix libinih's run-time options (globals in Debian's build) to the documented syntax. */
+static char start_comments[] = ";#";
+static char inline_comments[] = ";";
+
+static void set_ini_options(void)
+{
+    ini_max_line = JOBFILE_LINE_MAX + 3; /* + "\r\n" and the NUL */
+    ini_allow_multiline = true;
+    ini_allow_bom = true;
+    ini_start_comment_prefixes = start_comments;
+    ini_allow_inline_comments = true;
+    ini_inline_comment_prefixes = inline_comments;
+    ini_allow_no_value = false;
+    ini_stop_on_first_error = false;
+}
+
+/* After the last line: every provider has a url, a body only with POST, and its map is
+ * the named built-in one with the file's overrides on top. */
+static void finish_chain(LoadState *st)
+{
+    JobFile *jf = st->jf;
+
+    for (size_t i = 0; i < jf->n_providers && !st->failed; i++) {
+        ProviderConf *p = &jf->providers[i];
+        const ProvDraft *d = &st->drafts[i];
+        if (!p->url) {
+            fail(st, d->line, "[provider %s]: no url", p->name);
+            break;
+        }
+        if (p->body && !p->post) {
+            fail(st, d->body_line, "body: only with method = POST");
+            break;
+        }
+        p->map = *d->base;
+        if (d->presence)
+            p->map.presence = d->presence;
+        for (int c = 0; c < COL_COUNT; c++) {
+            if (d->ptr_set[c])
+                p->map.ptr[c] = d->ptr[c];
+        }
+    }
+}
+
+/* Error text comes partly from the file: keep it one line of printable characters. */
+static void sanitize(char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7F)
+            *s = '?';
+    }
+}
+
+bool jobfile_load_string(const char *text, const char *name_for_errors, Config *cfg, JobFile *jf,
+                         char *err, size_t errlen)
+{
+    LoadState st;
+    const char *fname = name_for_errors ? name_for_errors : "<string>";
+    bool ok = false;
+    int rc;
+
+    memset(jf, 0, sizeof *jf);
+    memset(&st, 0, sizeof st);
+    st.fname = fname;
+    st.cfg = cfg;
+    st.jf = jf;
+    st.pos = text;
+
+    set_ini_options();
+    rc = ini_parse_stream(read_line, &st, on_pair, &st);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: out of memory while parsing", fname);
+        goto failed;
+    }
+    /* rc is the first line where inih found a line that is neither a header, a comment
+     * nor key = value, or where the handler refused a key. If that came before our first
+     * finding, it is the error to report. */
+    if (rc > 0 && (!st.failed || rc < st.err_seen)) {
+        snprintf(err, errlen, "%s:%d: syntax error: expected [section], key = value or a comment",
+                 fname, rc);
+        goto failed;
+    }
+    if (!st.failed)
+        check_empty_section(&st);
+    if (!st.failed)
+        finish_chain(&st);
+    if (st.failed) {
+        if (st.err_line > 0)
+            snprintf(err, errlen, "%s:%d: %s", fname, st.err_line, st.msg);
+        else
+            snprintf(err, errlen, "%s: %s", fname, st.msg);
+        goto failed;
+    }
+    ok = true;
+failed:
+    if (!ok && err && errlen > 0)
+        sanitize(err);
+    free(st.job_keys);
+    return ok;
+}
+
+bool jobfile_load(const char *path, Config *cfg, JobFile *jf, char *err, size_t errlen)
+{
+    FILE *f = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    bool ok = false;
+
+    memset(jf, 0, sizeof *jf);
+    f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        goto failed;
+    }
+    text = malloc(JOBFILE_SIZE_MAX + 1);
+    if (!text) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto failed;
+    }
+    len = fread(text, 1, JOBFILE_SIZE_MAX + 1, f);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto failed;
+    }
+    if (len > JOBFILE_SIZE_MAX) {
+        snprintf(err, errlen, "%s: larger than %d bytes", path, JOBFILE_SIZE_MAX);
+        goto failed;
+    }
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        int line = 1;
+        for (const char *p = text; *p; p++)
+            line += *p == '\n';
+        snprintf(err, errlen, "%s:%d: NUL byte in the file", path, line);
+        goto failed;
+    }
+    ok = jobfile_load_string(text, path, cfg, jf, err, errlen);
+failed:
+    if (!ok && err && errlen > 0)
+        sanitize(err);
+    free(text);
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+bool jobfile_default_chain(const char *base_url, JobFile *jf, char *err, size_t errlen)
+{
+    ProviderConf *p;
+    char why[MSG_MAX];
+    char *url;
+    size_t len;
+
+    if (jf->n_providers != 0) {
+        snprintf(err, errlen, "the provider chain is not empty");
+        return false;
+    }
+    if (!base_url || !*base_url) {
+        snprintf(err, errlen, "no base URL (--base-url) and no provider in a job file");
+        return false;
+    }
+    len = strlen(base_url);
+    while (len > 0 && base_url[len - 1] == '/')
+        len--;
+    if ((strncmp(base_url, "http://", 7) != 0 || len <= 7) &&
+        (strncmp(base_url, "https://", 8) != 0 || len <= 8)) {
+        snprintf(err, errlen, "base URL must start with http:// or https:// and name a host");
+        return false;
+    }
+    if (strcspn(base_url, "?#{}") < len) {
+        snprintf(err, errlen, "base URL must not hold '?', '#' or braces");
+        return false;
+    }
+    url = jf_concat(jf, base_url, len, DEFAULT_PATH, "");
+    if (!url) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (!provider_template_check(url, why, sizeof why)) {
+        snprintf(err, errlen, "base URL: %s", why);
+        return false;
+    }
+    p = &jf->providers[0];
+    memset(p, 0, sizeof *p);
+    p->name = "primary";
+    p->url = url;
+    p->map = provider_map_primary;
+    jf->n_providers = 1;
+    return true;
+}
+
+void jobfile_free(JobFile *jf)
+{
+    if (!jf)
+        return;
+    for (size_t i = 0; i < jf->n_strings; i++)
+        free(jf->strings[i]);
+    free(jf->strings);
+    memset(jf, 0, sizeof *jf);
+}

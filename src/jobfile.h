@@ -1,0 +1,74 @@
+/* jobfile: the INI job file (`pgenrich run --config FILE`), read with libinih. A [job]
+ * section holds settings named like the flags (concurrency = 128); each [provider NAME]
+ * section is one provider, in chain order. Flags given on the command line override the
+ * file; main applies them after jobfile_load. The format is described in docs/jobfile.md. */
+#ifndef PGENRICH_JOBFILE_H
+#define PGENRICH_JOBFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "compat.h"
+#include "config.h"
+#include "provider.h"
+
+#define PROVIDERS_MAX        8
+#define PROVIDER_HEADERS_MAX 16
+#define PROVIDER_NAME_MAX    39      /* libinih keeps 49 bytes of a section name */
+#define JOBFILE_LINE_MAX     4096    /* bytes on one line, without the line end */
+#define JOBFILE_SIZE_MAX     1048576 /* bytes in one file */
+#define JOBFILE_POINTER_MAX  120     /* bytes in one JSON Pointer of a mapping */
+
+/* One provider of the chain. Every string is owned by the JobFile (or static). */
+typedef struct ProviderConf {
+    const char *name; /* [A-Za-z0-9_.-]{1,PROVIDER_NAME_MAX}; recorded in the target's
+                         provider column */
+    const char *url;  /* template with {id}, http:// or https:// (provider_template_check) */
+    bool post;        /* method = POST (else GET) */
+    const char *body; /* POST body template with {id} (JSON-escaped into it), or NULL; never
+                         set unless post */
+    const char *headers[PROVIDER_HEADERS_MAX]; /* "Name: value" lines, in file order; never
+                                                  Authorization, Host, Content-Length or
+                                                  Transfer-Encoding; no control characters
+                                                  but TAB */
+    size_t n_headers;
+    ProviderMap map; /* the built-in mapping named by `mapping`, then map.* and presence
+                        overrides; presence is never NULL */
+} ProviderConf;
+
+typedef struct JobFile {
+    ProviderConf providers[PROVIDERS_MAX];
+    size_t n_providers;
+    char **strings; /* every string the file supplied; owned */
+    size_t n_strings, cap_strings;
+} JobFile;
+
+/* Read path into cfg ([job] settings through config_set) and jf (the provider chain).
+ * *jf is zeroed first (whatever it held is dropped, not freed). A file with no [provider]
+ * section leaves the chain empty. Unknown sections or keys, bad values, a provider without
+ * url, duplicate provider names, more than PROVIDERS_MAX providers, a line over
+ * JOBFILE_LINE_MAX, a file over JOBFILE_SIZE_MAX or holding a NUL byte: false, with
+ * "FILE:LINE: KEY: reason" (or "FILE:LINE: reason", "FILE: reason") in err, one line of
+ * printable characters. On failure cfg may hold some of the file's settings.
+ * jf must be released with jobfile_free whatever the result; cfg keeps pointers into jf,
+ * so jf must outlive cfg's use.
+ * Sets libinih's run-time options (Debian's build exports them as globals: line length,
+ * comments, continuation lines), so it is not safe to call from two threads at once. */
+bool jobfile_load(const char *path, Config *cfg, JobFile *jf, char *err, size_t errlen) WUR;
+
+/* The same for a job file already in memory (text, NUL-terminated); name_for_errors
+ * stands for FILE in messages (NULL: "<string>"). For tests and the fuzzer. */
+bool jobfile_load_string(const char *text, const char *name_for_errors, Config *cfg, JobFile *jf,
+                         char *err, size_t errlen) WUR;
+
+/* The chain when the job file gave no provider: the API.md section 1 provider named
+ * "primary", url = base_url without its trailing '/'s +
+ * "/api/v2/entities/{id}?select=id,label,location", GET, no headers, provider_map_primary.
+ * jf must be zero-initialised or come from jobfile_load, with an empty chain; the url is
+ * built into jf's storage. base_url must start with http:// or https:// and hold no
+ * braces, '?', '#', space or control character. False with a reason in err otherwise. */
+bool jobfile_default_chain(const char *base_url, JobFile *jf, char *err, size_t errlen) WUR;
+
+/* Free every string jf owns and zero it; a zeroed jf is fine. */
+void jobfile_free(JobFile *jf);
+
+#endif
