@@ -2,7 +2,8 @@
 -- the binary; db_init_schema fills in the placeholders (table names quoted as identifiers,
 -- the id type copied from the source key column) and runs it in one transaction, after
 -- checking that tables which already exist have an id of that same type.
--- Every statement is idempotent: applying the file again changes nothing.
+-- Every statement is idempotent: applying the file again changes nothing. Databases made
+-- by an older version of this file are migrated in place (see the ledger's last_seen).
 
 -- The enrichment result: one row per source ID that a provider located. A rerun replaces
 -- the row (the sink upserts on id) and fetched_at tells when it was last written.
@@ -22,10 +23,13 @@ CREATE TABLE IF NOT EXISTS {{target}} (
 
 -- The failure ledger: one row per (job, ID) that could not be loaded, with the reason
 -- (not_found, no_location, bad_response, rejected, attempts_exhausted), the last HTTP
--- status (NULL when none came back), the attempts made and the last error text.
--- first_seen keeps the first time the ID failed; updated_at moves on every new failure.
+-- status (NULL when none came back), the attempts made and a short excerpt of the last
+-- error (the sink caps it at 500 characters).
+-- first_seen keeps the first time the ID failed; last_seen moves on every new failure.
+-- updated_at is the older name of last_seen: the sink sets both to the same time, so that
+-- queries written against earlier versions (and API.md) keep working; read last_seen.
 -- The row is deleted as soon as the ID loads, so an ID is either in the target table or
--- here, never both.
+-- here, never both. `pgenrich retry-failed` pages this table on its primary key.
 CREATE TABLE IF NOT EXISTS {{failures}} (
     job text NOT NULL,
     id {{key_type}} NOT NULL,
@@ -34,15 +38,39 @@ CREATE TABLE IF NOT EXISTS {{failures}} (
     attempts int NOT NULL,
     last_error text,
     first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job, id)
 );
+
+-- Migration: ledgers made before last_seen existed get it, filled from updated_at. This
+-- runs only when the column is missing. A plain ALTER TABLE ... ADD COLUMN IF NOT EXISTS
+-- would be shorter, but it takes an ACCESS EXCLUSIVE lock on the ledger at every start of
+-- every worker, which would queue the flushes of the jobs already running behind any long
+-- reader of the table. The ledger's name reaches the block through a transaction-local
+-- setting, so no name is ever spliced into the dollar-quoted body.
+SELECT pg_catalog.set_config('pgenrich.failures_table', {{failures_text}}, true);
+DO $pgenrich_migrate$
+DECLARE
+    ledger regclass := pg_catalog.to_regclass(
+        pg_catalog.current_setting('pgenrich.failures_table'));
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                   WHERE attrelid = ledger AND attname = 'last_seen' AND NOT attisdropped) THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN last_seen timestamptz', ledger);
+        EXECUTE pg_catalog.format('UPDATE %s SET last_seen = updated_at', ledger);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN last_seen SET DEFAULT now(), '
+                                  'ALTER COLUMN last_seen SET NOT NULL', ledger);
+    END IF;
+END
+$pgenrich_migrate$;
 
 -- The checkpoints: one row per job. position is the text form of the last source key
 -- (keyset paging) or the number of rows to skip (offset paging) such that every ID up to
 -- it has its outcome committed; NULL until the first one settles. paging records which of
 -- the two the position means. rows_loaded and failures are running totals over all the
--- job's flushes; finished is set by the last flush of a complete run.
+-- job's flushes; finished is set by the last flush of a complete run. `retry-failed`
+-- never writes here (its sink runs with no_checkpoint).
 CREATE TABLE IF NOT EXISTS {{checkpoints}} (
     job text PRIMARY KEY,
     position text,

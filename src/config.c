@@ -161,6 +161,10 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
         snprintf(err, errlen, "--reason only applies to retry-failed");
         return false;
     }
+    if (c->where != NULL && c->cmd == CMD_RETRY_FAILED) {
+        snprintf(err, errlen, "--where does not apply to retry-failed (it reads the ledger)");
+        return false;
+    }
     if (c->base_url == NULL && !have_providers) {
         snprintf(err, errlen, "needs --base-url URL (or providers in a --config job file)");
         return false;

@@ -410,7 +410,10 @@ static void final_failure(Scheduler *s, Lookup *l, const char *reason, long stat
     if (l->first_reason == NULL) {
         l->first_reason = reason;
         l->first_status = status;
-        snprintf(l->first_error, sizeof l->first_error, "%s", error);
+        if (s->n_provs > 1)
+            snprintf(l->first_error, sizeof l->first_error, "%s: %s", pname, error);
+        else
+            snprintf(l->first_error, sizeof l->first_error, "%s", error);
     } else {
         size_t used = strlen(l->first_error);
         snprintf(l->first_error + used, sizeof l->first_error - used, "; %s: %s %s", pname, reason,
@@ -924,6 +927,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
                   .checkpoints = cfg->checkpoint_table},
         .job = cfg->job,
         .paging = cfg->paging_offset ? "offset" : "keyset",
+        .no_checkpoint = cfg->cmd == CMD_RETRY_FAILED,
     };
     s->sink = sink_new(loop, sink_conn, &ko, err, errlen);
     sink_conn = NULL;
