@@ -3,6 +3,7 @@
  * failures;] [COPY failures; upsert;] checkpoint (or nothing with no_checkpoint). Driven
  * by one ev_io on the socket. */
 #include "sink.h"
+#include "pgwatch.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -59,15 +60,7 @@ static const char ckpt_tail[] =
 
 static void arm(Sink *s, int events)
 {
-    if (events == s->io_events)
-        return;
-    if (s->io_events != 0)
-        ev_io_stop(s->loop, &s->io);
-    s->io_events = events;
-    if (events != 0) {
-        ev_io_set(&s->io, PQsocket(s->conn), events);
-        ev_io_start(s->loop, &s->io);
-    }
+    pgwatch_arm(s->loop, &s->io, &s->io_events, s->conn, events);
 }
 
 /* The first error wins; later ones are usually its consequences. For a server error the

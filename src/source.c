@@ -3,6 +3,7 @@
  * the source keeps its own position (the last key seen, or the rows skipped) so the caller
  * only asks for "the next page". */
 #include "source.h"
+#include "pgwatch.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -91,15 +92,7 @@ static char *build_ledger_sql(const char *qfail, bool by_reason, bool after, int
 
 static void arm(Source *s, int events)
 {
-    if (events == s->io_events)
-        return;
-    if (s->io_events != 0)
-        ev_io_stop(s->loop, &s->io);
-    s->io_events = events;
-    if (events != 0) {
-        ev_io_set(&s->io, PQsocket(s->conn), events);
-        ev_io_start(s->loop, &s->io);
-    }
+    pgwatch_arm(s->loop, &s->io, &s->io_events, s->conn, events);
 }
 
 /* The query in flight has ended (every result read, or the connection failed): settle the
