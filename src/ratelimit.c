@@ -195,7 +195,16 @@ double aimd_on_throttle(Aimd *a, double sent, double now)
         if (!(base > 0) || seen < base)
             base = seen;
     } else if (!(base > 0)) {
-        return a->rate; /* no limit, and too little seen to choose one: wait */
+        /* No limit yet and a short history. With too few answers there is nothing to
+         * measure: wait. With enough of them (a concurrent job gets them within one round
+         * trip), cut provisionally from the meter, whose span of at least one slot keeps
+         * the first burst from reading as a huge rate: waiting for the warm-up instead lets
+         * the whole opening burst run into 429s. */
+        if (a->answers < AIMD_MIN_ANSWERS)
+            return a->rate;
+        double all_rate;
+        double accepted = aimd_accepted(a, now, &all_rate);
+        base = accepted > 0 ? accepted : all_rate;
     }
     a->provisional = !seasoned;
     a->knee = base;

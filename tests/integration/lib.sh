@@ -295,3 +295,58 @@ assert_no_secret() {
         fi
     done
 }
+
+# ---------------------------------------------------------------------------- more helpers
+
+# load_expected_as TABLE KEYTYPE SOURCE_SQL [MOCK QUIRK FLAGS...]: like load_expected, into
+# TABLE, for the IDs SOURCE_SQL returns. With quirk flags (--primary-down-mod N, --pad-mod
+# N, ...: the same as the mock's) TABLE also gets `quirks text`: the quirks that picked the
+# ID, comma-separated ('' for none; see tests/mockapi/README.md).
+load_expected_as() {
+    local table=$1 keytype=$2 src=$3 extra=""
+    shift 3
+    [ "$#" -eq 0 ] || extra=", quirks text NOT NULL"
+    sql -c "\\copy ($src) TO STDOUT" >"$IT_TMP/ids.$table.copy"
+    "$MOCKAPI_BIN" --expect "$@" <"$IT_TMP/ids.$table.copy" >"$IT_TMP/expected.$table.copy" ||
+        fail "pgenrich-mockapi --expect $* failed"
+    sql <<SQL
+DROP TABLE IF EXISTS $table;
+CREATE TABLE $table (id $keytype PRIMARY KEY, outcome text NOT NULL, label text,
+    geo_label text, street_address text, city_label text, postal_code text,
+    country_label text, latitude double precision, longitude double precision$extra);
+SQL
+    sql -c "\\copy $table FROM pstdin" <"$IT_TMP/expected.$table.copy"
+    local n m
+    n=$(wc -l <"$IT_TMP/ids.$table.copy")
+    m=$(q "SELECT count(*) FROM $table")
+    [ "$n" -eq "$m" ] || fail "--expect gave $m rows for $n ids"
+}
+
+# mock_stats [URL]: all counters of the mock's /__stats, as one line of name=value.
+# shellcheck disable=SC2120
+mock_stats() {
+    curl -fsS --max-time 5 "${1:-$MOCK_URL}/__stats" | tr -d '{}"' | tr ',:' ' =' ||
+        fail "GET ${1:-$MOCK_URL}/__stats failed"
+}
+
+# mock_reset_stats [URL]: zero the mock's counters.
+# shellcheck disable=SC2120
+mock_reset_stats() {
+    curl -fsS --max-time 5 "${1:-$MOCK_URL}/__stats?reset=1" >/dev/null ||
+        fail "GET ${1:-$MOCK_URL}/__stats?reset=1 failed"
+}
+
+# checkpoint_of JOB [TABLE]: the job's checkpoint row (every column, '|'-separated), or ''.
+checkpoint_of() {
+    q "SELECT c FROM ${2:-enrich_checkpoints} c WHERE job = '$1'"
+}
+
+# assert_stderr_has LABEL TEXT...: run LABEL's stderr holds each TEXT (fixed strings).
+assert_stderr_has() {
+    local label=$1 t
+    shift
+    for t in "$@"; do
+        grep -qF -- "$t" "$IT_TMP/$label.err" ||
+            LAST_RUN=$label fail "run $label: stderr does not mention '$t'"
+    done
+}

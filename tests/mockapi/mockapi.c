@@ -44,6 +44,11 @@ typedef struct Opts {
     const char *token;
     double hang_ms;
     bool expect;
+    /* Per-ID quirks (0 = off): an ID is picked when a salted hash of it is 0 modulo N. */
+    unsigned down_mod, miss_mod, ctype_mod, pad_mod, nest_mod;
+    const char *ctype; /* Content-Type for --ctype-mod IDs; "" = no header */
+    unsigned pad_bytes, nest_depth;
+    const char *require_header; /* "Name: value" every API request must carry, or NULL */
 } Opts;
 
 typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
@@ -72,6 +77,15 @@ static const OptDef opt_defs[] = {
     {"token", OPT_STR, offsetof(Opts, token), 0},
     {"hang-ms", OPT_DOUBLE, offsetof(Opts, hang_ms), 0},
     {"expect", OPT_FLAG, offsetof(Opts, expect), 0},
+    {"primary-down-mod", OPT_UINT, offsetof(Opts, down_mod), 1000000},
+    {"primary-miss-mod", OPT_UINT, offsetof(Opts, miss_mod), 1000000},
+    {"ctype-mod", OPT_UINT, offsetof(Opts, ctype_mod), 1000000},
+    {"ctype", OPT_STR, offsetof(Opts, ctype), 0},
+    {"pad-mod", OPT_UINT, offsetof(Opts, pad_mod), 1000000},
+    {"pad-bytes", OPT_UINT, offsetof(Opts, pad_bytes), 64u * 1024 * 1024},
+    {"nest-mod", OPT_UINT, offsetof(Opts, nest_mod), 1000000},
+    {"nest-depth", OPT_UINT, offsetof(Opts, nest_depth), 1000000},
+    {"require-header", OPT_STR, offsetof(Opts, require_header), 0},
 };
 
 static void usage(FILE *f)
@@ -80,7 +94,10 @@ static void usage(FILE *f)
           "                        [--latency-ms N] [--jitter-ms N] [--rate-limit R]\n"
           "                        [--p-5xx F] [--p-reset F] [--p-hang F] [--p-garbage F]\n"
           "                        [--seed S] [--max-batch N] [--token T] [--hang-ms N]\n"
-          "       pgenrich-mockapi --expect < ids.copy > expected.copy\n",
+          "                        [--primary-down-mod N] [--primary-miss-mod N]\n"
+          "                        [--ctype-mod N] [--ctype T] [--pad-mod N] [--pad-bytes B]\n"
+          "                        [--nest-mod N] [--nest-depth D] [--require-header H]\n"
+          "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
 
@@ -174,6 +191,13 @@ static bool parse_args(int argc, char **argv, Opts *o)
         fprintf(stderr, "pgenrich-mockapi: --threads must be at least 1\n");
         return false;
     }
+    if (o->require_header) {
+        const char *colon = strchr(o->require_header, ':');
+        if (!colon || colon == o->require_header) {
+            fprintf(stderr, "pgenrich-mockapi: --require-header wants \"Name: value\"\n");
+            return false;
+        }
+    }
     return true;
 }
 
@@ -192,7 +216,13 @@ static bool parse_args(int argc, char **argv, Opts *o)
     X(garbage)                                                                                     \
     X(batch)                                                                                       \
     X(unauthorized)                                                                                \
-    X(bad_data)
+    X(bad_data)                                                                                    \
+    X(forced_down)                                                                                 \
+    X(forced_miss)                                                                                 \
+    X(odd_ctype)                                                                                   \
+    X(padded)                                                                                      \
+    X(nested)                                                                                      \
+    X(inflight_max)
 
 typedef struct Stats {
 #define X(n) _Atomic uint64_t n;
@@ -228,9 +258,12 @@ typedef struct Job {
 
 typedef struct Server {
     Opts o;
-    char *auth; /* "Bearer <token>" or NULL */
+    char *auth;            /* "Bearer <token>" or NULL */
+    char *req_name;        /* --require-header: the name, or NULL */
+    const char *req_value; /* ... and the value (inside o.require_header) */
     Stats stats;
-    _Atomic uint64_t draws; /* request number for the fault PRNG */
+    _Atomic uint64_t draws;    /* request number for the fault PRNG */
+    _Atomic uint64_t inflight; /* API requests received and not completed yet */
     /* rate limit: GCRA, lock-free; tat = theoretical arrival time in ns */
     _Atomic uint64_t rl_tat;
     uint64_t rl_interval, rl_tau;
@@ -432,6 +465,58 @@ static void timer_free(Timer *t)
     pthread_mutex_destroy(&t->mu);
 }
 
+/* ---------------------------------------------------------------- per-ID quirks */
+
+/* Deterministic misbehaviour for a share of the IDs, so that a test knows (through
+ * --expect) which IDs met it: the primary down (503) or missing (no location) for some IDs
+ * while the secondary answers them, and hostile 200 answers (a content type that is not
+ * JSON, a padded body, deep nesting). */
+typedef enum Quirk { Q_DOWN, Q_MISS, Q_CTYPE, Q_PAD, Q_NEST, Q_COUNT } Quirk;
+
+static const char *const quirk_names[Q_COUNT] = {"down", "miss", "ctype", "pad", "nest"};
+
+#define ODD_CTYPE_DEFAULT "text/html; charset=utf-8"
+
+static unsigned quirk_mod(const Opts *o, Quirk q)
+{
+    switch (q) {
+    case Q_DOWN:
+        return o->down_mod;
+    case Q_MISS:
+        return o->miss_mod;
+    case Q_CTYPE:
+        return o->ctype_mod;
+    case Q_PAD:
+        return o->pad_mod;
+    case Q_NEST:
+        return o->nest_mod;
+    case Q_COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* Is id picked for q? Each quirk salts the ID's hash differently, so the picks are
+ * independent of each other and of the entity drawn from the same hash. */
+static bool quirk_on(const Opts *o, Quirk q, const char *id, size_t len)
+{
+    unsigned m = quirk_mod(o, q);
+    uint64_t salt = 0x9e3779b97f4a7c15ULL * (uint64_t)(q + 1);
+
+    if (m == 0)
+        return false;
+    return mockdata_mix64(mockdata_hash(id, len) ^ salt) % m == 0;
+}
+
+static bool quirks_any(const Opts *o)
+{
+    for (int q = 0; q < Q_COUNT; q++) {
+        if (quirk_mod(o, (Quirk)q) != 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- requests */
 
 typedef enum Route {
@@ -449,6 +534,8 @@ typedef enum Action { ACT_SEND, ACT_RESET, ACT_HANG } Action;
 typedef struct Req {
     Route route;
     bool parked;
+    bool counted;      /* counted in Server.inflight */
+    const char *ctype; /* Content-Type of the answer: NULL = application/json, "" = none */
     Action action;
     unsigned status;
     bool retry_after;
@@ -540,6 +627,66 @@ static bool render(Req *rq, unsigned status, RenderFn fn, const MockEntity *e, c
     return true;
 }
 
+/* The hostile quirks of a 200 entity answer: an unknown key "padding" that makes the body
+ * at least --pad-bytes long, an unknown key "nest" with --nest-depth nested arrays (both
+ * right after the opening brace, so the JSON stays valid), and the content type. */
+static void body_quirks(Server *s, Req *rq, const char *id, size_t idlen)
+{
+    static const char pad_open[] = "\"padding\":\"", nest_open[] = "\"nest\":";
+    const Opts *o = &s->o;
+    bool pad = quirk_on(o, Q_PAD, id, idlen), nest = quirk_on(o, Q_NEST, id, idlen);
+    size_t pad_n = 0, nest_n = 0, n = 0;
+    char *b;
+
+    if (quirk_on(o, Q_CTYPE, id, idlen)) {
+        BUMP(s, odd_ctype);
+        rq->ctype = o->ctype ? o->ctype : ODD_CTYPE_DEFAULT;
+    }
+    if ((!pad && !nest) || rq->body_len == 0 || rq->body[0] != '{')
+        return;
+    if (pad) {
+        BUMP(s, padded);
+        pad_n = o->pad_bytes > rq->body_len ? o->pad_bytes - rq->body_len : 0;
+    }
+    if (nest) {
+        BUMP(s, nested);
+        nest_n = o->nest_depth;
+    }
+    b = malloc(rq->body_len + pad_n + 2 * nest_n + sizeof(pad_open) + sizeof(nest_open) + 8);
+    if (!b) {
+        set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    b[n++] = '{';
+    if (pad) {
+        memcpy(b + n, pad_open, sizeof(pad_open) - 1);
+        n += sizeof(pad_open) - 1;
+        memset(b + n, 'x', pad_n);
+        n += pad_n;
+        b[n++] = '"';
+        b[n++] = ',';
+    }
+    if (nest) {
+        memcpy(b + n, nest_open, sizeof(nest_open) - 1);
+        n += sizeof(nest_open) - 1;
+        if (nest_n == 0) {
+            memcpy(b + n, "null", 4);
+            n += 4;
+        }
+        memset(b + n, '[', nest_n);
+        n += nest_n;
+        memset(b + n, ']', nest_n);
+        n += nest_n;
+        b[n++] = ',';
+    }
+    memcpy(b + n, rq->body + 1, rq->body_len - 1);
+    n += rq->body_len - 1;
+    b[n] = '\0';
+    free(rq->body);
+    rq->body = b;
+    rq->body_len = n;
+}
+
 static void count_outcome(Server *s, MockOutcome o)
 {
     switch (o) {
@@ -577,14 +724,27 @@ static void answer_entity(Server *s, Req *rq, const char *raw, bool secondary)
         return;
     }
     mockdata_entity(id, idlen, &e);
+    if (!secondary && quirk_on(&s->o, Q_DOWN, id, idlen)) {
+        BUMP(s, forced_down);
+        set_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "primary down for this id");
+        return;
+    }
+    if (!secondary && e.outcome == MOCK_FOUND && quirk_on(&s->o, Q_MISS, id, idlen)) {
+        BUMP(s, forced_miss);
+        e.outcome = MOCK_NO_LOCATION; /* written as a miss: location null or left out */
+    }
     count_outcome(s, e.outcome);
     if (secondary)
         ok = render(rq, MHD_HTTP_OK, mockdata_json_secondary, &e, id, idlen);
     else
         ok = render(rq, e.outcome == MOCK_NOT_FOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_OK,
                     mockdata_json_primary, &e, id, idlen);
-    if (!ok)
+    if (!ok) {
         set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    if (rq->status == MHD_HTTP_OK)
+        body_quirks(s, rq, id, idlen);
 }
 
 /* {"results":[...]} for the IDs of l, into rq->body with status 200. */
@@ -788,6 +948,19 @@ static bool inject_fault(Server *s, Req *rq, uint64_t key)
     return false;
 }
 
+/* Count rq in flight (until on_completed) and keep the high-water mark. */
+static void inflight_enter(Server *s, Req *rq)
+{
+    uint64_t cur = atomic_fetch_add_explicit(&s->inflight, 1, memory_order_relaxed) + 1;
+    uint64_t max = atomic_load_explicit(&s->stats.inflight_max, memory_order_relaxed);
+
+    rq->counted = true;
+    while (cur > max &&
+           !atomic_compare_exchange_weak_explicit(&s->stats.inflight_max, &max, cur,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 /* Decide the whole answer of a complete request. */
 static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char *url)
 {
@@ -800,6 +973,7 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
         return;
     }
     BUMP(s, requests);
+    inflight_enter(s, rq);
     n = atomic_fetch_add_explicit(&s->draws, 1, memory_order_relaxed);
     key = mockdata_mix64(mockdata_mix64(o->seed) + n);
     rq->delay_ns = (uint64_t)((o->latency_ms + o->jitter_ms * unit64(key)) * 1e6);
@@ -809,6 +983,14 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
         if (!a || strcmp(a, s->auth) != 0) {
             BUMP(s, unauthorized);
             set_error(rq, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
+            return;
+        }
+    }
+    if (s->req_name) {
+        const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, s->req_name);
+        if (!v || strcmp(v, s->req_value) != 0) {
+            BUMP(s, bad_request);
+            set_error(rq, MHD_HTTP_BAD_REQUEST, "missing or wrong required header");
             return;
         }
     }
@@ -877,8 +1059,10 @@ static enum MHD_Result deliver(struct MHD_Connection *conn, Req *rq)
         return MHD_NO;
     if (rq->body_len > 0)
         rq->body = NULL; /* MHD frees it with the response */
-    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") !=
-            MHD_YES ||
+    if ((rq->ctype == NULL && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                      "application/json") != MHD_YES) ||
+        (rq->ctype != NULL && rq->ctype[0] != '\0' &&
+         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->ctype) != MHD_YES) ||
         (rq->retry_after &&
          MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)) {
         MHD_destroy_response(resp);
@@ -952,13 +1136,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    Server *s = cls;
     Req *rq = *req_cls;
 
-    (void)cls;
     (void)conn;
     (void)toe;
     if (!rq)
         return;
+    if (rq->counted)
+        atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
     free(rq->body);
     free(rq->up);
     free(rq);
@@ -1034,9 +1220,28 @@ static void raise_nofile(void)
     }
 }
 
-/* --expect: COPY text IDs in, COPY text expectation lines out. */
-static int run_expect(void)
+/* The --expect line's extra column when quirks are on: the quirks that picked the ID,
+ * comma-separated (empty for none), then the newline. */
+static bool expect_quirks(const Opts *o, const char *id, size_t idlen)
 {
+    bool first = true;
+
+    if (putchar('\t') == EOF)
+        return false;
+    for (int q = 0; id && q < Q_COUNT; q++) {
+        if (!quirk_on(o, (Quirk)q, id, idlen))
+            continue;
+        if (printf("%s%s", first ? "" : ",", quirk_names[q]) < 0)
+            return false;
+        first = false;
+    }
+    return putchar('\n') != EOF;
+}
+
+/* --expect: COPY text IDs in, COPY text expectation lines out (plus the quirks column). */
+static int run_expect(const Opts *o)
+{
+    bool quirks = quirks_any(o);
     char *line = NULL, *id = NULL, *out = NULL;
     size_t line_cap = 0, id_cap = 0, out_cap = 0;
     ssize_t got;
@@ -1059,7 +1264,9 @@ static int run_expect(void)
             id_cap = n + 1;
         }
         if (!mockdata_copy_decode(line, n, id, &idlen)) {
-            fputs("\\N\tnot_found\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n", stdout);
+            fputs("\\N\tnot_found\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N", stdout);
+            if (quirks ? !expect_quirks(o, NULL, 0) : putchar('\n') == EOF)
+                goto done;
             continue;
         }
         mockdata_entity(id, idlen, &e);
@@ -1072,7 +1279,11 @@ static int run_expect(void)
             out_cap = need + 1;
             need = mockdata_expect_line(&e, id, idlen, out, out_cap);
         }
+        if (quirks)
+            need--; /* the newline comes after the quirks column */
         if (fwrite(out, 1, need, stdout) != need)
+            goto done;
+        if (quirks && !expect_quirks(o, id, idlen))
             goto done;
     }
     if (ferror(stdin) || fflush(stdout) != 0 || ferror(stdout))
@@ -1188,12 +1399,14 @@ int main(int argc, char **argv)
     s.o.seed = 1;
     s.o.max_batch = 100;
     s.o.hang_ms = 60000;
+    s.o.pad_bytes = 2u * 1024 * 1024;
+    s.o.nest_depth = 1000;
     if (!parse_args(argc, argv, &s.o)) {
         usage(stderr);
         return 2;
     }
     if (s.o.expect)
-        return run_expect();
+        return run_expect(&s.o);
 
     if (s.o.token) {
         size_t n = strlen(s.o.token) + sizeof("Bearer ");
@@ -1202,8 +1415,20 @@ int main(int argc, char **argv)
             return 1;
         snprintf(s.auth, n, "Bearer %s", s.o.token);
     }
+    if (s.o.require_header) {
+        const char *colon = strchr(s.o.require_header, ':');
+        s.req_name = strndup(s.o.require_header, (size_t)(colon - s.o.require_header));
+        if (!s.req_name) {
+            free(s.auth);
+            return 1;
+        }
+        s.req_value = colon + 1;
+        while (*s.req_value == ' ' || *s.req_value == '\t')
+            s.req_value++;
+    }
     rl_init(&s);
     if (!timer_init(&s.timer)) {
+        free(s.req_name);
         free(s.auth);
         fprintf(stderr, "pgenrich-mockapi: cannot set up the timer\n");
         return 1;
@@ -1216,6 +1441,7 @@ int main(int argc, char **argv)
         mockdata_idlist_free(&s.jobs[i].ids);
     pthread_mutex_destroy(&s.jobs_mu);
     timer_free(&s.timer);
+    free(s.req_name);
     free(s.auth);
     return rc;
 }

@@ -324,13 +324,18 @@ static void test_aimd_first_answers(void **state)
     /* Then the ordinary hold applies. */
     assert_near(aimd_on_throttle(&a, 0.65, 0.7), 0.8 / 0.15, 1e-6);
 
-    /* Without a limit, no cut at all before the history is long enough... */
+    /* Without a limit, no cut while fewer than AIMD_MIN_ANSWERS answers came back... */
     aimd_init(&a, 0, 0);
-    for (int i = 0; i < AIMD_MIN_ANSWERS; i++)
+    for (int i = 0; i < AIMD_MIN_ANSWERS - 1; i++)
         assert_near(aimd_on_throttle(&a, 0, 0.05), 0, 0);
-    assert_near(aimd_on_throttle(&a, 0.1, 0.05 + AIMD_WARMUP - 0.01), 0, 0);
-    /* ...then from what was answered (nothing accepted): 22 answers over 0.16 s. */
+    /* ...then a provisional cut from the meter (nothing accepted, so all answers): 20
+     * answers over its shortest span, one slot; the opening burst is not left to run... */
+    double first_cut = 0.8 * AIMD_MIN_ANSWERS / AIMD_SLOT;
+    assert_near(aimd_on_throttle(&a, 0, 0.05), first_cut, 1e-6);
+    /* ...held until the warm-up has passed, then cut again from the longer measure: 22
+     * answers over 0.16 s. */
     assert_true(AIMD_WARMUP <= 0.1);
+    assert_near(aimd_on_throttle(&a, 0.1, 0.05 + AIMD_WARMUP - 0.01), first_cut, 1e-6);
     assert_near(aimd_on_throttle(&a, 0.1, 0.16), 0.8 * 22 / 0.16, 1e-6);
 }
 
