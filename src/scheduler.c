@@ -224,6 +224,11 @@ static void maybe_fetch_page(Scheduler *s)
         return;
     if (s->window_ids + (size_t)s->cfg->page_size > s->window_cap)
         return;
+    /* Read one page ahead of dispatch, no more: a page not yet dispatched is already
+     * waiting behind the current one. The window's extra room is for pages held back by
+     * slow IDs, so memory does not grow with the size of the source. */
+    if (s->disp_page != NULL && s->disp_page != s->tail)
+        return;
     if (!source_fetch(s->source) && !source_busy(s->source) && !s->source_ended)
         log_debug("event=source_fetch_refused");
 }
