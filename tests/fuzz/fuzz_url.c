@@ -8,16 +8,7 @@
 #include <string.h>
 
 #include "provider.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 static const char tmpl[] = "http://127.0.0.1:1/api/v2/entities/{id}?select=id&again={id}#f";
 

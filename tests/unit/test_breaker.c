@@ -8,16 +8,9 @@
 #include <math.h>
 #include <cmocka.h>
 
-#include "breaker.h"
+#include "unit.h"
 
-#define assert_near(a, b, eps)                                                                     \
-    do {                                                                                           \
-        double got_ = (a), want_ = (b);                                                            \
-        if (!(fabs(got_ - want_) <= (eps))) {                                                      \
-            print_error("%.17g is not within %g of %.17g\n", got_, (double)(eps), want_);          \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "breaker.h"
 
 /* The scheduler's settings: 10 s window, 20 outcomes, half, 1 s doubling up to 60 s. */
 static void init_default(Breaker *b, double now)

@@ -11,16 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "ratelimit.h"
+#include "unit.h"
 
-#define assert_near(a, b, eps)                                                                     \
-    do {                                                                                           \
-        double got_ = (a), want_ = (b);                                                            \
-        if (!(fabs(got_ - want_) <= (eps))) {                                                      \
-            print_error("%.17g is not within %g of %.17g\n", got_, (double)(eps), want_);          \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "ratelimit.h"
 
 static void test_full_bucket_at_start(void **state)
 {

@@ -8,16 +8,9 @@
 #include <math.h>
 #include <cmocka.h>
 
-#include "retry.h"
+#include "unit.h"
 
-#define assert_near(a, b, eps)                                                                     \
-    do {                                                                                           \
-        double got_ = (a), want_ = (b);                                                            \
-        if (!(fabs(got_ - want_) <= (eps))) {                                                      \
-            print_error("%.17g is not within %g of %.17g\n", got_, (double)(eps), want_);          \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "retry.h"
 
 /* ---- classification ---- */
 
