@@ -190,7 +190,6 @@ static int cmd_run(const Config *c, JobFile *jf)
     SchedSetup setup = {
         .source_conn = src,
         .sink_conn = sink,
-        .key_type = key_type,
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
         .token = token,

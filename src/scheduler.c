@@ -117,7 +117,6 @@ struct Scheduler {
 
     Lookup *live; /* every lookup not yet settled */
     size_t live_count;
-    size_t in_flight;
 
     FlushBuf bufs[2];
     FlushBuf *active;   /* settled outcomes go here */
@@ -501,7 +500,6 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     Prov *p = &s->provs[l->prov];
     const char *reason = NULL;
     double now = ev_now(s->loop);
-    s->in_flight--;
     s->st.requests++;
     l->attempts++;
     l->total_attempts++;
@@ -631,7 +629,6 @@ static bool start_request(Scheduler *s, Lookup *l)
         stop_job(s, EXIT_RUNTIME);
         return false;
     }
-    s->in_flight++;
     return true;
 }
 
@@ -683,7 +680,7 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
 
 static void pump(Scheduler *s)
 {
-    while (s->phase == PH_RUNNING && s->in_flight < (size_t)s->cfg->concurrency) {
+    while (s->phase == PH_RUNNING && fetcher_in_flight(s->fetcher) < (size_t)s->cfg->concurrency) {
         double now = ev_now(s->loop);
         double wait;
         bool fresh;
@@ -840,7 +837,6 @@ static void stop_job(Scheduler *s, int code)
         return;
     s->phase = PH_STOPPING;
     fetcher_abort_all(s->fetcher);
-    s->in_flight = 0;
     while (s->live)
         lookup_free(s, s->live);
     for (int i = 0; i < s->n_provs; i++)
@@ -872,8 +868,8 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     long long settled = (long long)ckpt_low(&s->ckpt);
     log_info("event=progress ids_read=%lld settled=%lld rows_loaded=%lld failures=%lld "
              "in_flight=%zu retries=%lld elapsed_s=%.1f ids_per_s=%.0f",
-             s->st.ids_read, settled, s->st.rows_loaded, s->st.failures, s->in_flight,
-             s->st.retries, el, el > 0 ? (double)settled / el : 0.0);
+             s->st.ids_read, settled, s->st.rows_loaded, s->st.failures,
+             fetcher_in_flight(s->fetcher), s->st.retries, el, el > 0 ? (double)settled / el : 0.0);
 }
 
 /* ---------------------------------------------------------------- life cycle */

@@ -27,7 +27,6 @@ enum {
 typedef struct SchedSetup {
     PGconn *source_conn;           /* connected; ownership passes to the scheduler */
     PGconn *sink_conn;             /* connected; ownership passes to the scheduler */
-    const char *key_type;          /* source key type, for the sink's staging tables */
     const char *start_key;         /* keyset: resume after this key, or NULL */
     long long start_offset;        /* offset paging: rows already settled */
     const char *token;             /* bearer token or NULL; never logged */

@@ -152,28 +152,20 @@ mock_stat() {
 }
 
 # load_expected KEYTYPE [SOURCE_SQL]: the table `expected` with what a fault-free run must
-# load, from `pgenrich-mockapi --expect` over the source IDs.
+# load, from `pgenrich-mockapi --expect` over the source IDs (load_expected_as below).
 load_expected() {
-    local keytype=$1 src=${2:-SELECT id FROM master_table}
-    sql -c "\\copy ($src) TO STDOUT" >"$IT_TMP/ids.copy"
-    "$MOCKAPI_BIN" --expect <"$IT_TMP/ids.copy" >"$IT_TMP/expected.copy" ||
-        fail "pgenrich-mockapi --expect failed"
-    sql <<EOF
-DROP TABLE IF EXISTS expected;
-CREATE TABLE expected (id $keytype PRIMARY KEY, outcome text NOT NULL, label text,
-    geo_label text, street_address text, city_label text, postal_code text,
-    country_label text, latitude double precision, longitude double precision);
-EOF
-    sql -c '\copy expected FROM pstdin' <"$IT_TMP/expected.copy"
-    local n m
-    n=$(wc -l <"$IT_TMP/ids.copy")
-    m=$(q "SELECT count(*) FROM expected")
-    [ "$n" -eq "$m" ] || fail "--expect gave $m rows for $n ids"
+    load_expected_as expected "$1" "${2:-SELECT id FROM master_table}"
     log "expected: $(q "SELECT string_agg(outcome || '=' || n, ' ' ORDER BY outcome)
         FROM (SELECT outcome, count(*) n FROM expected GROUP BY outcome) s")"
 }
 
-# ---------------------------------------------------------------------------- pgenrich
+# seed_bigint N: the default source, master_table (id bigint PRIMARY KEY), with ids 1..N.
+seed_bigint() {
+    sql <<EOF
+CREATE TABLE master_table (id bigint PRIMARY KEY);
+INSERT INTO master_table SELECT g FROM generate_series(1, $1) g;
+EOF
+}
 
 # run_pgenrich LABEL ARGS...: run pgenrich (bounded in time); sets RC, LAST_RUN; output in
 # $IT_TMP/LABEL.out and .err.

@@ -12,10 +12,7 @@ N=3000
 MAX_ATTEMPTS=3
 QUIRKS=(--primary-down-mod 10 --primary-miss-mod 10)
 cols="label, geo_label, street_address, city_label, postal_code, country_label, latitude, longitude"
-sql <<EOF
-CREATE TABLE master_table (id bigint PRIMARY KEY);
-INSERT INTO master_table SELECT g FROM generate_series(1, $N) g;
-EOF
+seed_bigint "$N"
 load_expected_as expected bigint "SELECT id FROM master_table" "${QUIRKS[@]}"
 log "expected: $(q "SELECT string_agg(k || '=' || n, ' ' ORDER BY k) FROM (
     SELECT outcome || CASE WHEN quirks = '' THEN '' ELSE '/' || quirks END k, count(*) n

@@ -7,10 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=20000
 MAX_ATTEMPTS=6
-sql <<EOF
-CREATE TABLE master_table (id bigint PRIMARY KEY);
-INSERT INTO master_table SELECT g FROM generate_series(1, $N) g;
-EOF
+seed_bigint "$N"
 load_expected bigint
 run_pgenrich init init --dsn "$IT_DSN"
 expect_rc 0 "pgenrich init"

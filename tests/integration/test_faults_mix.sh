@@ -9,10 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${PGENRICH_IT_MIX_IDS:-50000}
 RATE=${PGENRICH_IT_MIX_RATE:-3000}
 MAX_ATTEMPTS=6
-sql <<EOF
-CREATE TABLE master_table (id bigint PRIMARY KEY);
-INSERT INTO master_table SELECT g FROM generate_series(1, $N) g;
-EOF
+seed_bigint "$N"
 load_expected bigint
 
 start_mock --threads 4 --seed 11 --p-5xx 0.10 --p-reset 0.05 --p-hang 0.02 --hang-ms 2000 \

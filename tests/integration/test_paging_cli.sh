@@ -7,10 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=5000
-sql <<EOF
-CREATE TABLE master_table (id bigint PRIMARY KEY);
-INSERT INTO master_table SELECT g FROM generate_series(1, $N) g;
-EOF
+seed_bigint "$N"
 load_expected bigint
 start_mock --latency-ms 0
 PLAIN_URL=$MOCK_URL

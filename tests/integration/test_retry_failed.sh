@@ -8,10 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N=4000
 cols="label, geo_label, street_address, city_label, postal_code, country_label, latitude, longitude"
-sql <<EOF
-CREATE TABLE master_table (id bigint PRIMARY KEY);
-INSERT INTO master_table SELECT g FROM generate_series(1, $N) g;
-EOF
+seed_bigint "$N"
 load_expected bigint
 
 # check_ledger_line LABEL JOB REASON: the `ledger:` line is there and its count is right.
