@@ -112,9 +112,9 @@ static void print_summary(const SchedStats *st)
            st->ids_read, st->rows_loaded, st->failures, st->retries, st->requests, st->elapsed,
            st->elapsed > 0 ? (double)st->rows_loaded / st->elapsed : 0.0);
     printf("failures:");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < SCHED_REASONS; i++)
         printf(" %s=%lld", sched_reason_names[i], st->by_reason[i]);
-    printf("\n");
+    printf(" kept_rows=%lld\n", st->kept);
     fflush(stdout);
 }
 

@@ -30,6 +30,8 @@ typedef enum RetryAction {
 #define REASON_NO_LOCATION  "no_location"
 #define REASON_BAD_RESPONSE "bad_response"
 #define REASON_EXHAUSTED    "attempts_exhausted"
+#define REASON_FORBIDDEN    "forbidden"  /* 403 for this ID while others succeed */
+#define REASON_UNLOADABLE   "unloadable" /* the database refused the row or failure line */
 
 /* Classify an answer. `status` is the HTTP status (ignored unless terr == TE_NONE).
  * On RA_FAIL, *reason is set to one of the REASON_* strings (static storage); for the

@@ -5,6 +5,7 @@
 #include "scheduler.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +20,18 @@
 #include "checkpoint.h"
 #include "copyenc.h"
 #include "fetcher.h"
+#include "isolate.h"
 #include "jobfile.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "retry.h"
 #include "sink.h"
 #include "source.h"
+#include "utf8.h"
 
-const char *const sched_reason_names[5] = {REASON_NOT_FOUND, REASON_NO_LOCATION,
-                                           REASON_BAD_RESPONSE, REASON_REJECTED, REASON_EXHAUSTED};
+const char *const sched_reason_names[SCHED_REASONS] = {
+    REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
+    REASON_EXHAUSTED, REASON_FORBIDDEN,   REASON_UNLOADABLE};
 
 #define WINDOW_PAGES         8          /* pages of IDs held at once (in flight or unsettled) */
 #define FLUSH_BUF_MAX        (1u << 30) /* hard cap of one flush buffer */
@@ -81,9 +85,23 @@ typedef struct FlushBuf {
     Buf rows;
     Buf fails;
     size_t nrows, nfails;
-    long long by_reason[5];
+    long long by_reason[SCHED_REASONS];
     char *position; /* checkpoint position committed with this batch, or NULL */
+    bool done;      /* the batch marks the job finished */
 } FlushBuf;
+
+/* A flush the database refused for its data, being retried in halves (isolate.h) to find
+ * the lines it refuses. The lines are the batch's row lines, then its failure lines. */
+typedef struct Poison {
+    bool active;
+    bool final_sent; /* the last flush (poison lines as failures, with the checkpoint) */
+    Isolate it;
+    size_t *off;    /* start of each line, rows then fails, and one past each end */
+    size_t lo, hi;  /* the range being flushed */
+    Buf views[2];   /* borrowed slices of the batch's buffers, never freed */
+    Buf unloadable; /* failure lines for the poison lines */
+    size_t nunloadable;
+} Poison;
 
 typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
 
@@ -122,6 +140,7 @@ struct Scheduler {
     FlushBuf *active;   /* settled outcomes go here */
     FlushBuf *flushing; /* the batch the sink is committing, or NULL */
     bool sink_failed;
+    Poison poison;
 
     ev_timer wake;       /* rate limit or breaker pause */
     ev_timer flush_tick; /* flush-interval */
@@ -158,10 +177,10 @@ static const char *lookup_id(const Lookup *l, int *len)
     return PQgetvalue(l->page->res, l->row, 0);
 }
 
-static int reason_index(const char *reason)
+static int reason_index(const char *reason, size_t len)
 {
-    for (int i = 0; i < 5; i++)
-        if (strcmp(reason, sched_reason_names[i]) == 0)
+    for (int i = 0; i < SCHED_REASONS; i++)
+        if (strlen(sched_reason_names[i]) == len && memcmp(reason, sched_reason_names[i], len) == 0)
             return i;
     return 3;
 }
@@ -181,6 +200,7 @@ static void flushbuf_clear(FlushBuf *b)
     memset(b->by_reason, 0, sizeof b->by_reason);
     free(b->position);
     b->position = NULL;
+    b->done = false;
 }
 
 static void flushbuf_free(FlushBuf *b)
@@ -389,8 +409,23 @@ static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long statu
         return;
     }
     s->active->nfails++;
-    s->active->by_reason[reason_index(reason)]++;
+    s->active->by_reason[reason_index(reason, strlen(reason))]++;
     settle(s, l);
+}
+
+/* Append n strings to the text in dst (cap bytes with its NUL) as valid UTF-8 that is cut,
+ * when it does not fit, on a character boundary: whatever the strings hold (a header
+ * value, a curl message), the ledger can take it. */
+static void text_append(char *dst, size_t cap, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    size_t used = strlen(dst);
+    for (int i = 0; i < n && used + 1 < cap; i++) {
+        const char *t = va_arg(ap, const char *);
+        used += utf8_sanitize(dst + used, cap - used, t, strlen(t));
+    }
+    va_end(ap);
 }
 
 static void enqueue_ready(Scheduler *s, Lookup *l)
@@ -411,17 +446,17 @@ static void final_failure(Scheduler *s, Lookup *l, const char *reason, long stat
                           const char *error)
 {
     const char *pname = s->provs[l->prov].conf->name;
+    char *e = l->first_error;
     if (l->first_reason == NULL) {
         l->first_reason = reason;
         l->first_status = status;
+        e[0] = '\0';
         if (s->n_provs > 1)
-            snprintf(l->first_error, sizeof l->first_error, "%s: %s", pname, error);
+            text_append(e, sizeof l->first_error, 3, pname, ": ", error);
         else
-            snprintf(l->first_error, sizeof l->first_error, "%s", error);
+            text_append(e, sizeof l->first_error, 1, error);
     } else {
-        size_t used = strlen(l->first_error);
-        snprintf(l->first_error + used, sizeof l->first_error - used, "; %s: %s %s", pname, reason,
-                 error);
+        text_append(e, sizeof l->first_error, 6, "; ", pname, ": ", reason, " ", error);
     }
     if (l->prov + 1 < s->n_provs) {
         l->prov++;
@@ -505,7 +540,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     l->total_attempts++;
     l->last_status = r->terr == TE_NONE ? r->status : 0;
     if (r->terr != TE_NONE)
-        snprintf(l->last_error, sizeof l->last_error, "%s", r->error);
+        utf8_sanitize(l->last_error, sizeof l->last_error, r->error, strlen(r->error));
     else
         snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
 
@@ -528,8 +563,10 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     switch (act) {
     case RA_PARSE: {
         if (!json_content_type(r->content_type)) {
-            char why[128];
-            snprintf(why, sizeof why, "content type %.60s", r->content_type);
+            char why[128] = "content type ";
+            char ct[64];
+            utf8_sanitize(ct, sizeof ct, r->content_type, strlen(r->content_type));
+            text_append(why, sizeof why, 1, ct);
             bad_response(s, l, why, r);
             break;
         }
@@ -725,25 +762,38 @@ static void end_loop(Scheduler *s)
     ev_break(s->loop, EVBREAK_ALL);
 }
 
-static void on_flushed(void *ud, bool ok, const char *err)
+/* The sink failed for good (or refused a batch we cannot split further): stop. Nothing
+ * of the batch was committed; the checkpoint stays at the last committed flush. A flush
+ * error outranks an earlier interruption in the exit status: the job did not end as
+ * asked. */
+static void flush_failed(Scheduler *s, FlushBuf *b, const char *err)
 {
-    Scheduler *s = ud;
-    FlushBuf *b = s->flushing;
+    log_error("event=flush_failed error=\"%s\" detail=\"nothing of this batch was "
+              "committed; rerun to resume from the last checkpoint\"",
+              err ? err : "unknown");
     s->flushing = NULL;
-    if (!ok) {
-        log_error("event=flush_failed error=\"%s\" detail=\"nothing of this batch was "
-                  "committed; rerun to resume from the last checkpoint\"",
-                  err ? err : "unknown");
-        s->sink_failed = true;
-        flushbuf_clear(b);
-        stop_job(s, EXIT_RUNTIME);
-        end_loop(s);
-        return;
-    }
-    s->st.rows_loaded += (long long)b->nrows;
-    s->st.failures += (long long)b->nfails;
-    for (int i = 0; i < 5; i++)
-        s->st.by_reason[i] += b->by_reason[i];
+    s->sink_failed = true;
+    flushbuf_clear(b);
+    if (s->exit_code == EXIT_INTERRUPTED)
+        s->exit_code = EXIT_RUNTIME;
+    stop_job(s, EXIT_RUNTIME);
+    end_loop(s);
+}
+
+/* Count committed outcomes into the run's figures. */
+static void account(Scheduler *s, size_t nrows, size_t nfails, const long long *by_reason,
+                    long long kept)
+{
+    s->st.rows_loaded += (long long)nrows;
+    s->st.failures += (long long)nfails - kept;
+    s->st.kept += kept;
+    for (int i = 0; i < SCHED_REASONS; i++)
+        s->st.by_reason[i] += by_reason[i];
+}
+
+/* The batch b has committed in full (or, after isolation, all of it that could): go on. */
+static void batch_done(Scheduler *s, FlushBuf *b)
+{
     log_debug("event=flushed rows=%zu failures=%zu position=\"%s\"", b->nrows, b->nfails,
               b->position ? b->position : "");
     flushbuf_clear(b);
@@ -764,6 +814,221 @@ static void on_flushed(void *ud, bool ok, const char *err)
     case PH_DONE:
         break;
     }
+}
+
+static void on_flushed(void *ud, const SinkResult *r);
+
+/* ---------------------------------------------------------------- poison rows */
+
+/* Line i of batch b (rows first, then failures): its buffer and byte range. */
+static const Buf *poison_line(const Scheduler *s, const FlushBuf *b, size_t i, size_t *from,
+                              size_t *to)
+{
+    const size_t *off = s->poison.off;
+    /* off holds nrows + 1 row offsets, then nfails + 1 failure offsets */
+    size_t k = i < b->nrows ? i : i + 1;
+    *from = off[k];
+    *to = off[k + 1];
+    return i < b->nrows ? &b->rows : &b->fails;
+}
+
+/* Index the line starts of b. COPY text escapes newlines inside values, so every '\n'
+ * ends a line. */
+static bool poison_index(Scheduler *s, const FlushBuf *b)
+{
+    size_t *off = malloc(sizeof *off * (b->nrows + b->nfails + 2));
+    if (off == NULL)
+        return false;
+    size_t k = 0;
+    const Buf *bufs[2] = {&b->rows, &b->fails};
+    size_t counts[2] = {b->nrows, b->nfails};
+    for (int j = 0; j < 2; j++) {
+        size_t pos = 0, n = 0;
+        off[k++] = 0;
+        while (n < counts[j]) {
+            const char *nl = memchr(bufs[j]->data + pos, '\n', bufs[j]->len - pos);
+            if (nl == NULL)
+                break;
+            pos = (size_t)(nl - bufs[j]->data) + 1;
+            off[k++] = pos;
+            n++;
+        }
+        if (n != counts[j]) {
+            free(off);
+            return false; /* not expected: every line was written whole */
+        }
+    }
+    s->poison.off = off;
+    return true;
+}
+
+/* Field f (0-based) of a COPY line [from, to): *p and *len, without the tab. */
+static void line_field(const char *data, size_t from, size_t to, int f, const char **p, size_t *len)
+{
+    size_t i = from;
+    for (; f > 0 && i < to; i++)
+        if (data[i] == '\t')
+            f--;
+    size_t j = i;
+    while (j < to && data[j] != '\t' && data[j] != '\n')
+        j++;
+    *p = data + i;
+    *len = j - i;
+}
+
+/* Line i was refused on its own: record its ID as unloadable with the server's reason.
+ * The ID is copied as it stands in the line (already COPY-encoded). For a failure line
+ * its status and attempts are kept; a row line had a 200 from one attempt at least. */
+static bool poison_record(Scheduler *s, const FlushBuf *b, size_t i, const char *err)
+{
+    size_t from, to, idlen, stlen = 3, atlen = 1;
+    const Buf *src = poison_line(s, b, i, &from, &to);
+    const char *id, *st = "200", *at = "1";
+    line_field(src->data, from, to, 0, &id, &idlen);
+    if (i >= b->nrows) {
+        line_field(src->data, from, to, 2, &st, &stlen);
+        line_field(src->data, from, to, 3, &at, &atlen);
+    }
+    char msg[LAST_ERROR_MAX];
+    utf8_sanitize(msg, sizeof msg, err, strlen(err));
+    Buf *u = &s->poison.unloadable;
+    size_t mark = u->len;
+    bool ok = buf_append(u, id, idlen) && buf_puts(u, "\t" REASON_UNLOADABLE "\t") &&
+              buf_append(u, st, stlen) && buf_putc(u, '\t') && buf_append(u, at, atlen) &&
+              buf_putc(u, '\t') && copyenc_text(u, msg, strlen(msg)) && buf_putc(u, '\n');
+    if (!ok) {
+        buf_truncate(u, mark);
+        return false;
+    }
+    s->poison.nunloadable++;
+    return true;
+}
+
+static void poison_end(Scheduler *s)
+{
+    iso_free(&s->poison.it);
+    free(s->poison.off);
+    buf_free(&s->poison.unloadable);
+    memset(&s->poison, 0, sizeof s->poison);
+}
+
+/* Flush the next range of the search, or, when it is over, the poison lines as failures
+ * with the batch's checkpoint. */
+static void poison_step(Scheduler *s)
+{
+    Poison *ps = &s->poison;
+    FlushBuf *b = s->flushing;
+    bool ok;
+    if (iso_next(&ps->it, &ps->lo, &ps->hi)) {
+        /* A range is at most two slices: the end of the rows, the start of the fails. */
+        size_t rlo = ps->lo < b->nrows ? ps->lo : b->nrows;
+        size_t rhi = ps->hi < b->nrows ? ps->hi : b->nrows;
+        size_t flo = (ps->lo > b->nrows ? ps->lo : b->nrows) - b->nrows;
+        size_t fhi = (ps->hi > b->nrows ? ps->hi : b->nrows) - b->nrows;
+        const size_t *roff = ps->off, *foff = ps->off + b->nrows + 1;
+        ps->views[0] = (Buf){.data = b->rows.data ? b->rows.data + roff[rlo] : NULL,
+                             .len = roff[rhi] - roff[rlo]};
+        ps->views[1] = (Buf){.data = b->fails.data ? b->fails.data + foff[flo] : NULL,
+                             .len = foff[fhi] - foff[flo]};
+        ok = sink_flush(s->sink, &ps->views[0], rhi - rlo, &ps->views[1], fhi - flo, NULL, false,
+                        on_flushed, s);
+    } else {
+        ps->final_sent = true;
+        ok = sink_flush(s->sink, NULL, 0, &ps->unloadable, ps->nunloadable, b->position, b->done,
+                        on_flushed, s);
+    }
+    if (!ok)
+        flush_failed(s, b, sink_last_error(s->sink));
+}
+
+/* The sink refused batch b for its data: start looking for the lines it refuses. */
+static void poison_start(Scheduler *s, FlushBuf *b, const char *err)
+{
+    size_t n = b->nrows + b->nfails;
+    log_warn("event=flush_refused rows=%zu failures=%zu error=\"%s\" detail=\"retrying the "
+             "batch in halves to set the refused lines aside as unloadable\"",
+             b->nrows, b->nfails, err);
+    memset(&s->poison, 0, sizeof s->poison);
+    buf_init(&s->poison.unloadable, FLUSH_BUF_MAX);
+    if (!poison_index(s, b) || !iso_start(&s->poison.it, n)) {
+        poison_end(s);
+        flush_failed(s, b, "out of memory isolating refused lines");
+        return;
+    }
+    s->poison.active = true;
+    poison_step(s);
+}
+
+/* One flush of the search has ended. */
+static void poison_flushed(Scheduler *s, FlushBuf *b, const SinkResult *r)
+{
+    Poison *ps = &s->poison;
+    if (ps->final_sent) {
+        if (!r->ok) {
+            poison_end(s);
+            flush_failed(s, b, r->err);
+            return;
+        }
+        long long by_reason[SCHED_REASONS] = {0};
+        by_reason[reason_index(REASON_UNLOADABLE, strlen(REASON_UNLOADABLE))] =
+            (long long)ps->nunloadable;
+        account(s, 0, ps->nunloadable, by_reason, r->kept);
+        log_warn("event=unloadable_recorded ids=%zu flushes=%zu", ps->nunloadable,
+                 ps->it.tries + 1);
+        poison_end(s);
+        s->flushing = NULL;
+        batch_done(s, b);
+        return;
+    }
+    if (!r->ok && !r->data_error) {
+        poison_end(s);
+        flush_failed(s, b, r->err);
+        return;
+    }
+    if (r->ok) {
+        long long by_reason[SCHED_REASONS] = {0};
+        size_t nrows = 0, nfails = 0;
+        for (size_t i = ps->lo; i < ps->hi; i++) {
+            if (i < b->nrows) {
+                nrows++;
+                continue;
+            }
+            size_t from, to, len;
+            const char *reason;
+            poison_line(s, b, i, &from, &to);
+            line_field(b->fails.data, from, to, 1, &reason, &len);
+            by_reason[reason_index(reason, len)]++;
+            nfails++;
+        }
+        account(s, nrows, nfails, by_reason, r->kept);
+    } else if (ps->hi - ps->lo == 1 && !poison_record(s, b, ps->lo, r->err)) {
+        poison_end(s);
+        flush_failed(s, b, "flush buffer cap reached recording unloadable lines");
+        return;
+    }
+    iso_result(&ps->it, r->ok);
+    poison_step(s);
+}
+
+static void on_flushed(void *ud, const SinkResult *r)
+{
+    Scheduler *s = ud;
+    FlushBuf *b = s->flushing;
+    if (s->poison.active) {
+        poison_flushed(s, b, r);
+        return;
+    }
+    if (!r->ok && r->data_error && flushbuf_count(b) > 0) {
+        poison_start(s, b, r->err); /* b stays the flushing batch until the search ends */
+        return;
+    }
+    s->flushing = NULL;
+    if (!r->ok) {
+        flush_failed(s, b, r->err);
+        return;
+    }
+    account(s, b->nrows, b->nfails, b->by_reason, r->kept);
+    batch_done(s, b);
 }
 
 /* Start a flush of the active buffer when one is due. While running, `force` flushes a
@@ -799,19 +1064,14 @@ static void maybe_flush(Scheduler *s, bool force)
         return;
     }
     b->position = current_position(s);
+    b->done = done;
     s->active = b == &s->bufs[0] ? &s->bufs[1] : &s->bufs[0];
     s->flushing = b;
     if (s->phase == PH_FINISHING)
         s->final_sent = true;
     if (!sink_flush(s->sink, &b->rows, b->nrows, &b->fails, b->nfails, b->position, done,
-                    on_flushed, s)) {
-        s->flushing = NULL;
-        s->sink_failed = true;
-        flushbuf_clear(b);
-        log_error("event=flush_failed error=\"%s\"", sink_last_error(s->sink));
-        stop_job(s, EXIT_RUNTIME);
-        end_loop(s);
-    }
+                    on_flushed, s))
+        flush_failed(s, b, sink_last_error(s->sink));
 }
 
 static void on_flush_tick(struct ev_loop *loop, ev_timer *w, int revents)

@@ -34,17 +34,22 @@ typedef struct SchedSetup {
     size_t n_providers;
 } SchedSetup;
 
+/* Outcomes that are not a row, in the order of sched_reason_names. */
+#define SCHED_REASONS 7
+
 typedef struct SchedStats {
     long long ids_read;
     long long rows_loaded;
-    long long failures;
-    long long by_reason[5]; /* not_found, no_location, bad_response, rejected, exhausted */
+    long long failures; /* recorded in the ledger */
+    long long by_reason[SCHED_REASONS];
+    long long kept; /* failed lookups of IDs with a target row: the row stayed as it was */
     long long retries;
     long long requests;
     double elapsed;
 } SchedStats;
 
-extern const char *const sched_reason_names[5];
+/* not_found, no_location, bad_response, rejected, attempts_exhausted, forbidden, unloadable */
+extern const char *const sched_reason_names[SCHED_REASONS];
 
 typedef struct Scheduler Scheduler;
 

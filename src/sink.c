@@ -4,6 +4,7 @@
  * by one ev_io on the socket. */
 #include "sink.h"
 #include "pgwatch.h"
+#include "utf8.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ struct Sink {
     char *sql_fails; /* COPY failures; upsert */
     char *ckpt_head; /* checkpoint upsert up to the position value; NULL: no_checkpoint */
     char *ckpt_mid;  /* from after the position to the counts */
+    char *ckpt_end;  /* after the counts: ON CONFLICT ... */
     Buf query;       /* this flush's query string */
     /* The flush in progress. */
     bool busy;
@@ -47,13 +49,15 @@ struct Sink {
     size_t copy_off;
     int want_ok, got_ok; /* command results expected / received */
     bool failed;
+    bool data_error; /* the first error was SQLSTATE class 22 or 23 */
+    long long kept;  /* from the flush's count of failures kept out by a target row */
     char err[512];
     sink_done_fn fn;
     void *ud;
 };
 
+/* After the counts: everything but the position's order, which needs the key type. */
 static const char ckpt_tail[] =
-    ") ON CONFLICT (job) DO UPDATE SET position = COALESCE(EXCLUDED.position, c.position), "
     "paging = EXCLUDED.paging, rows_loaded = c.rows_loaded + EXCLUDED.rows_loaded, "
     "failures = c.failures + EXCLUDED.failures, finished = EXCLUDED.finished, "
     "updated_at = now()";
@@ -71,6 +75,8 @@ static void set_error(Sink *s, const PGresult *r, const char *what)
         return;
     s->failed = true;
     db_error(s->conn, r, what, s->err, sizeof s->err);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    s->data_error = state != NULL && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
     const char *ctx = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
     if (ctx != NULL && strncmp(ctx, "COPY ", 5) == 0) {
         size_t used = strlen(s->err);
@@ -80,6 +86,11 @@ static void set_error(Sink *s, const PGresult *r, const char *what)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = ' ';
     }
+    /* The message may quote the refused value (an invalid byte, say): it goes to logs and
+     * into the ledger as `unloadable`, so make it text PostgreSQL takes. */
+    char raw[sizeof s->err];
+    memcpy(raw, s->err, sizeof raw);
+    utf8_sanitize(s->err, sizeof s->err, raw, strlen(raw));
 }
 
 static void set_message(Sink *s, const char *msg)
@@ -102,9 +113,12 @@ static void finish(Sink *s)
     arm(s, 0);
     s->busy = false;
     s->copying = false;
-    bool ok = !s->failed;
     memcpy(err, s->err, sizeof err);
-    s->fn(s->ud, ok, ok ? NULL : err);
+    SinkResult res = {.ok = !s->failed,
+                      .data_error = s->failed && s->data_error,
+                      .err = s->failed ? err : NULL,
+                      .kept = s->failed ? 0 : s->kept};
+    s->fn(s->ud, &res);
 }
 
 /* The connection cannot be trusted: give up on it without draining. */
@@ -195,8 +209,13 @@ static void step(Sink *s, int revents)
                 }
             }
             break;
-        case PGRES_COMMAND_OK:
         case PGRES_TUPLES_OK:
+            /* The one query with a column is the count of kept failures. */
+            if (PQnfields(r) == 1 && PQntuples(r) == 1)
+                s->kept = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            s->got_ok++;
+            break;
+        case PGRES_COMMAND_OK:
             s->got_ok++;
             break;
         default:
@@ -215,7 +234,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 
 /* Build the fixed statements. Names are quoted identifiers, job and paging literals. */
 static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, const char *ljob,
-                      const char *lpaging)
+                      const char *lpaging, const char *ptype)
 {
     Buf b;
     buf_init(&b, SQL_MAX);
@@ -236,22 +255,29 @@ static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, c
         goto oom;
     s->sql_rows = b.data;
     buf_init(&b, SQL_MAX);
-    /* An ID loaded in this same flush is not recorded as failed: its row wins. first_seen
-     * and last_seen take their defaults on insert; an update keeps first_seen. updated_at
-     * is last_seen's older name, kept in step (see sql/schema.sql). */
+    /* An ID loaded in this same flush is not recorded as failed: its row wins. Nor is an
+     * ID that already has a target row (from an earlier run, or before a resume, a refresh
+     * or retry-failed drew a worse answer): the good row stays as it was, and those IDs
+     * are counted first. first_seen and last_seen take their defaults on insert; an update
+     * keeps first_seen. updated_at is last_seen's older name, kept in step (see
+     * sql/schema.sql). */
     if (!buf_printf(&b,
                     "COPY " STAGE_FAILS " (" FAIL_COLS ") FROM STDIN;\n"
+                    "SELECT count(DISTINCT x.id) FROM " STAGE_FAILS " AS x WHERE EXISTS "
+                    "(SELECT 1 FROM %s AS t WHERE t.id = x.id) AND NOT EXISTS "
+                    "(SELECT 1 FROM " STAGE_ROWS " AS r WHERE r.id = x.id);\n"
                     "INSERT INTO %s AS f (job, " FAIL_COLS ")\n"
                     "SELECT DISTINCT ON (x.id) %s, x.id, x.reason, x.http_status, x.attempts, "
                     "pg_catalog.left(x.last_error, " LAST_ERROR_MAX ") FROM " STAGE_FAILS
                     " AS x WHERE NOT EXISTS "
-                    "(SELECT 1 FROM " STAGE_ROWS " AS r WHERE r.id = x.id) "
+                    "(SELECT 1 FROM " STAGE_ROWS " AS r WHERE r.id = x.id) AND NOT EXISTS "
+                    "(SELECT 1 FROM %s AS t WHERE t.id = x.id) "
                     "ORDER BY x.id, x.pgenrich_seq DESC\n"
                     "ON CONFLICT (job, id) DO UPDATE SET reason = EXCLUDED.reason, "
                     "http_status = EXCLUDED.http_status, attempts = EXCLUDED.attempts, "
                     "last_error = EXCLUDED.last_error, last_seen = now(), "
                     "updated_at = now();\n",
-                    qf, ljob))
+                    qt, qf, ljob, qt))
         goto oom;
     s->sql_fails = b.data;
     if (lpaging == NULL) /* no_checkpoint */
@@ -267,16 +293,65 @@ static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, c
     if (!buf_printf(&b, ", %s, ", lpaging))
         goto oom;
     s->ckpt_mid = b.data;
+    /* The position only moves forward, in the order the source is paged in: as the key's
+     * own type and collation, or as a number of rows for offset paging. ptype comes from
+     * the server's format_type and quote_ident (see position_type). */
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    ") ON CONFLICT (job) DO UPDATE SET position = CASE WHEN c.position IS NULL "
+                    "OR (EXCLUDED.position)::%s > (c.position)::%s THEN EXCLUDED.position ELSE "
+                    "c.position END, %s",
+                    ptype, ptype, ckpt_tail))
+        goto oom;
+    s->ckpt_end = b.data;
     return true;
 oom:
     buf_free(&b);
     return false;
 }
 
+/* The SQL type the checkpoint position is compared as: "bigint" for offset paging, else
+ * the source key's type with its collation when it is not the default one, spelled by the
+ * server (format_type, quote_ident), so that it may stand in SQL text. Caller frees. */
+static bool position_type(PGconn *conn, const SinkOpts *opts, char **out, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attcollation "
+        "NOT IN (0, 100) THEN ' COLLATE ' || pg_catalog.quote_ident(n.nspname) || '.' || "
+        "pg_catalog.quote_ident(l.collname) ELSE '' END "
+        "FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_collation l ON l.oid = "
+        "a.attcollation LEFT JOIN pg_catalog.pg_namespace n ON n.oid = l.collnamespace "
+        "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND a.attnum > 0 "
+        "AND NOT a.attisdropped";
+    *out = NULL;
+    if (opts->paging != NULL && strcmp(opts->paging, "offset") == 0) {
+        if ((*out = strdup("bigint")) == NULL)
+            snprintf(err, errlen, "out of memory");
+        return *out != NULL;
+    }
+    char *qsource = db_quote_ident(conn, opts->names.source);
+    if (qsource == NULL) {
+        db_error(conn, NULL, "sink: quoting names", err, errlen);
+        return false;
+    }
+    const char *params[2] = {qsource, opts->names.key};
+    PGresult *r = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    free(qsource);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (!ok)
+        db_error(conn, r, "sink: reading the key type", err, errlen);
+    else if ((*out = strdup(PQgetvalue(r, 0, 0))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        ok = false;
+    }
+    PQclear(r);
+    return ok;
+}
+
 Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *err, size_t errlen)
 {
     Sink *s = NULL;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL, *ptype = NULL;
     PGresult *r = NULL;
     Buf ddl;
     buf_init(&ddl, SQL_MAX);
@@ -318,7 +393,9 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
         db_error(conn, r, "sink: creating the staging tables", err, errlen);
         goto failed;
     }
-    if (!build_sql(s, qt, qf, qc, ljob, lpaging))
+    if (!opts->no_checkpoint && !position_type(conn, opts, &ptype, err, errlen))
+        goto failed;
+    if (!build_sql(s, qt, qf, qc, ljob, lpaging, ptype))
         goto oom;
     if (PQsetnonblocking(conn, 1) != 0) {
         db_error(conn, NULL, "sink", err, errlen);
@@ -339,6 +416,7 @@ failed:
         free(s->sql_fails);
         free(s->ckpt_head);
         free(s->ckpt_mid);
+        free(s->ckpt_end);
         free(s);
         s = NULL;
     }
@@ -351,6 +429,7 @@ done:
     free(qc);
     free(ljob);
     free(lpaging);
+    free(ptype);
     return s;
 }
 
@@ -378,7 +457,7 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
               (!has_fails || buf_puts(&s->query, s->sql_fails));
     if (ok && has_ckpt)
         ok = buf_printf(&s->query, "%s%s%s%zu, %zu, %s%s", s->ckpt_head, lpos ? lpos : "NULL",
-                        s->ckpt_mid, nrows, nfails, done ? "true" : "false", ckpt_tail);
+                        s->ckpt_mid, nrows, nfails, done ? "true" : "false", s->ckpt_end);
     else if (ok && !has_rows && !has_fails)
         /* Nothing to write: one empty round trip, so that fn still comes from the loop
          * after the server answered, like for any other flush. */
@@ -395,11 +474,13 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
         s->copies[s->ncopies++] = fails;
     s->copy_idx = 0;
     s->copying = false;
-    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 2 : 0) + (has_ckpt ? 1 : 0);
+    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 3 : 0) + (has_ckpt ? 1 : 0);
     if (s->want_ok == 0)
         s->want_ok = 1; /* the empty SELECT */
     s->got_ok = 0;
     s->failed = false;
+    s->data_error = false;
+    s->kept = 0;
     s->err[0] = '\0';
     /* Simple protocol on purpose: several statements in one string run as one implicit
      * transaction (any error rolls all of it back and leaves the session idle), and COPY
@@ -442,5 +523,6 @@ void sink_free(Sink *s)
     free(s->sql_fails);
     free(s->ckpt_head);
     free(s->ckpt_mid);
+    free(s->ckpt_end);
     free(s);
 }

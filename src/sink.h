@@ -29,13 +29,23 @@ typedef struct SinkOpts {
     bool no_checkpoint;
 } SinkOpts;
 
-/* Called from the loop (never from inside sink_flush) when a flush has committed (ok, err
- * NULL) or failed (err is a one-line message, valid during the call; nothing of the flush
- * was committed). After a server-side error (a bad value, a constraint) the session is
- * idle again and the next flush may be tried; after a connection failure every later
- * sink_flush returns false. The callback may call sink_flush (the sink is idle by then)
- * or sink_free. */
-typedef void (*sink_done_fn)(void *ud, bool ok, const char *err);
+/* How a flush ended, for sink_done_fn. */
+typedef struct SinkResult {
+    bool ok;         /* committed */
+    bool data_error; /* refused for its data (SQLSTATE class 22 or 23: a bad encoding, a
+                        value out of range, a constraint): nothing committed, the session
+                        is idle again, and the same lines in smaller flushes may pass */
+    const char *err; /* one-line message when !ok (valid during the call), else NULL */
+    long long kept;  /* failure lines not recorded because their ID has a target row
+                        (the row stays as it was), counted once per ID */
+} SinkResult;
+
+/* Called from the loop (never from inside sink_flush) when a flush has committed or
+ * failed (nothing of it committed). After a server-side error (a bad value, a
+ * constraint) the session is idle again and the next flush may be tried; after a
+ * connection failure every later sink_flush returns false. The callback may call
+ * sink_flush (the sink is idle by then) or sink_free. */
+typedef void (*sink_done_fn)(void *ud, const SinkResult *r);
 
 typedef struct Sink Sink;
 
@@ -51,16 +61,17 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
  * fails: COPY text lines with id, reason, http_status, attempts, last_error.
  * Either may be NULL or empty. Within one flush the last line for an ID wins, and an ID
  * with a row is not recorded as failed; loading a row deletes the job's failure record
- * for that ID. A failure record is upserted: first_seen stays, last_seen (and its old
- * name updated_at) becomes now(), reason, http_status and attempts are replaced, and
- * last_error is replaced by its first 500 characters.
- * position: the new checkpoint position (text), or NULL to leave it; done marks the job
- * finished (false on every other flush). nrows / nfails count the lines, for the
- * checkpoint's running totals. A flush with no rows and no failures still moves the
- * checkpoint (with no_checkpoint it is one empty round trip). The buffers must stay
- * unchanged until fn is called.
- * Returns false if a flush is already running (caller bug) or the flush could not be
- * sent; then fn will not be called and sink_last_error tells why. */
+ * for that ID. An ID that already has a target row is not recorded as failed either: a
+ * failed lookup leaves a good row as it was (fetched_at too) and is counted in kept. A failure
+ * record is upserted: first_seen stays, last_seen (and its old name updated_at) becomes now(),
+ * reason, http_status and attempts are replaced, and last_error is replaced by its first 500
+ * characters. position: the new checkpoint position (text), or NULL to leave it; a position below
+ * the stored one (in the source key's order, or as a number for offset paging) leaves it too, so
+ * the checkpoint never moves backwards; done marks the job finished (false on every other flush).
+ * nrows / nfails count the lines, for the checkpoint's running totals. A flush with no rows and no
+ * failures still moves the checkpoint (with no_checkpoint it is one empty round trip). The buffers
+ * must stay unchanged until fn is called. Returns false if a flush is already running (caller bug)
+ * or the flush could not be sent; then fn will not be called and sink_last_error tells why. */
 bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,
                 const char *position, bool done, sink_done_fn fn, void *ud) WUR;
 

@@ -224,7 +224,7 @@ check_summary_shape() {
     local file="$IT_TMP/$1.out"
     grep -qE '^summary: ids_read=[0-9]+ rows_loaded=[0-9]+ failures=[0-9]+ retries=[0-9]+ requests=[0-9]+ elapsed_s=[0-9.]+ rows_per_s=[0-9.]+$' "$file" ||
         LAST_RUN=$1 fail "run $1: no well-formed summary line"
-    grep -qE '^failures: not_found=[0-9]+ no_location=[0-9]+ bad_response=[0-9]+ rejected=[0-9]+ attempts_exhausted=[0-9]+$' "$file" ||
+    grep -qE '^failures: not_found=[0-9]+ no_location=[0-9]+ bad_response=[0-9]+ rejected=[0-9]+ attempts_exhausted=[0-9]+ forbidden=[0-9]+ unloadable=[0-9]+ kept_rows=[0-9]+$' "$file" ||
         LAST_RUN=$1 fail "run $1: no well-formed failures line"
 }
 
