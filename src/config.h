@@ -45,6 +45,10 @@ typedef struct Config {
     double backoff_cap;  /* seconds: 30 */
     size_t max_body;     /* bytes: 1 MiB */
     int max_depth;       /* JSON nesting: 32 */
+
+    /* Database sessions (src/db.h, DbConnOpts). */
+    double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
+    int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
 } Config;
 
 /* Fill c with the defaults. */
