@@ -78,7 +78,9 @@ static bool read_token(const Config *c, char **out, char *err, size_t errlen)
 static PGconn *connect_db(const Config *c, char *err, size_t errlen)
 {
     const char *dsn = c->dsn ? c->dsn : getenv("DATABASE_URL");
-    return db_connect(dsn, err, errlen); /* sets client_encoding UTF8 */
+    DbConnOpts opts = {.statement_timeout = c->statement_timeout,
+                       .keepalive_idle = c->db_keepalive};
+    return db_connect(dsn, &opts, err, errlen); /* sets client_encoding UTF8 */
 }
 
 static int cmd_init(const Config *c)
@@ -91,7 +93,8 @@ static int cmd_init(const Config *c)
     if (conn == NULL)
         goto failed;
     if (!db_key_type(conn, &names, &key_type, err, sizeof err) ||
-        !db_init_schema(conn, &names, key_type, err, sizeof err))
+        !db_init_schema(conn, &names, key_type, err, sizeof err) ||
+        !db_check_shape(conn, &names, key_type, err, sizeof err))
         goto failed;
     printf("pgenrich: schema ready: %s, %s, %s (id %s)\n", c->target_table, c->failures_table,
            c->checkpoint_table, key_type);
@@ -156,7 +159,8 @@ static int cmd_run(const Config *c, JobFile *jf)
     if ((src = connect_db(c, err, sizeof err)) == NULL)
         goto failed;
     if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
-        !db_init_schema(src, &names, key_type, err, sizeof err))
+        !db_init_schema(src, &names, key_type, err, sizeof err) ||
+        !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
     if (retry_failed) {
         long long pending = 0;
