@@ -4,6 +4,7 @@
  * counters at /__stats. `--expect` prints what the worker must load for IDs read on stdin. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -45,10 +46,12 @@ typedef struct Opts {
     double hang_ms;
     bool expect;
     /* Per-ID quirks (0 = off): an ID is picked when a salted hash of it is 0 modulo N. */
-    unsigned down_mod, miss_mod, ctype_mod, pad_mod, nest_mod;
+    unsigned down_mod, miss_mod, ctype_mod, pad_mod, nest_mod, forbidden_mod, slow_mod;
     const char *ctype; /* Content-Type for --ctype-mod IDs; "" = no header */
     unsigned pad_bytes, nest_depth;
+    unsigned slow_retry_after;  /* Retry-After seconds of the --slow-mod 503 */
     const char *require_header; /* "Name: value" every API request must carry, or NULL */
+    const char *header_log;     /* file for one "path TAB Authorization" line per request */
 } Opts;
 
 typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
@@ -86,6 +89,10 @@ static const OptDef opt_defs[] = {
     {"nest-mod", OPT_UINT, offsetof(Opts, nest_mod), 1000000},
     {"nest-depth", OPT_UINT, offsetof(Opts, nest_depth), 1000000},
     {"require-header", OPT_STR, offsetof(Opts, require_header), 0},
+    {"forbidden-mod", OPT_UINT, offsetof(Opts, forbidden_mod), 1000000},
+    {"slow-mod", OPT_UINT, offsetof(Opts, slow_mod), 1000000},
+    {"slow-retry-after", OPT_UINT, offsetof(Opts, slow_retry_after), 1000000000},
+    {"header-log", OPT_STR, offsetof(Opts, header_log), 0},
 };
 
 static void usage(FILE *f)
@@ -97,6 +104,8 @@ static void usage(FILE *f)
           "                        [--primary-down-mod N] [--primary-miss-mod N]\n"
           "                        [--ctype-mod N] [--ctype T] [--pad-mod N] [--pad-bytes B]\n"
           "                        [--nest-mod N] [--nest-depth D] [--require-header H]\n"
+          "                        [--forbidden-mod N] [--slow-mod N] [--slow-retry-after S]\n"
+          "                        [--header-log FILE]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -222,6 +231,8 @@ static bool parse_args(int argc, char **argv, Opts *o)
     X(odd_ctype)                                                                                   \
     X(padded)                                                                                      \
     X(nested)                                                                                      \
+    X(forced_forbidden)                                                                            \
+    X(forced_slow)                                                                                 \
     X(inflight_max)
 
 typedef struct Stats {
@@ -271,6 +282,8 @@ typedef struct Server {
     pthread_mutex_t jobs_mu;
     uint64_t job_seq;
     Job jobs[JOB_SLOTS];
+    int log_fd; /* --header-log, or -1 */
+    pthread_mutex_t log_mu;
 } Server;
 
 static uint64_t now_ns(void)
@@ -468,50 +481,39 @@ static void timer_free(Timer *t)
 /* ---------------------------------------------------------------- per-ID quirks */
 
 /* Deterministic misbehaviour for a share of the IDs, so that a test knows (through
- * --expect) which IDs met it: the primary down (503) or missing (no location) for some IDs
- * while the secondary answers them, and hostile 200 answers (a content type that is not
- * JSON, a padded body, deep nesting). */
-typedef enum Quirk { Q_DOWN, Q_MISS, Q_CTYPE, Q_PAD, Q_NEST, Q_COUNT } Quirk;
-
-static const char *const quirk_names[Q_COUNT] = {"down", "miss", "ctype", "pad", "nest"};
+ * --expect) which IDs met it: the primary down (503, 403, or 503 with a long Retry-After) or
+ * missing (no location) for some IDs while the secondary answers them, and hostile 200
+ * answers (a content type that is not JSON, a padded body, deep nesting). The picks are
+ * mockdata_quirk_picked, unit-tested with mockdata. */
 
 #define ODD_CTYPE_DEFAULT "text/html; charset=utf-8"
 
-static unsigned quirk_mod(const Opts *o, Quirk q)
+static void quirk_mods(const Opts *o, unsigned mods[MOCK_Q_COUNT])
 {
-    switch (q) {
-    case Q_DOWN:
-        return o->down_mod;
-    case Q_MISS:
-        return o->miss_mod;
-    case Q_CTYPE:
-        return o->ctype_mod;
-    case Q_PAD:
-        return o->pad_mod;
-    case Q_NEST:
-        return o->nest_mod;
-    case Q_COUNT:
-        break;
-    }
-    return 0;
+    mods[MOCK_Q_DOWN] = o->down_mod;
+    mods[MOCK_Q_MISS] = o->miss_mod;
+    mods[MOCK_Q_CTYPE] = o->ctype_mod;
+    mods[MOCK_Q_PAD] = o->pad_mod;
+    mods[MOCK_Q_NEST] = o->nest_mod;
+    mods[MOCK_Q_FORBIDDEN] = o->forbidden_mod;
+    mods[MOCK_Q_SLOW] = o->slow_mod;
 }
 
-/* Is id picked for q? Each quirk salts the ID's hash differently, so the picks are
- * independent of each other and of the entity drawn from the same hash. */
-static bool quirk_on(const Opts *o, Quirk q, const char *id, size_t len)
+static bool quirk_on(const Opts *o, MockQuirk q, const char *id, size_t len)
 {
-    unsigned m = quirk_mod(o, q);
-    uint64_t salt = 0x9e3779b97f4a7c15ULL * (uint64_t)(q + 1);
+    unsigned mods[MOCK_Q_COUNT];
 
-    if (m == 0)
-        return false;
-    return mockdata_mix64(mockdata_hash(id, len) ^ salt) % m == 0;
+    quirk_mods(o, mods);
+    return mockdata_quirk_picked(q, mods[q], id, len);
 }
 
 static bool quirks_any(const Opts *o)
 {
-    for (int q = 0; q < Q_COUNT; q++) {
-        if (quirk_mod(o, (Quirk)q) != 0)
+    unsigned mods[MOCK_Q_COUNT];
+
+    quirk_mods(o, mods);
+    for (int q = 0; q < MOCK_Q_COUNT; q++) {
+        if (mods[q] != 0)
             return true;
     }
     return false;
@@ -533,14 +535,17 @@ typedef enum Action { ACT_SEND, ACT_RESET, ACT_HANG } Action;
 
 typedef struct Req {
     Route route;
+    bool started; /* the access handler has seen the request */
     bool parked;
     bool counted;      /* counted in Server.inflight */
     const char *ctype; /* Content-Type of the answer: NULL = application/json, "" = none */
     Action action;
     unsigned status;
     bool retry_after;
+    unsigned retry_after_s; /* the Retry-After value when retry_after */
     uint64_t delay_ns;
-    char *body; /* owned until handed to MHD */
+    char *raw_uri; /* the request target as received (--header-log only) */
+    char *body;    /* owned until handed to MHD */
     size_t body_len;
     char *up; /* request body (batch) */
     size_t up_len, up_cap;
@@ -596,6 +601,23 @@ static void set_error(Req *rq, unsigned status, const char *msg)
         rq->body_len = 0;
 }
 
+/* Like set_error, with the ID first: {"id":...,"error":{...}}. */
+static void set_id_error(Req *rq, unsigned status, const char *msg, const char *id, size_t idlen)
+{
+    size_t n = mockdata_json_id_error(id, idlen, status, msg, NULL, 0);
+    char *b = malloc(n + 1);
+
+    if (!b) {
+        set_error(rq, status, msg);
+        return;
+    }
+    mockdata_json_id_error(id, idlen, status, msg, b, n + 1);
+    free(rq->body);
+    rq->body = b;
+    rq->body_len = n;
+    rq->status = status;
+}
+
 typedef size_t (*RenderFn)(const MockEntity *, const char *, size_t, char *, size_t);
 
 /* Render one entity into rq->body; false only on no memory. */
@@ -634,11 +656,11 @@ static void body_quirks(Server *s, Req *rq, const char *id, size_t idlen)
 {
     static const char pad_open[] = "\"padding\":\"", nest_open[] = "\"nest\":";
     const Opts *o = &s->o;
-    bool pad = quirk_on(o, Q_PAD, id, idlen), nest = quirk_on(o, Q_NEST, id, idlen);
+    bool pad = quirk_on(o, MOCK_Q_PAD, id, idlen), nest = quirk_on(o, MOCK_Q_NEST, id, idlen);
     size_t pad_n = 0, nest_n = 0, n = 0;
     char *b;
 
-    if (quirk_on(o, Q_CTYPE, id, idlen)) {
+    if (quirk_on(o, MOCK_Q_CTYPE, id, idlen)) {
         BUMP(s, odd_ctype);
         rq->ctype = o->ctype ? o->ctype : ODD_CTYPE_DEFAULT;
     }
@@ -724,12 +746,24 @@ static void answer_entity(Server *s, Req *rq, const char *raw, bool secondary)
         return;
     }
     mockdata_entity(id, idlen, &e);
-    if (!secondary && quirk_on(&s->o, Q_DOWN, id, idlen)) {
+    if (!secondary && quirk_on(&s->o, MOCK_Q_DOWN, id, idlen)) {
         BUMP(s, forced_down);
         set_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "primary down for this id");
         return;
     }
-    if (!secondary && e.outcome == MOCK_FOUND && quirk_on(&s->o, Q_MISS, id, idlen)) {
+    if (!secondary && quirk_on(&s->o, MOCK_Q_FORBIDDEN, id, idlen)) {
+        BUMP(s, forced_forbidden);
+        set_id_error(rq, MHD_HTTP_FORBIDDEN, "forbidden", id, idlen);
+        return;
+    }
+    if (!secondary && quirk_on(&s->o, MOCK_Q_SLOW, id, idlen)) {
+        BUMP(s, forced_slow);
+        set_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "primary slow for this id");
+        rq->retry_after = true;
+        rq->retry_after_s = s->o.slow_retry_after;
+        return;
+    }
+    if (!secondary && e.outcome == MOCK_FOUND && quirk_on(&s->o, MOCK_Q_MISS, id, idlen)) {
         BUMP(s, forced_miss);
         e.outcome = MOCK_NO_LOCATION; /* written as a miss: location null or left out */
     }
@@ -961,6 +995,46 @@ static void inflight_enter(Server *s, Req *rq)
         ;
 }
 
+/* --header-log: one line "target TAB Authorization-or-dash", written whole with one write()
+ * under a lock (the file is O_APPEND too), before the answer is queued, so that a client
+ * that has its answer finds the line in the file. */
+static void header_log(Server *s, struct MHD_Connection *conn, const Req *rq, const char *url)
+{
+    static atomic_bool warned;
+    const char *target = rq->raw_uri ? rq->raw_uri : url;
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    size_t tl = strlen(target), al, n, off = 0;
+    char *line;
+
+    if (!auth)
+        auth = "-";
+    al = strlen(auth);
+    n = tl + al + 2;
+    line = malloc(n);
+    if (!line)
+        goto failed;
+    memcpy(line, target, tl);
+    line[tl] = '\t';
+    memcpy(line + tl + 1, auth, al);
+    line[n - 1] = '\n';
+    pthread_mutex_lock(&s->log_mu);
+    while (off < n) {
+        ssize_t w = write(s->log_fd, line + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    pthread_mutex_unlock(&s->log_mu);
+    free(line);
+    if (off == n)
+        return;
+failed:
+    if (!atomic_exchange(&warned, true))
+        fprintf(stderr, "pgenrich-mockapi: cannot write the header log: %s\n", strerror(errno));
+}
+
 /* Decide the whole answer of a complete request. */
 static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char *url)
 {
@@ -973,6 +1047,8 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
         return;
     }
     BUMP(s, requests);
+    if (s->log_fd >= 0)
+        header_log(s, conn, rq, url);
     inflight_enter(s, rq);
     n = atomic_fetch_add_explicit(&s->draws, 1, memory_order_relaxed);
     key = mockdata_mix64(mockdata_mix64(o->seed) + n);
@@ -998,6 +1074,7 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
         BUMP(s, rate_limited);
         set_error(rq, MHD_HTTP_TOO_MANY_REQUESTS, "rate limit exceeded");
         rq->retry_after = true;
+        rq->retry_after_s = 1;
         return;
     }
     if (inject_fault(s, rq, key))
@@ -1044,6 +1121,7 @@ static enum MHD_Result deliver(struct MHD_Connection *conn, Req *rq)
     static char empty[1];
     struct MHD_Response *resp;
     enum MHD_Result ret;
+    char retry[16];
 
     if (rq->action == ACT_RESET) {
         make_reset(conn);
@@ -1064,7 +1142,8 @@ static enum MHD_Result deliver(struct MHD_Connection *conn, Req *rq)
         (rq->ctype != NULL && rq->ctype[0] != '\0' &&
          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->ctype) != MHD_YES) ||
         (rq->retry_after &&
-         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)) {
+         (snprintf(retry, sizeof(retry), "%u", rq->retry_after_s) < 0 ||
+          MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) != MHD_YES))) {
         MHD_destroy_response(resp);
         return MHD_NO;
     }
@@ -1102,11 +1181,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     Req *rq = *req_cls;
 
     (void)version;
-    if (!rq) {
-        rq = calloc(1, sizeof(*rq));
-        if (!rq)
-            return MHD_NO;
-        *req_cls = rq;
+    if (!rq || !rq->started) {
+        if (!rq) {
+            rq = calloc(1, sizeof(*rq));
+            if (!rq)
+                return MHD_NO;
+            *req_cls = rq;
+        }
+        rq->started = true;
         rq->route = route_of(url, method);
         /* Answer only once the whole request is in: a response queued on this first call
          * makes MHD close the connection instead of keeping it alive. */
@@ -1147,8 +1229,25 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
     free(rq->body);
     free(rq->up);
+    free(rq->raw_uri);
     free(rq);
     *req_cls = NULL;
+}
+
+/* MHD hands the access handler the path only; the header log wants the request target as
+ * sent, query included, which only this early callback sees. Its result becomes *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    Server *s = cls;
+    Req *rq;
+
+    (void)conn;
+    if (s->log_fd < 0)
+        return NULL;
+    rq = calloc(1, sizeof(*rq));
+    if (rq)
+        rq->raw_uri = strdup(uri); /* NULL: the log falls back to the path */
+    return rq;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
@@ -1220,22 +1319,18 @@ static void raise_nofile(void)
     }
 }
 
-/* The --expect line's extra column when quirks are on: the quirks that picked the ID,
- * comma-separated (empty for none), then the newline. */
+/* The --expect line's extra column when quirks are on: a tab, the quirks that picked the ID
+ * (mockdata_quirk_tags; empty for none or a NULL ID), then the newline. */
 static bool expect_quirks(const Opts *o, const char *id, size_t idlen)
 {
-    bool first = true;
+    unsigned mods[MOCK_Q_COUNT];
+    char tags[128] = "";
+    size_t n = 0;
 
-    if (putchar('\t') == EOF)
-        return false;
-    for (int q = 0; id && q < Q_COUNT; q++) {
-        if (!quirk_on(o, (Quirk)q, id, idlen))
-            continue;
-        if (printf("%s%s", first ? "" : ",", quirk_names[q]) < 0)
-            return false;
-        first = false;
-    }
-    return putchar('\n') != EOF;
+    quirk_mods(o, mods);
+    if (id)
+        n = mockdata_quirk_tags(mods, id, idlen, tags, sizeof(tags));
+    return n < sizeof(tags) && printf("\t%.*s\n", (int)n, tags) >= 0;
 }
 
 /* --expect: COPY text IDs in, COPY text expectation lines out (plus the quirks column). */
@@ -1363,7 +1458,7 @@ static int run_server(Server *s)
         s->o.threads > 1 ? s->o.threads : CONNECTION_LIMIT, MHD_OPTION_CONNECTION_LIMIT,
         CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         1024u, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_END);
+        on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "pgenrich-mockapi: cannot listen on %s:%u\n", s->o.host, s->o.port);
         goto done;
@@ -1401,6 +1496,8 @@ int main(int argc, char **argv)
     s.o.hang_ms = 60000;
     s.o.pad_bytes = 2u * 1024 * 1024;
     s.o.nest_depth = 1000;
+    s.o.slow_retry_after = 3600;
+    s.log_fd = -1;
     if (!parse_args(argc, argv, &s.o)) {
         usage(stderr);
         return 2;
@@ -1426,8 +1523,21 @@ int main(int argc, char **argv)
         while (*s.req_value == ' ' || *s.req_value == '\t')
             s.req_value++;
     }
+    if (s.o.header_log) {
+        s.log_fd = open(s.o.header_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        if (s.log_fd < 0) {
+            fprintf(stderr, "pgenrich-mockapi: cannot open the header log \"%s\": %s\n",
+                    s.o.header_log, strerror(errno));
+            free(s.req_name);
+            free(s.auth);
+            return 2;
+        }
+    }
+    pthread_mutex_init(&s.log_mu, NULL);
     rl_init(&s);
     if (!timer_init(&s.timer)) {
+        if (s.log_fd >= 0)
+            close(s.log_fd);
         free(s.req_name);
         free(s.auth);
         fprintf(stderr, "pgenrich-mockapi: cannot set up the timer\n");
@@ -1441,6 +1551,11 @@ int main(int argc, char **argv)
         mockdata_idlist_free(&s.jobs[i].ids);
     pthread_mutex_destroy(&s.jobs_mu);
     timer_free(&s.timer);
+    if (s.log_fd >= 0 && close(s.log_fd) != 0 && rc == 0) {
+        fprintf(stderr, "pgenrich-mockapi: cannot close the header log: %s\n", strerror(errno));
+        rc = 1;
+    }
+    pthread_mutex_destroy(&s.log_mu);
     free(s.req_name);
     free(s.auth);
     return rc;

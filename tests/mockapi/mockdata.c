@@ -931,6 +931,68 @@ size_t mockdata_json_string(const char *s, size_t len, char *out, size_t cap)
     return w_finish(&w);
 }
 
+size_t mockdata_json_id_error(const char *id, size_t idlen, unsigned status, const char *message,
+                              char *out, size_t cap)
+{
+    W w;
+    char b[16];
+    int n = snprintf(b, sizeof(b), "%u", status);
+
+    w_init(&w, out, cap, 0);
+    w_open(&w, '{');
+    put_id(&w, id, idlen);
+    w_key(&w, "error");
+    w_open(&w, '{');
+    w_key(&w, "status");
+    w_raw(&w, b, (size_t)n);
+    w_key(&w, "message");
+    w_ch(&w, '"');
+    w_lit(&w, message);
+    w_ch(&w, '"');
+    w_close(&w, '}');
+    w_close(&w, '}');
+    return w_finish(&w);
+}
+
+/* ---------------------------------------------------------------- per-ID quirks */
+
+static const char *const quirk_names[MOCK_Q_COUNT] = {"down", "miss",      "ctype", "pad",
+                                                      "nest", "forbidden", "slow"};
+
+const char *mockdata_quirk_name(MockQuirk q)
+{
+    return (unsigned)q < MOCK_Q_COUNT ? quirk_names[q] : "?";
+}
+
+bool mockdata_quirk_picked(MockQuirk q, unsigned mod, const char *id, size_t len)
+{
+    /* The salt differs per quirk so that the picks are independent of each other and of the
+     * entity drawn from the same hash. */
+    uint64_t salt = 0x9e3779b97f4a7c15ULL * (uint64_t)(q + 1);
+
+    if (mod == 0)
+        return false;
+    return mockdata_mix64(mockdata_hash(id, len) ^ salt) % mod == 0;
+}
+
+size_t mockdata_quirk_tags(const unsigned mods[MOCK_Q_COUNT], const char *id, size_t len, char *out,
+                           size_t cap)
+{
+    W w;
+    bool first = true;
+
+    w_init(&w, out, cap, 0);
+    for (int q = 0; q < MOCK_Q_COUNT; q++) {
+        if (!mockdata_quirk_picked((MockQuirk)q, mods[q], id, len))
+            continue;
+        if (!first)
+            w_ch(&w, ',');
+        w_lit(&w, quirk_names[q]);
+        first = false;
+    }
+    return w_finish(&w);
+}
+
 /* ---------------------------------------------------------------- COPY text */
 
 static void w_copy(W *w, const char *s, size_t n)

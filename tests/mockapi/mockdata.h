@@ -156,6 +156,39 @@ bool mockdata_id_decode(const char *raw, size_t rawlen, char *out, size_t cap, s
 /* true if s (len bytes) is valid UTF-8 (no overlongs, surrogates or values > U+10FFFF). */
 bool mockdata_utf8_valid(const char *s, size_t len);
 
+/* Per-ID quirks of pgenrich-mockapi, in the order of the --expect tag column. The order is
+ * also the salt: append new quirks, never reorder, or every existing pick changes. */
+typedef enum MockQuirk {
+    MOCK_Q_DOWN,      /* primary 503 */
+    MOCK_Q_MISS,      /* primary answers a found entity as a miss */
+    MOCK_Q_CTYPE,     /* odd Content-Type on 200 */
+    MOCK_Q_PAD,       /* 200 body padded past a size cap */
+    MOCK_Q_NEST,      /* 200 body nested deeper than a parser should accept */
+    MOCK_Q_FORBIDDEN, /* primary 403 */
+    MOCK_Q_SLOW,      /* primary 503 with a long Retry-After */
+    MOCK_Q_COUNT
+} MockQuirk;
+
+/* The --expect tag of q ("down", "miss", "ctype", "pad", "nest", "forbidden", "slow"). */
+const char *mockdata_quirk_name(MockQuirk q);
+
+/* Is id (len bytes) picked for q when the quirk's modulus is mod? A hash of the ID, salted
+ * per quirk, is 0 modulo mod: about 1/mod of the IDs, independently for each quirk and of
+ * the entity; mod 1 picks every ID, mod 0 none. */
+bool mockdata_quirk_picked(MockQuirk q, unsigned mod, const char *id, size_t len);
+
+/* The --expect tag column for id: the names of the quirks that pick it (mods[q] is the
+ * modulus of quirk q, 0 = off), comma-separated in MockQuirk order, no newline; empty when
+ * none does. Follows snprintf like the writers above. */
+size_t mockdata_quirk_tags(const unsigned mods[MOCK_Q_COUNT], const char *id, size_t len, char *out,
+                           size_t cap);
+
+/* An error body with the ID, {"id":...,"error":{"status":N,"message":"..."}}, as the 404 of
+ * section 1 has; message is written as it is (no escaping: pass plain ASCII). Follows
+ * snprintf like the writers above. */
+size_t mockdata_json_id_error(const char *id, size_t idlen, unsigned status, const char *message,
+                              char *out, size_t cap);
+
 /* The IDs of a batch request body. */
 typedef struct MockIdList {
     char *data;    /* the decoded IDs back to back */

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "mockdata.h"
+#include "unit.h"
 
 #define OUT_CAP 16384
 
@@ -790,6 +791,107 @@ static void test_batch_parse(void **state)
     assert_int_equal(mockdata_parse_batch(deep, k, 10, &l, err, sizeof(err)), MOCK_BATCH_BAD);
 }
 
+/* ---------------------------------------------------------------- per-ID quirks */
+
+static void test_quirk_picks(void **state)
+{
+    /* Tags pinned from before forbidden/slow existed: the salts of the first five quirks
+     * must not move, or the integration tests' expectations would. */
+    static const struct {
+        const char *id;
+        const char *tags;
+    } pinned[] = {
+        {"9", "ctype,pad"},      {"16", "down,pad"}, {"24", "down,miss,nest"},
+        {"30", "miss,ctype"},    {"6", "nest"},      {"Q90", "ctype"},
+        {"caf\xc3\xa9", "miss"}, {"1", "down"},      {"2", ""},
+    };
+    const unsigned old_mods[MOCK_Q_COUNT] = {7, 5, 3, 11, 13, 0, 0};
+    const unsigned mods[MOCK_Q_COUNT] = {2, 3, 4, 5, 6, 7, 8};
+    unsigned hits[MOCK_Q_COUNT] = {0}, both_fs = 0, both_df = 0;
+    char id[32], tags[128];
+    const unsigned n = 70000;
+
+    (void)state;
+    assert_string_equal(mockdata_quirk_name(MOCK_Q_DOWN), "down");
+    assert_string_equal(mockdata_quirk_name(MOCK_Q_NEST), "nest");
+    assert_string_equal(mockdata_quirk_name(MOCK_Q_FORBIDDEN), "forbidden");
+    assert_string_equal(mockdata_quirk_name(MOCK_Q_SLOW), "slow");
+
+    for (size_t i = 0; i < ARRAY_LEN(pinned); i++) {
+        size_t len = strlen(pinned[i].id);
+        size_t k = mockdata_quirk_tags(old_mods, pinned[i].id, len, tags, sizeof(tags));
+        assert_int_equal(k, strlen(pinned[i].tags));
+        assert_string_equal(tags, pinned[i].tags);
+    }
+
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = id_of(i, id, sizeof(id));
+        bool p[MOCK_Q_COUNT] = {false};
+        for (int q = 0; q < MOCK_Q_COUNT; q++) {
+            p[q] = mockdata_quirk_picked((MockQuirk)q, mods[q], id, len);
+            hits[q] += p[q];
+            /* 0 is off, 1 picks everything */
+            assert_false(mockdata_quirk_picked((MockQuirk)q, 0, id, len));
+            assert_true(mockdata_quirk_picked((MockQuirk)q, 1, id, len));
+        }
+        both_fs += p[MOCK_Q_FORBIDDEN] && p[MOCK_Q_SLOW];
+        both_df += p[MOCK_Q_DOWN] && p[MOCK_Q_FORBIDDEN];
+        /* the tag column lists exactly the picks, comma-separated, in quirk order */
+        char want[128] = "";
+        size_t w = 0;
+        for (int q = 0; q < MOCK_Q_COUNT; q++) {
+            if (p[q])
+                w += (size_t)snprintf(want + w, sizeof(want) - w, "%s%s", w ? "," : "",
+                                      mockdata_quirk_name((MockQuirk)q));
+        }
+        assert_int_equal(mockdata_quirk_tags(mods, id, len, tags, sizeof(tags)), w);
+        assert_string_equal(tags, want);
+    }
+    /* about 1/mod each, and independent: pairs at about 1/(mod_a * mod_b) */
+    for (int q = 0; q < MOCK_Q_COUNT; q++)
+        assert_near((double)hits[q] / n, 1.0 / mods[q], 0.1 / mods[q]);
+    assert_near((double)both_fs / n, 1.0 / 56, 0.2 / 56);
+    assert_near((double)both_df / n, 1.0 / 14, 0.1 / 14);
+
+    /* snprintf contract: the full length back, a truncated NUL-terminated prefix stored */
+    const unsigned all[MOCK_Q_COUNT] = {1, 1, 1, 1, 1, 1, 1};
+    const char *full = "down,miss,ctype,pad,nest,forbidden,slow";
+    assert_int_equal(mockdata_quirk_tags(all, "x", 1, NULL, 0), strlen(full));
+    assert_int_equal(mockdata_quirk_tags(all, "x", 1, tags, 8), strlen(full));
+    assert_string_equal(tags, "down,mi");
+    assert_int_equal(mockdata_quirk_tags(all, "x", 1, tags, sizeof(tags)), strlen(full));
+    assert_string_equal(tags, full);
+}
+
+static void test_id_error(void **state)
+{
+    static const char *const ids[] = {"Q90", "", "a\"b\\c\td", "caf\xc3\xa9"};
+    char out[256];
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
+        size_t idlen = strlen(ids[i]);
+        size_t n = mockdata_json_id_error(ids[i], idlen, 403, "forbidden", out, sizeof(out));
+        json_object *o, *v, *err;
+        assert_true(n < sizeof(out));
+        assert_int_equal(mockdata_json_id_error(ids[i], idlen, 403, "forbidden", NULL, 0), n);
+        o = json_tokener_parse(out);
+        assert_non_null(o);
+        assert_true(json_object_object_get_ex(o, "id", &v));
+        assert_int_equal(json_object_get_string_len(v), idlen);
+        assert_memory_equal(json_object_get_string(v), ids[i], idlen);
+        assert_true(json_object_object_get_ex(o, "error", &err));
+        assert_true(json_object_object_get_ex(err, "status", &v));
+        assert_int_equal(json_object_get_int(v), 403);
+        assert_true(json_object_object_get_ex(err, "message", &v));
+        assert_string_equal(json_object_get_string(v), "forbidden");
+        json_object_put(o);
+    }
+    assert_int_equal(mockdata_json_id_error("Q90", 3, 403, "forbidden", out, sizeof(out)), 57);
+    assert_string_equal(out,
+                        "{\"id\":\"Q90\",\"error\":{\"status\":403,\"message\":\"forbidden\"}}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -798,7 +900,8 @@ int main(void)
         cmocka_unit_test(test_tricky_coverage),  cmocka_unit_test(test_ordinary_size),
         cmocka_unit_test(test_json_escaping),    cmocka_unit_test(test_id_decode),
         cmocka_unit_test(test_copy_codec),       cmocka_unit_test(test_expect_line),
-        cmocka_unit_test(test_batch_parse),
+        cmocka_unit_test(test_batch_parse),      cmocka_unit_test(test_quirk_picks),
+        cmocka_unit_test(test_id_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
