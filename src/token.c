@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -89,6 +91,8 @@ bool token_from_env(const char *name, bool required, char **out, char *err, size
     return true;
 }
 
+/* open/read rather than stdio: a FILE's buffer would keep a copy of the token that nobody
+ * wipes. */
 bool token_from_file(const char *path, char **out, char *err, size_t errlen)
 {
     struct stat sb;
@@ -96,14 +100,14 @@ bool token_from_file(const char *path, char **out, char *err, size_t errlen)
     char *buf = NULL;
     size_t n = 0;
     bool ok = false;
-    FILE *f;
+    int fd;
 
     *out = NULL;
-    if ((f = fopen(path, "rb")) == NULL) {
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         snprintf(err, errlen, "cannot open token file %s: %s", path, strerror(errno));
         return false;
     }
-    if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 0077) != 0)
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & 0077) != 0)
         log_warn("event=token_file_permissions file=\"%s\" detail=\"readable by others; "
                  "chmod 600 it\"",
                  path);
@@ -111,10 +115,17 @@ bool token_from_file(const char *path, char **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    n = fread(buf, 1, TOKEN_MAX + 1, f);
-    if (ferror(f)) {
-        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
-        goto done;
+    while (n <= TOKEN_MAX) { /* one byte more than a token may have: a file too large */
+        ssize_t r = read(fd, buf + n, TOKEN_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
     }
     if (n > TOKEN_MAX) {
         snprintf(err, errlen, "token file %s is larger than %d bytes", path, TOKEN_MAX);
@@ -132,7 +143,7 @@ done:
         explicit_bzero(buf, TOKEN_MAX + 2);
         free(buf);
     }
-    fclose(f);
+    close(fd);
     return ok;
 }
 
