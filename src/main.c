@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -17,8 +16,7 @@
 #include "joblock.h"
 #include "log.h"
 #include "scheduler.h"
-
-#define TOKEN_MAX 8192
+#include "token.h"
 
 static DbNames names_of(const Config *c)
 {
@@ -28,51 +26,6 @@ static DbNames names_of(const Config *c)
                  .failures = c->failures_table,
                  .checkpoints = c->checkpoint_table};
     return n;
-}
-
-/* The API token from --token-file or PGENRICH_TOKEN; *out is NULL when there is none.
- * Only trailing whitespace is trimmed. Caller frees. */
-static bool read_token(const Config *c, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (c->token_file == NULL) {
-        const char *t = getenv("PGENRICH_TOKEN");
-        if (t && *t && (*out = strdup(t)) == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return false;
-        }
-        return true;
-    }
-    FILE *f = fopen(c->token_file, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot open token file %s: %s", c->token_file, strerror(errno));
-        return false;
-    }
-    struct stat stbuf;
-    if (fstat(fileno(f), &stbuf) == 0 && (stbuf.st_mode & 0077) != 0)
-        log_warn("event=token_file_permissions file=\"%s\" detail=\"readable by others; "
-                 "chmod 600 it\"",
-                 c->token_file);
-    char *buf = calloc(1, TOKEN_MAX + 1);
-    size_t n = buf ? fread(buf, 1, TOKEN_MAX + 1, f) : 0;
-    bool ok = buf != NULL && !ferror(f) && n <= TOKEN_MAX;
-    fclose(f);
-    if (!ok) {
-        snprintf(err, errlen, "cannot read token file %s (empty, unreadable or over %d bytes)",
-                 c->token_file, TOKEN_MAX);
-        free(buf);
-        return false;
-    }
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    if (n == 0 || memchr(buf, '\n', n) || memchr(buf, '\r', n)) {
-        snprintf(err, errlen, "token file %s must hold one non-empty line", c->token_file);
-        free(buf);
-        return false;
-    }
-    *out = buf;
-    return true;
 }
 
 static PGconn *connect_db(const Config *c, char *err, size_t errlen)
@@ -126,7 +79,8 @@ static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
     DbNames names = names_of(c);
-    char *key_type = NULL, *position = NULL, *paging = NULL, *token = NULL;
+    char *key_type = NULL, *position = NULL, *paging = NULL;
+    TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
     struct ev_loop *loop = NULL;
@@ -139,7 +93,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         goto failed;
     }
 
-    if (!read_token(c, &token, err, sizeof err)) {
+    if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
+                          sizeof err)) {
         rc = EXIT_USAGE;
         goto failed;
     }
@@ -208,7 +163,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .sink_conn = sink,
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
-        .token = token,
+        .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
     };
@@ -239,10 +194,7 @@ done:
         PQfinish(src);
     if (sink)
         PQfinish(sink);
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
-    }
+    token_chain_free(&tokens);
     free(key_type);
     free(position);
     free(paging);
