@@ -3,7 +3,8 @@
 # missing column, an extra NOT NULL column, a ledger without its (job, id) key) stop the
 # run at start-up with the problem and its fix, before any lookup; a table made by hand
 # that can take them (other column order, extra columns) works. A flush blocked by a lock
-# ends with a statement timeout (exit 1) instead of hanging, and a rerun then finishes.
+# ends with a statement timeout (exit 1) instead of hanging, also when the run was
+# interrupted meanwhile (the failed flush's exit 1, not 130), and a rerun then finishes.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -130,6 +131,20 @@ log "blocked flush: exit $RC after $((SECONDS - t0)) s: $(grep -o 'error=[^ ]* [
     "$IT_TMP/blocked.err" | head -n 1)"
 assert_eq "nothing committed by the timed-out flush" 0 \
     "$(q "SELECT count(*) FROM standardized_locations")"
+
+# Interrupted while that flush waits: the flush that then fails decides the exit status (1,
+# not 130: the job did not end as asked).
+start_pgenrich termed "${args[@]}" --job blocked --statement-timeout 4 --quiet
+for _ in $(seq 1 100); do
+    [ "$(q "SELECT count(*) FROM pg_catalog.pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND application_name LIKE 'pgenrich pid%'")" -ge 1 ] &&
+        break
+    sleep 0.1
+done
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 20
+expect_rc 1 "interrupted run whose last flush failed"
+assert_stderr_has termed "event=interrupted" "statement timeout"
 release_lock
 
 run_pgenrich unblocked "${args[@]}" --job blocked --statement-timeout 2 --quiet
