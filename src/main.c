@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobfile.h"
+#include "joblock.h"
 #include "log.h"
 #include "scheduler.h"
 
@@ -139,6 +140,19 @@ static int cmd_run(const Config *c, JobFile *jf)
         rc = EXIT_USAGE;
         goto failed;
     }
+    /* The sink's session holds the job's lock for the whole run, so it comes first: a
+     * second runner must not even read (or, with --restart, reset) the checkpoint. */
+    if ((sink = connect_db(c, err, sizeof err)) == NULL)
+        goto failed;
+    switch (joblock_take(sink, c->checkpoint_table, c->job, err, sizeof err)) {
+    case JOBLOCK_TAKEN:
+        break;
+    case JOBLOCK_BUSY:
+        rc = EXIT_LOCKED;
+        goto failed;
+    case JOBLOCK_ERROR:
+        goto failed;
+    }
     if ((src = connect_db(c, err, sizeof err)) == NULL)
         goto failed;
     if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
@@ -179,8 +193,6 @@ static int cmd_run(const Config *c, JobFile *jf)
                  position);
     else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
-    if ((sink = connect_db(c, err, sizeof err)) == NULL)
-        goto failed;
 
     loop = ev_default_loop(EVFLAG_AUTO);
     if (loop == NULL) {

@@ -1,0 +1,99 @@
+/* joblock: pg_try_advisory_lock(int, int) with a fixed first key and a hash of the
+ * checkpoint table and job as the second. A hash collision between two job names makes
+ * them exclude each other, never run together. */
+#include "joblock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+
+/* The first key of every job lock: "pgnr" in ASCII. */
+#define JOBLOCK_CLASS "1885826674"
+
+/* The lock's key as a text parameter: the checkpoint table and the job, unambiguous. */
+static char *lock_name(const char *checkpoints, const char *job)
+{
+    size_t n = strlen(checkpoints) + strlen(job) + 2;
+    char *s = malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s%c%s", checkpoints, '/', job);
+    return s;
+}
+
+/* Tell who holds the lock: the pgenrich process and host when its application_name says
+ * so, else the PostgreSQL backend, client address and application. */
+static void describe_holder(PGconn *conn, const char *name, const char *job, char *err,
+                            size_t errlen)
+{
+    static const char sql[] =
+        "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), "
+        "coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') "
+        "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " JOBLOCK_CLASS
+        "::oid AND l.objid = ((pg_catalog.hashtext($1)::bigint + 4294967296) % "
+        "4294967296)::oid AND l.objsubid = 2 LIMIT 1";
+    const char *params[1] = {name};
+    PGresult *r = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(err, errlen,
+                 "job \"%s\" is already running: its lock is held by PostgreSQL backend pid %s "
+                 "(application \"%s\", client %s, connected %s); wait for that run to end or "
+                 "stop it",
+                 job, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+                 PQgetvalue(r, 0, 3));
+    else
+        snprintf(err, errlen,
+                 "job \"%s\" is already running (its lock is held by another session); wait "
+                 "for that run to end or stop it",
+                 job);
+    PQclear(r);
+}
+
+JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,
+                           size_t errlen)
+{
+    JobLockResult res = JOBLOCK_ERROR;
+    char *name = lock_name(checkpoints, job);
+    PGresult *r = NULL;
+    if (name == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return JOBLOCK_ERROR;
+    }
+    const char *params[2] = {name, NULL};
+    r = PQexecParams(
+        conn, "SELECT pg_catalog.pg_try_advisory_lock(" JOBLOCK_CLASS ", pg_catalog.hashtext($1))",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        db_error(conn, r, "taking the job's lock", err, errlen);
+        goto done;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        describe_holder(conn, name, job, err, errlen);
+        res = JOBLOCK_BUSY;
+        goto done;
+    }
+    PQclear(r);
+    /* Name this process in pg_stat_activity while it holds the lock, unless the user chose
+     * an application_name of their own. */
+    char app[64], host[48] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    snprintf(app, sizeof app, "pgenrich pid %ld on %s", (long)getpid(), host);
+    params[0] = app;
+    r = PQexecParams(conn,
+                     "SELECT pg_catalog.set_config('application_name', $1, false) "
+                     "WHERE pg_catalog.current_setting('application_name') = 'pgenrich'",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        db_error(conn, r, "naming the session", err, errlen);
+        goto done;
+    }
+    res = JOBLOCK_TAKEN;
+done:
+    PQclear(r);
+    free(name);
+    return res;
+}
