@@ -5,6 +5,8 @@
 # provider answers them. Only a run of 403s with no success in between
 # (--forbidden-threshold, default 20) means the credentials are refused: exit 3 after a
 # handful of requests, nothing recorded, no checkpoint. A 401 still stops at once.
+# Each run here takes seconds: one that hangs fails the test early.
+IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-45}
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

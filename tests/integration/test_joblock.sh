@@ -4,6 +4,8 @@
 # look nothing up; another job at the same time is not refused. The first run finishes
 # with every ID looked up exactly once. The checkpoint never moves backwards: a position
 # set past the end while the run goes is still there when it ends.
+# Each run here takes seconds: one that hangs fails the test early.
+IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-45}
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
