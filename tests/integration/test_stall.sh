@@ -20,7 +20,7 @@ seed_bigint "$N"
 load_expected_as expected bigint "SELECT id FROM master_table" --slow-mod "$SLOW_MOD"
 picked=$(q "SELECT count(*) FROM expected WHERE quirks ~ 'slow'")
 first_slow=$(q "SELECT min(id) FROM expected WHERE quirks ~ 'slow'")
-[ "$picked" -ge 1 ] && [ "$picked" -le 3 ] ||
+{ [ "$picked" -ge 1 ] && [ "$picked" -le 3 ]; } ||
     fail "--slow-mod $SLOW_MOD picks $picked IDs, the test wants 1 to 3"
 log "slow IDs: $(q "SELECT string_agg(id::text, ' ' ORDER BY id) FROM expected WHERE quirks ~ 'slow'")"
 # The slow IDs, after their attempts: attempts_exhausted, whatever their entity.
