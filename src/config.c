@@ -21,6 +21,9 @@ const char config_usage[] =
     "requests:   --concurrency N (64) --rate R per second (no cap) --timeout S (30)\n"
     "            --max-attempts N (5) --backoff-base S (0.2) --backoff-cap S (30)\n"
     "            --max-body BYTES (1048576) --token-file F (else PGENRICH_TOKEN)\n"
+    "            --retry-after-max S (60: a longer Retry-After fails the ID, or stops the\n"
+    "            job when a 429 asks it) --forbidden-threshold N (20 consecutive 403s from\n"
+    "            a provider mean the credentials are refused)\n"
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
@@ -65,6 +68,8 @@ static const OptSpec opts[] = {
     {"backoff-cap", OT_DOUBLE, OFF(backoff_cap), 0, 86400, true},
     {"max-body", OT_SIZE, OFF(max_body), 1024, 1 << 30, true},
     {"reason", OT_STR, OFF(reason), 0, 0, true},
+    {"forbidden-threshold", OT_INT, OFF(forbidden_threshold), 1, 1000000, true},
+    {"retry-after-max", OT_DOUBLE, OFF(retry_after_max), 0, 86400, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -90,6 +95,8 @@ void config_defaults(Config *c)
     c->backoff_cap = 30;
     c->max_body = 1 << 20;
     c->max_depth = 32;
+    c->forbidden_threshold = 20;
+    c->retry_after_max = 60;
 }
 
 static bool parse_number(const char *s, double *out)

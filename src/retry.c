@@ -24,8 +24,11 @@ RetryAction retry_classify(TransportErr terr, long status, const char **reason)
         act = RA_RETRY; /* timeouts, refused, reset, truncated, other: transient */
     } else if (status == 200) {
         act = RA_PARSE;
-    } else if (status == 401 || status == 403) {
+    } else if (status == 401) {
         act = RA_FATAL;
+    } else if (status == 403) {
+        act = RA_FAIL; /* this ID; many in a row mean the key (the scheduler counts them) */
+        why = REASON_FORBIDDEN;
     } else if (status == 408 || status == 429 || (status >= 500 && status <= 599)) {
         act = RA_RETRY; /* 408: the server gave up waiting on us; try again */
     } else if (status == 404) {

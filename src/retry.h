@@ -37,7 +37,8 @@ typedef enum RetryAction {
  * On RA_FAIL, *reason is set to one of the REASON_* strings (static storage); for the
  * other actions it is set to NULL. reason may be NULL.
  * 200 -> RA_PARSE; 404 -> not_found; 400/410/422 and other 4xx -> rejected;
- * 401/403 -> RA_FATAL; 408, 429, 5xx (500-599) and transport errors -> RA_RETRY;
+ * 401 -> RA_FATAL; 403 -> forbidden (refused for this ID: the caller decides when a run
+ * of them means the credentials); 408, 429, 5xx (500-599) and transport errors -> RA_RETRY;
  * TE_TOO_LARGE -> bad_response; anything else (1xx, 3xx, 2xx other than 200) -> bad_response. */
 RetryAction retry_classify(TransportErr terr, long status, const char **reason);
 

@@ -78,6 +78,13 @@ typedef struct Prov {
     int profile; /* the fetcher's header profile */
     Breaker breaker;
     Lookup *ready_head, *ready_tail;
+    size_t in_flight;
+    /* 403s: one is "this ID is forbidden to you", a run of --forbidden-threshold with no
+     * other answer between them is "your key is refused". The lookups of a run are held,
+     * unsettled, until an answer tells which: another kind of answer releases them as
+     * forbidden, the threshold stops the job with them unrecorded. */
+    int refusals; /* consecutive 403s */
+    Lookup *held;  /* their lookups, linked through ready_next */
 } Prov;
 
 /* One batch of settled outcomes on its way to the database. */
@@ -476,13 +483,13 @@ static void on_retry_due(struct ev_loop *loop, ev_timer *w, int revents)
     pump(l->s);
 }
 
-static void schedule_retry(Scheduler *s, Lookup *l, const FetchResult *r)
+/* Retry l after a backoff, and not before retry_after seconds (0: none asked): that is a
+ * floor for this ID; the job as a whole slows through the AIMD rate. */
+static void schedule_retry(Scheduler *s, Lookup *l, double retry_after)
 {
     double delay = retry_backoff(l->attempts, s->cfg->backoff_base, s->cfg->backoff_cap, rand01(s));
-    double ra = 0;
-    /* Retry-After is a floor for this ID; the job as a whole slows through the AIMD rate. */
-    if (r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra) && ra > delay)
-        delay = ra;
+    if (retry_after > delay)
+        delay = retry_after;
     s->st.retries++;
     ev_timer_init(&l->retry, on_retry_due, delay, 0.);
     l->retry.data = l;
@@ -528,6 +535,54 @@ static void adapt_rate(Scheduler *s, const Lookup *l, bool throttled, bool healt
     }
 }
 
+/* A 429 asks the whole job to wait longer than --retry-after-max: stop cleanly with what
+ * is settled committed, l left for the resume, and say when to come back. */
+static void wait_too_long(Scheduler *s, const Prov *p, Lookup *l, double seconds)
+{
+    char when[32] = "";
+    time_t t = (time_t)(ev_now(s->loop) + seconds);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) != NULL)
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    log_error("event=provider_asks_wait provider=%s retry_after_s=%.0f retry_after_max_s=%g "
+              "until=%s detail=\"the provider asks the whole job to wait longer than "
+              "--retry-after-max; committing settled work; come back after %s to resume\"",
+              p->conf->name, seconds, s->cfg->retry_after_max, when, when);
+    lookup_free(s, l);
+    stop_job(s, EXIT_TEMPFAIL);
+}
+
+/* A 403 for l: hold it until the next other answer from p tells what it meant. Returns
+ * false when this one completes a run of --forbidden-threshold: the job is stopped. */
+static bool hold_refused(Scheduler *s, Prov *p, Lookup *l)
+{
+    if (++p->refusals >= s->cfg->forbidden_threshold) {
+        log_error("event=credentials_refused provider=%s status=403 consecutive=%d "
+                  "detail=\"the provider refused %d answers in a row; check its token; the "
+                  "checkpoint is unchanged past these IDs\"",
+                  p->conf->name, p->refusals, p->refusals);
+        lookup_free(s, l); /* unsettled, like the held ones that stop_job drops */
+        p->held = NULL;
+        stop_job(s, EXIT_AUTH);
+        return false;
+    }
+    l->ready_next = p->held;
+    p->held = l;
+    return true;
+}
+
+/* The held 403s of p were about their IDs: record them as forbidden (the chain goes on to
+ * the next provider). */
+static void release_refused(Scheduler *s, Prov *p)
+{
+    p->refusals = 0;
+    while (p->held) {
+        Lookup *l = p->held;
+        p->held = l->ready_next;
+        final_failure(s, l, REASON_FORBIDDEN, 403, l->last_error);
+    }
+}
+
 static void on_fetch_done(void *ud, const FetchResult *r)
 {
     Lookup *l = ud;
@@ -559,6 +614,17 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         else if (after != before && after == BR_CLOSED)
             log_info("event=provider_resumed provider=%s", p->conf->name);
     }
+
+    if (p->in_flight > 0)
+        p->in_flight--;
+    if (act == RA_FAIL && strcmp(reason, REASON_FORBIDDEN) == 0) {
+        if (!hold_refused(s, p, l))
+            return;
+        pump(s);
+        return;
+    }
+    if (r->terr == TE_NONE && act != RA_RETRY && act != RA_FATAL)
+        release_refused(s, p); /* the key works: the held 403s were about their IDs */
 
     switch (act) {
     case RA_PARSE: {
@@ -595,12 +661,26 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         lookup_free(s, l); /* unsettled: the checkpoint stays before it */
         stop_job(s, EXIT_AUTH);
         return;
-    case RA_RETRY:
-        if (l->attempts >= s->cfg->max_attempts)
+    case RA_RETRY: {
+        double ra = 0;
+        bool has_ra = r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra);
+        if (has_ra && ra > s->cfg->retry_after_max) {
+            if (throttled) {
+                wait_too_long(s, p, l, ra);
+                return;
+            }
+            char tail[96];
+            snprintf(tail, sizeof tail, " with Retry-After %.0f s, over --retry-after-max %g s",
+                     ra, s->cfg->retry_after_max);
+            text_append(l->last_error, sizeof l->last_error, 1, tail);
             final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
-        else
-            schedule_retry(s, l, r);
+        } else if (l->attempts >= s->cfg->max_attempts) {
+            final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
+        } else {
+            schedule_retry(s, l, has_ra ? ra : 0);
+        }
         break;
+    }
     }
     pump(s);
 }
@@ -666,6 +746,7 @@ static bool start_request(Scheduler *s, Lookup *l)
         stop_job(s, EXIT_RUNTIME);
         return false;
     }
+    s->provs[l->prov].in_flight++;
     return true;
 }
 
@@ -749,6 +830,13 @@ static void pump(Scheduler *s)
         l->sent_at = now;
         if (!start_request(s, l))
             break;
+    }
+    /* Held 403s with nothing left in flight to p and nothing due to it: no answer will
+     * come to tell what they meant, so they count as forbidden. */
+    for (int i = 0; i < s->n_provs && s->phase == PH_RUNNING; i++) {
+        Prov *p = &s->provs[i];
+        if (p->held && p->in_flight == 0 && p->ready_head == NULL && !ev_is_active(&s->wake))
+            release_refused(s, p);
     }
     maybe_fetch_page(s);
     check_finished(s);
@@ -1099,8 +1187,10 @@ static void stop_job(Scheduler *s, int code)
     fetcher_abort_all(s->fetcher);
     while (s->live)
         lookup_free(s, s->live);
-    for (int i = 0; i < s->n_provs; i++)
+    for (int i = 0; i < s->n_provs; i++) {
         s->provs[i].ready_head = s->provs[i].ready_tail = NULL;
+        s->provs[i].held = NULL;
+    }
     ev_timer_stop(s->loop, &s->wake);
     maybe_flush(s, true);
 }
