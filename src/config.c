@@ -14,6 +14,7 @@ const char config_usage[] =
     "       pgenrich run  --job NAME --base-url URL [--dsn DSN] [options]\n"
     "\n"
     "connection: --dsn DSN (else DATABASE_URL, else the PG* variables)\n"
+    "            --statement-timeout S (300; 0 = none) --db-keepalive S (30; 0 = OS default)\n"
     "tables:     --source-table T (master_table) --key-column C (id) --where SQL\n"
     "            --target-table T (standardized_locations) --failures-table T\n"
     "            (enrich_failures) --checkpoint-table T (enrich_checkpoints)\n"
@@ -44,6 +45,8 @@ typedef struct OptSpec {
 #define OFF(field) offsetof(Config, field)
 static const OptSpec opts[] = {
     {"dsn", OT_STR, OFF(dsn), 0, 0, false},
+    {"statement-timeout", OT_DOUBLE, OFF(statement_timeout), 0, 1e6, false},
+    {"db-keepalive", OT_INT, OFF(db_keepalive), 0, 7200, false},
     {"source-table", OT_STR, OFF(source_table), 0, 0, false},
     {"key-column", OT_STR, OFF(key_column), 0, 0, false},
     {"where", OT_STR, OFF(where), 0, 0, true},
@@ -97,6 +100,8 @@ void config_defaults(Config *c)
     c->max_depth = 32;
     c->forbidden_threshold = 20;
     c->retry_after_max = 60;
+    c->statement_timeout = 300;
+    c->db_keepalive = 30;
 }
 
 static bool parse_number(const char *s, double *out)

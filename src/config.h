@@ -48,6 +48,10 @@ typedef struct Config {
     int forbidden_threshold; /* consecutive 403s from a provider that mean "credentials
                                 refused": 20 */
     double retry_after_max;  /* seconds one Retry-After may ask for: 60 */
+
+    /* Database sessions (src/db.h, DbConnOpts). */
+    double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
+    int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
 } Config;
 
 /* Fill c with the defaults. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "shape.h"
 
 /* sql/schema.sql, NUL-terminated; generated into schema_sql.c by the build. */
 extern const char schema_sql[];
@@ -58,13 +59,78 @@ void db_error(const PGconn *c, const PGresult *res, const char *what, char *err,
         snprintf(err, errlen, "%s", line);
 }
 
-PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
+/* The libpq parameters that --db-keepalive stands for. */
+static const char *const keepalive_keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                                             "keepalives_count", "tcp_user_timeout"};
+
+/* Whether conninfo sets any keepalive parameter itself. A conninfo that does not parse
+ * (a bare database name, or a mistake PQconnectdbParams will report) sets none. */
+static bool sets_keepalives(const char *conninfo)
+{
+    if (conninfo == NULL || *conninfo == '\0')
+        return false;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    PQfreemem(perr);
+    if (opts == NULL)
+        return false;
+    bool found = false;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && !found; o++) {
+        if (o->val == NULL || *o->val == '\0')
+            continue;
+        for (size_t i = 0; i < ARRAY_LEN(keepalive_keys); i++)
+            if (strcmp(o->keyword, keepalive_keys[i]) == 0)
+                found = true;
+    }
+    PQconninfoFree(opts);
+    return found;
+}
+
+/* SET statement_timeout: after connecting rather than in the options parameter, which
+ * would replace an options=-c... the user's conninfo carries. */
+static bool set_statement_timeout(PGconn *c, double seconds, char *err, size_t errlen)
+{
+    char sql[64];
+    long long ms = (long long)(seconds * 1000.0 + 0.5);
+    /* in milliseconds, and never 0, which would mean no timeout at all */
+    snprintf(sql, sizeof sql, "SET statement_timeout = %lld", ms > 0 ? ms : 1);
+    PGresult *r = PQexec(c, sql);
+    bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        db_error(c, r, "connect: setting statement_timeout", err, errlen);
+    PQclear(r);
+    return ok;
+}
+
+PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size_t errlen)
 {
     /* libpq skips entries whose value is NULL or "", so no conninfo means the PG*
      * variables. Entries after dbname override what the expanded conninfo says: the data
      * we send (COPY rows from JSON) and the keys we put in URLs are UTF-8. */
-    const char *const keys[] = {"dbname", "client_encoding", "fallback_application_name", NULL};
-    const char *const vals[] = {conninfo, "UTF8", "pgenrich", NULL};
+    const char *keys[4 + ARRAY_LEN(keepalive_keys)] = {"dbname", "client_encoding",
+                                                       "fallback_application_name"};
+    const char *vals[4 + ARRAY_LEN(keepalive_keys)] = {conninfo, "UTF8", "pgenrich"};
+    size_t n = 3;
+    /* A dead peer is found after idle + interval * count seconds of silence; a write the
+     * peer never acknowledges gives up after about as long (tcp_user_timeout). */
+    char idle[16], interval[16], count[16], user_timeout[24];
+    if (opts != NULL && opts->keepalive_idle > 0 && !sets_keepalives(conninfo)) {
+        int iv = opts->keepalive_idle / 3;
+        iv = iv < 1 ? 1 : iv > 60 ? 60 : iv;
+        int cnt = 3;
+        snprintf(idle, sizeof idle, "%d", opts->keepalive_idle);
+        snprintf(interval, sizeof interval, "%d", iv);
+        snprintf(count, sizeof count, "%d", cnt);
+        snprintf(user_timeout, sizeof user_timeout, "%lld",
+                 ((long long)opts->keepalive_idle + (long long)iv * cnt) * 1000);
+        const char *kv[] = {"1", idle, interval, count, user_timeout};
+        for (size_t i = 0; i < ARRAY_LEN(keepalive_keys); i++) {
+            keys[n] = keepalive_keys[i];
+            vals[n++] = kv[i];
+        }
+    }
+    keys[n] = NULL;
+    vals[n] = NULL;
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
         snprintf(err, errlen, "connect: out of memory");
@@ -72,6 +138,11 @@ PGconn *db_connect(const char *conninfo, char *err, size_t errlen)
     }
     if (PQstatus(c) != CONNECTION_OK) {
         db_error(c, NULL, "connect", err, errlen);
+        PQfinish(c);
+        return NULL;
+    }
+    if (opts != NULL && opts->statement_timeout > 0 &&
+        !set_statement_timeout(c, opts->statement_timeout, err, errlen)) {
         PQfinish(c);
         return NULL;
     }
@@ -331,6 +402,137 @@ done:
     free(qf);
     free(qc);
     free(lf);
+    return ok;
+}
+
+/* The three tables as the catalog rows of the shape queries number them (ShapeKind). */
+#define SHAPE_TABLES                                                                               \
+    "(VALUES (0, pg_catalog.to_regclass($1), '{id}'::pg_catalog.name[]), "                         \
+    "(1, pg_catalog.to_regclass($2), '{id,job}'), (2, pg_catalog.to_regclass($3), '{job}')) "      \
+    "AS t(n, oid, keycols)"
+
+/* An index ON CONFLICT (the key) can infer: unique, valid, not partial, no expressions,
+ * and its key columns (not the INCLUDE ones) are the key's, in any order. */
+#define SHAPE_KEY_INDEX                                                                            \
+    "i.indrelid = t.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL "                 \
+    "AND i.indexprs IS NULL AND ARRAY(SELECT a.attname "                                           \
+    "FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "                          \
+    "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "           \
+    "WHERE k.ord <= i.indnkeyatts ORDER BY a.attname) = t.keycols"
+
+/* One row per table: relkind, any primary key, a usable key index, and a DEFERRABLE
+ * constraint on the key (ON CONFLICT refuses to run when there is one, even beside a
+ * usable index). */
+static const char shape_tables_sql[] =
+    "SELECT t.n, c.relkind, "
+    "EXISTS (SELECT FROM pg_catalog.pg_index i WHERE i.indrelid = t.oid AND i.indisprimary), "
+    "EXISTS (SELECT FROM pg_catalog.pg_index i WHERE " SHAPE_KEY_INDEX " AND i.indimmediate), "
+    "d.conname, d.contype = 'p' "
+    "FROM " SHAPE_TABLES " LEFT JOIN pg_catalog.pg_class c ON c.oid = t.oid "
+    "LEFT JOIN LATERAL (SELECT con.conname, con.contype FROM pg_catalog.pg_index i "
+    "JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = t.oid "
+    "WHERE " SHAPE_KEY_INDEX " AND NOT i.indimmediate LIMIT 1) d ON true "
+    "ORDER BY t.n";
+
+/* One row per column of the three tables, with what ShapeColumn wants. */
+static const char shape_columns_sql[] =
+    "SELECT t.n, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typcategory, "
+    "bt.oid = ANY ('{int2,int4,int8}'::pg_catalog.regtype[]), a.attnotnull, "
+    "a.atthasdef OR a.attidentity <> '', a.attgenerated <> '', a.attidentity = 'a' "
+    "FROM " SHAPE_TABLES " JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid "
+    "AND a.attnum > 0 AND NOT a.attisdropped "
+    "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+    "JOIN pg_catalog.pg_type bt ON bt.oid = COALESCE(NULLIF(ty.typbasetype, 0), ty.oid) "
+    "ORDER BY t.n, a.attnum";
+
+static char *shape_quote(void *ud, const char *ident)
+{
+    return db_quote_ident(ud, ident);
+}
+
+static bool is_true(const PGresult *r, int row, int col)
+{
+    return !PQgetisnull(r, row, col) && strcmp(PQgetvalue(r, row, col), "t") == 0;
+}
+
+/* Row r's table number, checked: a bad one would index out of the arrays. */
+static int shape_row_kind(const PGresult *r, int row)
+{
+    const char *v = PQgetvalue(r, row, 0);
+    return v[0] >= '0' && v[0] < '0' + SHAPE_NKINDS && v[1] == '\0' ? v[0] - '0' : -1;
+}
+
+bool db_check_shape(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
+{
+    bool ok = false;
+    PGresult *rt = NULL, *rc = NULL;
+    ShapeColumn *cols = NULL;
+    ShapeTable tables[SHAPE_NKINDS];
+    char *q[SHAPE_NKINDS] = {NULL, NULL, NULL};
+    memset(tables, 0, sizeof tables);
+
+    q[SHAPE_TARGET] = db_quote_ident(c, names->target);
+    q[SHAPE_FAILURES] = db_quote_ident(c, names->failures);
+    q[SHAPE_CHECKPOINTS] = db_quote_ident(c, names->checkpoints);
+    if (q[0] == NULL || q[1] == NULL || q[2] == NULL) {
+        db_error(c, NULL, "quoting table names", err, errlen);
+        goto done;
+    }
+    const char *params[SHAPE_NKINDS] = {q[0], q[1], q[2]};
+    rt = exec_params(c, shape_tables_sql, SHAPE_NKINDS, params, PGRES_TUPLES_OK,
+                     "reading the catalog", err, errlen);
+    if (rt == NULL)
+        goto done;
+    rc = exec_params(c, shape_columns_sql, SHAPE_NKINDS, params, PGRES_TUPLES_OK,
+                     "reading the catalog", err, errlen);
+    if (rc == NULL)
+        goto done;
+    if (PQntuples(rt) != SHAPE_NKINDS || PQnfields(rt) != 6 || PQnfields(rc) != 9)
+        goto unexpected;
+    for (int i = 0; i < SHAPE_NKINDS; i++) {
+        ShapeTable *t = &tables[i];
+        if (shape_row_kind(rt, i) != i)
+            goto unexpected;
+        t->qname = q[i];
+        t->relkind = PQgetisnull(rt, i, 1) ? '\0' : PQgetvalue(rt, i, 1)[0];
+        t->has_pk = is_true(rt, i, 2);
+        t->has_key = is_true(rt, i, 3);
+        t->deferrable_key = PQgetisnull(rt, i, 4) ? NULL : PQgetvalue(rt, i, 4);
+        t->deferrable_is_pk = is_true(rt, i, 5);
+    }
+    int ncols = PQntuples(rc);
+    cols = calloc(ncols > 0 ? (size_t)ncols : 1, sizeof *cols);
+    if (cols == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int row = 0; row < ncols; row++) {
+        int k = shape_row_kind(rc, row);
+        /* Rows come ordered by table: each table's columns are one run of the array. */
+        if (k < 0 || (row > 0 && k < shape_row_kind(rc, row - 1)))
+            goto unexpected;
+        ShapeColumn *col = &cols[row];
+        col->name = PQgetvalue(rc, row, 1);
+        col->type = PQgetvalue(rc, row, 2);
+        col->category = PQgetvalue(rc, row, 3)[0];
+        col->is_integer = is_true(rc, row, 4);
+        col->not_null = is_true(rc, row, 5);
+        col->has_default = is_true(rc, row, 6);
+        col->generated = is_true(rc, row, 7);
+        col->identity_always = is_true(rc, row, 8);
+        if (tables[k].ncols++ == 0)
+            tables[k].cols = col;
+    }
+    ok = shape_check(tables, key_type, shape_quote, c, err, errlen) == 0;
+    goto done;
+unexpected:
+    snprintf(err, errlen, "reading the catalog: unexpected answer");
+done:
+    free(cols);
+    PQclear(rt);
+    PQclear(rc);
+    for (int i = 0; i < SHAPE_NKINDS; i++)
+        free(q[i]);
     return ok;
 }
 

@@ -19,12 +19,24 @@ typedef struct DbNames {
     const char *checkpoints; /* default enrich_checkpoints */
 } DbNames;
 
+/* Session settings that keep a connection from hanging: TCP keepalives (so that a dead
+ * peer or a silently dropped connection is noticed) and a statement timeout (so that a
+ * statement stuck behind a lock ends with an error). */
+typedef struct DbConnOpts {
+    double statement_timeout; /* seconds; 0: pgenrich sets none (the server's stays) */
+    int keepalive_idle;       /* seconds before the first probe; 0: libpq's and the OS's */
+} DbConnOpts;
+
 /* Connect with libpq's conventions: conninfo may be a key=value string or a URI; NULL or
  * "" uses the PG* environment variables. Sets application_name=pgenrich unless the
  * conninfo (or PGAPPNAME) names one, and client_encoding=UTF8 always (COPY data and URL
- * keys are UTF-8). Blocking. Returns NULL and writes a one-line reason into err on
+ * keys are UTF-8). With opts (may be NULL: none of this): keepalives=1 with
+ * keepalives_idle, a derived keepalives_interval, keepalives_count and tcp_user_timeout,
+ * unless conninfo sets any of these five itself (then it alone decides); and `SET
+ * statement_timeout` once connected (not the options parameter, which would replace the
+ * conninfo's own). Blocking. Returns NULL and writes a one-line reason into err on
  * failure. Caller owns the connection (PQfinish). */
-PGconn *db_connect(const char *conninfo, char *err, size_t errlen) WUR;
+PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size_t errlen) WUR;
 
 /* The SQL type of names->source.names->key as format_type prints it ("bigint", "text",
  * "character varying(20)"). Names are single identifiers (no schema prefix; the
@@ -38,6 +50,16 @@ bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, si
  * already exists with an id of another type, fails with a clear message.
  * key_type must look like a type name (format_type output); anything else is refused. */
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err,
+                    size_t errlen) WUR;
+
+/* Check that the target, failures and checkpoint tables (which db_init_schema made, or
+ * found already there) can take the sink's statements: the columns it writes exist with
+ * types its values fit, none is generated, the NOT NULL ones are filled or have a
+ * default, and a unique index serves each ON CONFLICT. Two catalog queries; the rules are
+ * shape_check's (src/shape.h). On a problem, returns false with one line in err: the
+ * first problem, the DDL that fixes it and how many more there are. key_type is the
+ * source key's type (for the DDL of a missing id). */
+bool db_check_shape(PGconn *c, const DbNames *names, const char *key_type, char *err,
                     size_t errlen) WUR;
 
 /* Read the job's checkpoint. *position_out is NULL when the job has none (or its position

@@ -45,7 +45,6 @@ struct Fetcher {
     ev_timer timer;
     struct curl_slist *profiles[FETCHER_PROFILES_MAX]; /* header lists, see add_profile */
     int n_profiles;
-    char *auth; /* "Authorization: Bearer ..." or NULL; wiped before it is freed */
     FetcherOpts opts;
     char *user_agent;
     Req *active; /* requests in flight (doubly linked) */
@@ -305,24 +304,11 @@ Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, s
     }
     f->loop = loop;
     f->opts = *opts;
-    f->opts.token = NULL; /* kept only inside the header list */
     f->user_agent = strdup(opts->user_agent ? opts->user_agent : "pgenrich");
     f->multi = curl_multi_init();
     if (f->user_agent == NULL || f->multi == NULL) {
         snprintf(err, errlen, "cannot initialise libcurl");
         goto failed;
-    }
-    if (opts->token && opts->token[0]) {
-        Buf auth;
-        buf_init(&auth, 16384);
-        if (!buf_puts(&auth, "Authorization: Bearer ") || !buf_puts(&auth, opts->token)) {
-            if (auth.data)
-                memset(auth.data, 0, auth.cap);
-            buf_free(&auth);
-            snprintf(err, errlen, "the API token is too long");
-            goto failed;
-        }
-        f->auth = auth.data; /* ownership moves; wiped in fetcher_free */
     }
     ev_init(&f->timer, on_timer);
     f->timer.data = f;
@@ -352,8 +338,16 @@ static bool sets_header(const char *const *headers, size_t n, const char *name)
     return false;
 }
 
-int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post, char *err,
-                        size_t errlen)
+/* A header list may hold a token: wipe every line before it goes back to the allocator. */
+static void wipe_slist(struct curl_slist *list)
+{
+    for (struct curl_slist *l = list; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
+    curl_slist_free_all(list);
+}
+
+int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post,
+                        const char *token, char *err, size_t errlen)
 {
     if (f->n_profiles >= FETCHER_PROFILES_MAX) {
         snprintf(err, errlen, "too many header profiles");
@@ -362,23 +356,42 @@ int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool p
     struct curl_slist *list = NULL;
     const char *extra[3];
     size_t n_extra = 0;
+    char *auth = NULL;
+    size_t auth_len = 0;
+    int rc = -1;
     if (!sets_header(headers, n, "Accept"))
         extra[n_extra++] = "Accept: application/json";
     if (post && !sets_header(headers, n, "Content-Type"))
         extra[n_extra++] = "Content-Type: application/json";
-    if (f->auth)
-        extra[n_extra++] = f->auth;
+    if (token && token[0]) {
+        static const char prefix[] = "Authorization: Bearer ";
+        auth_len = sizeof prefix + strlen(token);
+        if ((auth = malloc(auth_len)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        memcpy(auth, prefix, sizeof prefix - 1);
+        memcpy(auth + sizeof prefix - 1, token, auth_len - sizeof prefix + 1);
+        extra[n_extra++] = auth;
+    }
     for (size_t i = 0; i < n + n_extra; i++) {
         struct curl_slist *l = curl_slist_append(list, i < n ? headers[i] : extra[i - n]);
         if (l == NULL) {
-            curl_slist_free_all(list);
+            wipe_slist(list);
             snprintf(err, errlen, "out of memory");
-            return -1;
+            goto done;
         }
         list = l;
     }
     f->profiles[f->n_profiles] = list;
-    return f->n_profiles++;
+    rc = f->n_profiles++;
+done:
+    /* curl_slist_append copied the line: this copy goes now */
+    if (auth) {
+        explicit_bzero(auth, auth_len);
+        free(auth);
+    }
+    return rc;
 }
 
 bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, size_t body_len,
@@ -450,11 +463,7 @@ void fetcher_free(Fetcher *f)
         curl_multi_cleanup(f->multi); /* closes sockets, calling on_curl_socket REMOVE */
     }
     for (int i = 0; i < f->n_profiles; i++)
-        curl_slist_free_all(f->profiles[i]);
-    if (f->auth) {
-        memset(f->auth, 0, strlen(f->auth));
-        free(f->auth);
-    }
+        wipe_slist(f->profiles[i]);
     free(f->user_agent);
     free(f);
 }

@@ -15,7 +15,6 @@ typedef struct FetcherOpts {
     long timeout_ms;        /* whole request */
     size_t max_body;        /* bytes; a larger body ends the request with TE_TOO_LARGE */
     int max_connections;    /* connections kept open to the host */
-    const char *token;      /* bearer token or NULL; copied into a header, never logged */
     const char *user_agent; /* e.g. "pgenrich/0.1.0" */
 } FetcherOpts;
 
@@ -40,12 +39,15 @@ Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, s
 
 #define FETCHER_PROFILES_MAX 8
 
-/* Register a header profile: the given "Name: value" lines (a provider's own headers), the
- * bearer token (if any), Accept: application/json unless the lines set Accept, and for a
- * POST profile Content-Type: application/json unless they set Content-Type. Returns its
- * index for fetcher_start, or -1 (with a reason in err) when out of memory or slots. */
-int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post, char *err,
-                        size_t errlen) WUR;
+/* Register a header profile: the given "Name: value" lines (a provider's own headers),
+ * "Authorization: Bearer TOKEN" when token is neither NULL nor empty (no Authorization
+ * header otherwise), Accept: application/json unless the lines set Accept, and for a POST
+ * profile Content-Type: application/json unless they set Content-Type. Everything is
+ * copied; the profile's copy of the token is wiped when the fetcher is freed, and the
+ * token is never put in a message. Returns its index for fetcher_start, or -1 (with a
+ * reason in err) when out of memory or slots. */
+int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post,
+                        const char *token, char *err, size_t errlen) WUR;
 
 /* Start a request to url with the headers of `profile`: a GET, or a POST of body_len bytes
  * of body (copied) when body is not NULL. fn(ud, result) is called when it ends. Returns

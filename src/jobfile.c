@@ -21,14 +21,17 @@ enum {
     K_MAPPING = 1u << 2,
     K_PRESENCE = 1u << 3,
     K_BODY = 1u << 4,
-    K_MAP0 = 1u << 5 /* then one bit per column */
+    K_TOKEN = 1u << 5, /* token, token_env and token_file: one of them at most */
+    K_MAP0 = 1u << 6   /* then one bit per column */
 };
 
 /* What the file said about one provider beyond ProviderConf, until the chain is built. */
 typedef struct ProvDraft {
-    int line;      /* the section header */
-    int body_line; /* where body was given, for "body only with POST" */
-    unsigned seen; /* K_* bits */
+    int line;              /* the section header */
+    int body_line;         /* where body was given, for "body only with POST" */
+    unsigned seen;         /* K_* bits */
+    const char *token_key; /* the token key given (static), for the conflict message */
+    int token_line;
     const ProviderMap *base;
     const char *presence; /* override, or NULL */
     const char *ptr[COL_COUNT];
@@ -176,8 +179,8 @@ static const char *header_check(const char *h, char *why, size_t whylen)
         if (strlen(refused[i]) == n && strncasecmp(h, refused[i], n) == 0) {
             if (i == 0)
                 snprintf(why, whylen,
-                         "Authorization is never read from a job file: the token comes from "
-                         "PGENRICH_TOKEN or token-file");
+                         "Authorization is never read from a job file: name the token's source "
+                         "with token_env or token_file");
             else
                 snprintf(why, whylen, "%s is set by pgenrich and cannot be given", refused[i]);
             return NULL;
@@ -282,7 +285,9 @@ static bool job_key(LoadState *st, const char *key, const char *value)
 
     if (strcmp(key, "token") == 0) {
         fail(st, st->line,
-             "%s: the token is never read from a job file: set PGENRICH_TOKEN or token-file", key);
+             "%s: the token is never read from a job file: set PGENRICH_TOKEN or token-file "
+             "(token_env and token_file name a provider's own)",
+             key);
         return false;
     }
     for (size_t i = 0; i < st->n_job_keys; i++) {
@@ -328,6 +333,9 @@ static long provider_key_bit(const char *key, int *col)
         return K_PRESENCE;
     if (strcmp(key, "body") == 0)
         return K_BODY;
+    if (strcmp(key, "token") == 0 || strcmp(key, "token_env") == 0 ||
+        strcmp(key, "token_file") == 0)
+        return K_TOKEN;
     if (strcmp(key, "header") == 0)
         return 0;
     if (strncmp(key, "map.", 4) == 0) {
@@ -341,6 +349,63 @@ static long provider_key_bit(const char *key, int *col)
     return -1;
 }
 
+static bool env_name_ok(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (s++; *s; s++) {
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* token = inherit | none, token_env = NAME, token_file = PATH: sets p->token_from and
+ * d->token_key (the ref is copied by the caller). The value may be a token pasted by
+ * mistake: no message repeats it. */
+static bool token_source(ProviderConf *p, ProvDraft *d, const char *key, const char *value,
+                         char *why, size_t whylen)
+{
+    if (strcmp(key, "token") == 0) {
+        d->token_key = "token";
+        if (strcmp(value, "inherit") == 0)
+            p->token_from = TOKEN_FROM_INHERIT;
+        else if (strcmp(value, "none") == 0)
+            p->token_from = TOKEN_FROM_NONE;
+        else {
+            snprintf(why, whylen,
+                     "must be inherit or none (a token itself never goes in a job file: name "
+                     "its source with token_env or token_file)");
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(key, "token_env") == 0) {
+        d->token_key = "token_env";
+        if (!env_name_ok(value)) {
+            snprintf(why, whylen,
+                     "must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)");
+            return false;
+        }
+        p->token_from = TOKEN_FROM_ENV;
+        return true;
+    }
+    d->token_key = "token_file";
+    if (value[0] == '\0') {
+        snprintf(why, whylen, "must name a file");
+        return false;
+    }
+    for (const char *c = value; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7F) {
+            snprintf(why, whylen, "control character in the path");
+            return false;
+        }
+    }
+    p->token_from = TOKEN_FROM_FILE;
+    return true;
+}
+
 static bool provider_key(LoadState *st, const char *key, const char *value)
 {
     ProviderConf *p = st->prov;
@@ -352,6 +417,13 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
 
     if (bit < 0) {
         fail(st, st->line, "%s: unknown key in [provider %s]", key, p->name);
+        return false;
+    }
+    if (bit == K_TOKEN && (d->seen & K_TOKEN) && strcmp(key, d->token_key) != 0) {
+        fail(st, st->line,
+             "%s: %s was given on line %d: at most one of token, token_env and "
+             "token_file per provider",
+             key, d->token_key, d->token_line);
         return false;
     }
     if (bit > 0 && (d->seen & (unsigned long)bit)) {
@@ -388,6 +460,14 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
         if (!pointer_check(value, why, sizeof why))
             goto bad;
         copy = d->presence = jf_strdup(st->jf, value);
+        break;
+    case K_TOKEN:
+        if (!token_source(p, d, key, value, why, sizeof why))
+            goto bad;
+        d->token_line = st->line;
+        if (p->token_from != TOKEN_FROM_ENV && p->token_from != TOKEN_FROM_FILE)
+            return true;
+        copy = p->token_ref = jf_strdup(st->jf, value);
         break;
     case K_BODY:
         if (value[0] == '\0') {

@@ -18,6 +18,16 @@
 #define JOBFILE_SIZE_MAX     1048576 /* bytes in one file */
 #define JOBFILE_POINTER_MAX  120     /* bytes in one JSON Pointer of a mapping */
 
+/* Where a provider's bearer token comes from (token.h reads it). */
+typedef enum TokenFrom {
+    TOKEN_FROM_DEFAULT = 0, /* no token key: the global token (PGENRICH_TOKEN or token-file)
+                               for the first provider of the chain, none for the others */
+    TOKEN_FROM_INHERIT,     /* token = inherit: the global token */
+    TOKEN_FROM_NONE,        /* token = none: no Authorization header */
+    TOKEN_FROM_ENV,         /* token_env = NAME: the environment variable NAME */
+    TOKEN_FROM_FILE,        /* token_file = PATH: the file PATH */
+} TokenFrom;
+
 /* One provider of the chain. Every string is owned by the JobFile (or static). */
 typedef struct ProviderConf {
     const char *name; /* [A-Za-z0-9_.-]{1,PROVIDER_NAME_MAX}; recorded in the target's
@@ -31,8 +41,13 @@ typedef struct ProviderConf {
                                                   Transfer-Encoding; no control characters
                                                   but TAB */
     size_t n_headers;
-    ProviderMap map; /* the built-in mapping named by `mapping`, then map.* and presence
-                        overrides; presence is never NULL */
+    ProviderMap map;       /* the built-in mapping named by `mapping`, then map.* and presence
+                              overrides; presence is never NULL */
+    TokenFrom token_from;  /* at most one of token, token_env, token_file was given */
+    const char *token_ref; /* TOKEN_FROM_ENV: a variable name [A-Za-z_][A-Za-z0-9_]*;
+                              TOKEN_FROM_FILE: a non-empty path without control
+                              characters, as given (relative: to the working directory);
+                              else NULL */
 } ProviderConf;
 
 typedef struct JobFile {

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -17,8 +16,7 @@
 #include "joblock.h"
 #include "log.h"
 #include "scheduler.h"
-
-#define TOKEN_MAX 8192
+#include "token.h"
 
 static DbNames names_of(const Config *c)
 {
@@ -30,55 +28,12 @@ static DbNames names_of(const Config *c)
     return n;
 }
 
-/* The API token from --token-file or PGENRICH_TOKEN; *out is NULL when there is none.
- * Only trailing whitespace is trimmed. Caller frees. */
-static bool read_token(const Config *c, char **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (c->token_file == NULL) {
-        const char *t = getenv("PGENRICH_TOKEN");
-        if (t && *t && (*out = strdup(t)) == NULL) {
-            snprintf(err, errlen, "out of memory");
-            return false;
-        }
-        return true;
-    }
-    FILE *f = fopen(c->token_file, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot open token file %s: %s", c->token_file, strerror(errno));
-        return false;
-    }
-    struct stat stbuf;
-    if (fstat(fileno(f), &stbuf) == 0 && (stbuf.st_mode & 0077) != 0)
-        log_warn("event=token_file_permissions file=\"%s\" detail=\"readable by others; "
-                 "chmod 600 it\"",
-                 c->token_file);
-    char *buf = calloc(1, TOKEN_MAX + 1);
-    size_t n = buf ? fread(buf, 1, TOKEN_MAX + 1, f) : 0;
-    bool ok = buf != NULL && !ferror(f) && n <= TOKEN_MAX;
-    fclose(f);
-    if (!ok) {
-        snprintf(err, errlen, "cannot read token file %s (empty, unreadable or over %d bytes)",
-                 c->token_file, TOKEN_MAX);
-        free(buf);
-        return false;
-    }
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    if (n == 0 || memchr(buf, '\n', n) || memchr(buf, '\r', n)) {
-        snprintf(err, errlen, "token file %s must hold one non-empty line", c->token_file);
-        free(buf);
-        return false;
-    }
-    *out = buf;
-    return true;
-}
-
 static PGconn *connect_db(const Config *c, char *err, size_t errlen)
 {
     const char *dsn = c->dsn ? c->dsn : getenv("DATABASE_URL");
-    return db_connect(dsn, err, errlen); /* sets client_encoding UTF8 */
+    DbConnOpts opts = {.statement_timeout = c->statement_timeout,
+                       .keepalive_idle = c->db_keepalive};
+    return db_connect(dsn, &opts, err, errlen); /* sets client_encoding UTF8 */
 }
 
 static int cmd_init(const Config *c)
@@ -91,7 +46,8 @@ static int cmd_init(const Config *c)
     if (conn == NULL)
         goto failed;
     if (!db_key_type(conn, &names, &key_type, err, sizeof err) ||
-        !db_init_schema(conn, &names, key_type, err, sizeof err))
+        !db_init_schema(conn, &names, key_type, err, sizeof err) ||
+        !db_check_shape(conn, &names, key_type, err, sizeof err))
         goto failed;
     printf("pgenrich: schema ready: %s, %s, %s (id %s)\n", c->target_table, c->failures_table,
            c->checkpoint_table, key_type);
@@ -123,7 +79,8 @@ static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
     DbNames names = names_of(c);
-    char *key_type = NULL, *position = NULL, *paging = NULL, *token = NULL;
+    char *key_type = NULL, *position = NULL, *paging = NULL;
+    TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
     struct ev_loop *loop = NULL;
@@ -136,7 +93,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         goto failed;
     }
 
-    if (!read_token(c, &token, err, sizeof err)) {
+    if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
+                          sizeof err)) {
         rc = EXIT_USAGE;
         goto failed;
     }
@@ -156,7 +114,8 @@ static int cmd_run(const Config *c, JobFile *jf)
     if ((src = connect_db(c, err, sizeof err)) == NULL)
         goto failed;
     if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
-        !db_init_schema(src, &names, key_type, err, sizeof err))
+        !db_init_schema(src, &names, key_type, err, sizeof err) ||
+        !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
     if (retry_failed) {
         long long pending = 0;
@@ -204,7 +163,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .sink_conn = sink,
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
-        .token = token,
+        .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
     };
@@ -235,10 +194,7 @@ done:
         PQfinish(src);
     if (sink)
         PQfinish(sink);
-    if (token) {
-        memset(token, 0, strlen(token));
-        free(token);
-    }
+    token_chain_free(&tokens);
     free(key_type);
     free(position);
     free(paging);

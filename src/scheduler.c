@@ -1289,7 +1289,6 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         .timeout_ms = (long)(cfg->timeout * 1000.0),
         .max_body = cfg->max_body,
         .max_connections = cfg->concurrency,
-        .token = setup->token,
         .user_agent = "pgenrich/" PGENRICH_VERSION,
     };
     s->fetcher = fetcher_new(loop, &fo, err, errlen);
@@ -1298,8 +1297,9 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     for (size_t i = 0; i < setup->n_providers && i < PROVIDERS_MAX; i++) {
         Prov *p = &s->provs[s->n_provs++];
         p->conf = &setup->providers[i];
-        p->profile = fetcher_add_profile(s->fetcher, p->conf->headers, p->conf->n_headers,
-                                         p->conf->post, err, errlen);
+        p->profile =
+            fetcher_add_profile(s->fetcher, p->conf->headers, p->conf->n_headers, p->conf->post,
+                                setup->tokens ? setup->tokens[i] : NULL, err, errlen);
         if (p->profile < 0)
             goto failed;
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,

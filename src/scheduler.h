@@ -33,7 +33,8 @@ typedef struct SchedSetup {
     PGconn *sink_conn;             /* connected; ownership passes to the scheduler */
     const char *start_key;         /* keyset: resume after this key, or NULL */
     long long start_offset;        /* offset paging: rows already settled */
-    const char *token;             /* bearer token or NULL; never logged */
+    const char *const *tokens;     /* per provider, parallel to providers: the bearer token
+                                      or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
     size_t n_providers;
 } SchedSetup;

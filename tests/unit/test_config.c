@@ -34,6 +34,8 @@ static void test_defaults(void **state)
     assert_null(c.dsn);
     assert_null(c.where);
     assert_false(c.restart);
+    assert_true(c.statement_timeout == 300.0);
+    assert_int_equal(c.db_keepalive, 30);
 }
 
 static void test_all_flags(void **state)
@@ -47,7 +49,8 @@ static void test_all_flags(void **state)
                       "--checkpoint-table", "k", "--page-size", "500", "--paging", "offset",
                       "--concurrency", "256", "--rate", "99.5", "--timeout", "2.5",
                       "--max-attempts", "7", "--flush-rows", "100", "--flush-interval", "0.5",
-                      "--restart", "--quiet", "--token-file", "/dev/null", "--max-body", "4096"));
+                      "--restart", "--quiet", "--token-file", "/dev/null", "--max-body", "4096",
+                      "--statement-timeout", "2.5", "--db-keepalive", "10"));
     assert_string_equal(c.dsn, "host=x");
     assert_string_equal(c.job, "nightly");
     assert_string_equal(c.source_table, "Master Table");
@@ -68,6 +71,8 @@ static void test_all_flags(void **state)
     assert_true(c.quiet);
     assert_string_equal(c.token_file, "/dev/null");
     assert_int_equal(c.max_body, 4096);
+    assert_true(c.statement_timeout == 2.5);
+    assert_int_equal(c.db_keepalive, 10);
 }
 
 static void test_init_command(void **state)
@@ -78,6 +83,10 @@ static void test_init_command(void **state)
     assert_true(PARSE(&c, err, "init", "--dsn", "postgresql://u@h/db", "--target-table", "x"));
     assert_int_equal(c.cmd, CMD_INIT);
     assert_string_equal(c.target_table, "x");
+    /* connection settings apply to init too */
+    assert_true(PARSE(&c, err, "init", "--statement-timeout", "0", "--db-keepalive", "0"));
+    assert_true(c.statement_timeout == 0.0);
+    assert_int_equal(c.db_keepalive, 0);
     /* flags that only make sense for a job are refused by init */
     assert_false(PARSE(&c, err, "init", "--concurrency", "5"));
     assert_non_null(strstr(err, "--concurrency"));
@@ -114,10 +123,23 @@ static void test_number_bounds(void **state)
     Config c;
     char err[256];
     const char *bad[][2] = {
-        {"--concurrency", "0"},  {"--concurrency", "1.5"},  {"--concurrency", "abc"},
-        {"--page-size", "-1"},   {"--rate", "-3"},          {"--timeout", "0"},
-        {"--max-attempts", "0"}, {"--max-attempts", "101"}, {"--flush-rows", "0"},
-        {"--rate", "nan"},       {"--timeout", "inf"},      {"--concurrency", "12x"},
+        {"--concurrency", "0"},
+        {"--concurrency", "1.5"},
+        {"--concurrency", "abc"},
+        {"--page-size", "-1"},
+        {"--rate", "-3"},
+        {"--timeout", "0"},
+        {"--max-attempts", "0"},
+        {"--max-attempts", "101"},
+        {"--flush-rows", "0"},
+        {"--rate", "nan"},
+        {"--timeout", "inf"},
+        {"--concurrency", "12x"},
+        {"--statement-timeout", "-1"},
+        {"--statement-timeout", "1e7"},
+        {"--db-keepalive", "-1"},
+        {"--db-keepalive", "1.5"},
+        {"--db-keepalive", "7201"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_false(PARSE(&c, err, "run", "--job", "j", "--base-url", "http://h",
@@ -183,6 +205,13 @@ static void test_config_set(void **state)
     config_defaults(&c);
     assert_true(config_set(&c, "concurrency", "128", err, sizeof err));
     assert_int_equal(c.concurrency, 128);
+    /* the database settings are job-file keys too */
+    assert_true(config_set(&c, "statement-timeout", "60", err, sizeof err));
+    assert_true(c.statement_timeout == 60.0);
+    assert_true(config_set(&c, "db-keepalive", "0", err, sizeof err));
+    assert_int_equal(c.db_keepalive, 0);
+    assert_false(config_set(&c, "db-keepalive", "soon", err, sizeof err));
+    assert_non_null(strstr(err, "--db-keepalive"));
     assert_true(config_set(&c, "paging", "offset", err, sizeof err));
     assert_true(c.paging_offset);
     assert_true(config_set(&c, "restart", "yes", err, sizeof err));

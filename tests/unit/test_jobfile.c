@@ -178,6 +178,65 @@ static void test_provider_keys(void **state)
     jobfile_free(&l.jf);
 }
 
+/* Where each provider's token comes from; a provider that says nothing: TOKEN_FROM_DEFAULT
+ * (the rule of who gets the global token is token.c's). */
+static void test_token_keys(void **state)
+{
+    (void)state;
+    Loaded l;
+    assert_true(load(&l, "[provider a]\nurl = http://h/{id}\n"
+                         "[provider b]\nurl = http://h/{id}\ntoken = inherit\n"
+                         "[provider c]\ntoken = none\nurl = http://h/{id}\n"
+                         "[provider d]\nurl = http://h/{id}\ntoken_env = _Second_TOKEN2\n"
+                         "[provider e]\nurl = http://h/{id}\n"
+                         "token_file = /run/secrets/e token ; a comment\n"
+                         "[provider f]\nurl = http://h/{id}\ntoken_file = rel/tok.txt\n"));
+    assert_int_equal(l.jf.n_providers, 6);
+    const ProviderConf *p = l.jf.providers;
+    assert_int_equal(p[0].token_from, TOKEN_FROM_DEFAULT);
+    assert_null(p[0].token_ref);
+    assert_int_equal(p[1].token_from, TOKEN_FROM_INHERIT);
+    assert_null(p[1].token_ref);
+    assert_int_equal(p[2].token_from, TOKEN_FROM_NONE);
+    assert_null(p[2].token_ref);
+    assert_int_equal(p[3].token_from, TOKEN_FROM_ENV);
+    assert_string_equal(p[3].token_ref, "_Second_TOKEN2");
+    assert_int_equal(p[4].token_from, TOKEN_FROM_FILE);
+    assert_string_equal(p[4].token_ref, "/run/secrets/e token");
+    assert_int_equal(p[5].token_from, TOKEN_FROM_FILE);
+    assert_string_equal(p[5].token_ref, "rel/tok.txt");
+    jobfile_free(&l.jf);
+
+    /* the default chain says nothing either */
+    JobFile jf;
+    char err[128];
+    memset(&jf, 0, sizeof jf);
+    assert_true(jobfile_default_chain("http://127.0.0.1:9", &jf, err, sizeof err));
+    assert_int_equal(jf.providers[0].token_from, TOKEN_FROM_DEFAULT);
+    assert_null(jf.providers[0].token_ref);
+    jobfile_free(&jf);
+}
+
+/* A token pasted where its source belongs is never repeated in the message. */
+static void test_token_not_echoed(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "[provider p]\nurl = http://h/{id}\ntoken = sk-live-SECRET42\n",
+        "[provider p]\nurl = http://h/{id}\ntoken_env = sk-live-SECRET42\n",
+        "[job]\ntoken = sk-live-SECRET42\n",
+        "[provider p]\nurl = http://h/{id}\nheader = Authorization: Bearer sk-live-SECRET42\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        Loaded l;
+        assert_false(load(&l, texts[i]));
+        if (strstr(l.err, "SECRET42"))
+            print_error("case %zu: %s\n", i, l.err);
+        assert_null(strstr(l.err, "SECRET42"));
+        jobfile_free(&l.jf);
+    }
+}
+
 /* ';' starts a comment only after whitespace; '#' only at the start of a line. */
 static void test_comments(void **state)
 {
@@ -298,7 +357,9 @@ static const BadCase bad_cases[] = {
     {"[job]\njob = a\nfrobnicate = 1\n", "t.ini:3: frobnicate: unknown setting \"frobnicate\""},
     {"[job]\nconfig = other.ini\n", "t.ini:2: config: unknown setting \"config\""},
     {"[job]\ntoken = s3cret\n",
-     "t.ini:2: token: the token is never read from a job file: set PGENRICH_TOKEN or token-file"},
+     "t.ini:2: token: the token is never read from a job file: set PGENRICH_TOKEN or token-file "
+     "(token_env and token_file name a provider's own)"},
+    {"[job]\ntoken_env = X\n", "t.ini:2: token_env: unknown setting \"token_env\""},
     {"[job]\njob = a\n\n\njob = b\n", "t.ini:5: job: given twice in [job]"},
     {"[job]\njob =\n", "t.ini:2: job: --job must not be empty"},
     /* provider keys */
@@ -350,8 +411,8 @@ static const BadCase bad_cases[] = {
     {"[provider p]\nurl = http://h/{id}\nheader = X-Key:\n",
      "t.ini:3: header: the header has an empty value"},
     {"[provider p]\nurl = http://h/{id}\nheader = authorization: Bearer x\n",
-     "t.ini:3: header: Authorization is never read from a job file: the token comes from "
-     "PGENRICH_TOKEN or token-file"},
+     "t.ini:3: header: Authorization is never read from a job file: name the token's source "
+     "with token_env or token_file"},
     {"[provider p]\nurl = http://h/{id}\nheader = Host: evil\n",
      "t.ini:3: header: Host is set by pgenrich and cannot be given"},
     {"[provider p]\nurl = http://h/{id}\nheader = CONTENT-LENGTH: 5\n",
@@ -362,6 +423,42 @@ static const BadCase bad_cases[] = {
      "header=A:5\nheader=A:6\nheader=A:7\nheader=A:8\nheader=A:9\nheader=A:10\nheader=A:11\n"
      "header=A:12\nheader=A:13\nheader=A:14\nheader=A:15\nheader=A:16\nheader=A:17\n",
      "t.ini:19: header: more than 16 headers"},
+    /* token sources: one per provider, checked values, never echoed */
+    {"[provider p]\nurl = http://h/{id}\ntoken = s3cret-pasted\n",
+     "t.ini:3: token: must be inherit or none (a token itself never goes in a job file: name "
+     "its source with token_env or token_file)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken = Inherit\n",
+     "t.ini:3: token: must be inherit or none (a token itself never goes in a job file: name "
+     "its source with token_env or token_file)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken =\n",
+     "t.ini:3: token: must be inherit or none (a token itself never goes in a job file: name "
+     "its source with token_env or token_file)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env = 9LIVES\n",
+     "t.ini:3: token_env: must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env = MY-TOKEN\n",
+     "t.ini:3: token_env: must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env = $TOKEN\n",
+     "t.ini:3: token_env: must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env =\n",
+     "t.ini:3: token_env: must be the name of an environment variable ([A-Za-z_][A-Za-z0-9_]*)"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_file =\n", "t.ini:3: token_file: must name a file"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_file = /run/a\x01b\n",
+     "t.ini:3: token_file: control character in the path"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env = A\ntoken_env = B\n",
+     "t.ini:4: token_env: given twice in [provider p]"},
+    {"[provider p]\nurl = http://h/{id}\ntoken = none\ntoken = none\n",
+     "t.ini:4: token: given twice in [provider p]"},
+    {"[provider p]\nurl = http://h/{id}\ntoken_env = A\n\ntoken_file = /run/t\n",
+     "t.ini:5: token_file: token_env was given on line 3: at most one of token, token_env and "
+     "token_file per provider"},
+    {"[provider p]\ntoken_file = /run/t\nurl = http://h/{id}\ntoken = inherit\n",
+     "t.ini:4: token: token_file was given on line 2: at most one of token, token_env and "
+     "token_file per provider"},
+    {"[provider p]\nurl = http://h/{id}\ntoken = none\ntoken_env = A\n",
+     "t.ini:4: token_env: token was given on line 3: at most one of token, token_env and "
+     "token_file per provider"},
+    {"[provider p]\nurl = http://h/{id}\ntoken-env = A\n",
+     "t.ini:3: token-env: unknown key in [provider p]"},
     /* the error text is one printable line, whatever the file held */
     {"[job\x1b]\nx = 1\n", "t.ini:1: [job?]: unknown section (expected [job] or [provider NAME])"},
 };
@@ -577,6 +674,8 @@ int main(void)
         cmocka_unit_test(test_example),
         cmocka_unit_test(test_job_settings),
         cmocka_unit_test(test_provider_keys),
+        cmocka_unit_test(test_token_keys),
+        cmocka_unit_test(test_token_not_echoed),
         cmocka_unit_test(test_comments),
         cmocka_unit_test(test_continuation_lines),
         cmocka_unit_test(test_crlf_bom),
