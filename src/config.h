@@ -41,10 +41,10 @@ typedef struct Config {
     bool restart;
     bool quiet;
     bool verbose;
-    double backoff_base; /* seconds: 0.2 */
-    double backoff_cap;  /* seconds: 30 */
-    size_t max_body;     /* bytes: 1 MiB */
-    int max_depth;       /* JSON nesting: 32 */
+    double backoff_base;     /* seconds: 0.2 */
+    double backoff_cap;      /* seconds: 30 */
+    size_t max_body;         /* bytes: 1 MiB */
+    int max_depth;           /* JSON nesting: 32 */
     int forbidden_threshold; /* consecutive 403s from a provider that mean "credentials
                                 refused": 20 */
     double retry_after_max;  /* seconds one Retry-After may ask for: 60 */

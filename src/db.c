@@ -556,14 +556,15 @@ static char *checkpoint_sql(PGconn *c, const DbNames *names, const char *head, c
 }
 
 bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
-                        char **paging_out, char *err, size_t errlen)
+                        char **paging_out, char **since_out, char *err, size_t errlen)
 {
     bool ok = false;
     PGresult *r = NULL;
     *position_out = NULL;
     *paging_out = NULL;
-    char *sql =
-        checkpoint_sql(c, names, "SELECT position, paging FROM ", " WHERE job = $1", err, errlen);
+    *since_out = NULL;
+    char *sql = checkpoint_sql(c, names, "SELECT position, paging, started_at FROM ",
+                               " WHERE job = $1", err, errlen);
     if (sql == NULL)
         return false;
     const char *params[1] = {job};
@@ -575,6 +576,8 @@ bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char *
             goto oom;
         if (!PQgetisnull(r, 0, 1) && (*paging_out = strdup(PQgetvalue(r, 0, 1))) == NULL)
             goto oom;
+        if (!PQgetisnull(r, 0, 2) && (*since_out = strdup(PQgetvalue(r, 0, 2))) == NULL)
+            goto oom;
     }
     ok = true;
     goto done;
@@ -582,8 +585,10 @@ oom:
     snprintf(err, errlen, "out of memory");
     free(*position_out);
     free(*paging_out);
+    free(*since_out);
     *position_out = NULL;
     *paging_out = NULL;
+    *since_out = NULL;
 done:
     PQclear(r);
     free(sql);

@@ -63,10 +63,12 @@ bool db_check_shape(PGconn *c, const DbNames *names, const char *key_type, char 
                     size_t errlen) WUR;
 
 /* Read the job's checkpoint. *position_out is NULL when the job has none (or its position
- * is NULL: nothing settled yet); *paging_out is "keyset" or "offset" or NULL. Caller frees
- * both with free(). */
+ * is NULL: nothing settled yet); *paging_out is "keyset" or "offset" or NULL; *since_out
+ * is when the job's pass began (started_at, as timestamptz text), or NULL when there is no
+ * checkpoint: outcomes committed since then belong to this pass. Caller frees all three
+ * with free(). */
 bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
-                        char **paging_out, char *err, size_t errlen) WUR;
+                        char **paging_out, char **since_out, char *err, size_t errlen) WUR;
 
 /* Forget the job's checkpoint (for --restart). */
 bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -75,11 +76,41 @@ static void print_summary(const SchedStats *st)
     fflush(stdout);
 }
 
+/* Every request in flight holds a socket, and a name being resolved a pair more: make sure
+ * --concurrency fits in the open-file limit before the first request, raising the soft limit
+ * toward the hard one, rather than meet EMFILE as a storm of failed connections later. */
+static bool fit_open_files(int concurrency, char *err, size_t errlen)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)concurrency + 64, want = 3 * (rlim_t)concurrency + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return true; /* nothing to go by: let the run tell */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (rl.rlim_cur > before && setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("event=nofile_raised from=%llu to=%llu concurrency=%d",
+                     (unsigned long long)before, (unsigned long long)rl.rlim_cur, concurrency);
+        else
+            rl.rlim_cur = before;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        snprintf(err, errlen,
+                 "--concurrency %d needs about %llu open files, but the open-file limit "
+                 "(RLIMIT_NOFILE) is %llu and cannot be raised (hard limit %llu): raise it "
+                 "(ulimit -n, systemd LimitNOFILE=) or lower --concurrency",
+                 concurrency, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)rl.rlim_max);
+        return false;
+    }
+    return true;
+}
+
 static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
     DbNames names = names_of(c);
-    char *key_type = NULL, *position = NULL, *paging = NULL;
+    char *key_type = NULL, *position = NULL, *paging = NULL, *since = NULL;
     TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
@@ -93,6 +124,10 @@ static int cmd_run(const Config *c, JobFile *jf)
         goto failed;
     }
 
+    if (!fit_open_files(c->concurrency, err, sizeof err)) {
+        rc = EXIT_USAGE;
+        goto failed;
+    }
     if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
                           sizeof err)) {
         rc = EXIT_USAGE;
@@ -127,7 +162,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     if (!retry_failed && c->restart && !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
         goto failed;
     if (!retry_failed &&
-        !db_load_checkpoint(src, &names, c->job, &position, &paging, err, sizeof err))
+        !db_load_checkpoint(src, &names, c->job, &position, &paging, &since, err, sizeof err))
         goto failed;
     if (paging && strcmp(paging, want_paging) != 0) {
         snprintf(err, sizeof err,
@@ -163,6 +198,9 @@ static int cmd_run(const Config *c, JobFile *jf)
         .sink_conn = sink,
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
+        /* A resume skips the IDs this pass has committed past the checkpoint (keyset only:
+         * skipping rows would shift offsets). */
+        .skip_since = c->paging_offset ? NULL : since,
         .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
@@ -198,6 +236,7 @@ done:
     free(key_type);
     free(position);
     free(paging);
+    free(since);
     return rc;
 }
 

@@ -55,7 +55,7 @@ struct Page {
 typedef struct Lookup Lookup;
 struct Lookup {
     Scheduler *s;
-    Page *page;
+    Page *page; /* NULL once parked */
     int row;
     uint64_t seq;
     int prov;           /* index in the provider chain */
@@ -68,6 +68,13 @@ struct Lookup {
     ev_timer retry;
     Lookup *prev, *next; /* the list of live lookups */
     Lookup *ready_next;  /* the provider's queue of lookups due now */
+    /* Parked (see park_head_page): the lookup outlived its page. It keeps its own copy of
+     * the ID and the key just before it (the checkpoint cannot pass it), and sits in the
+     * scheduler's list of parked lookups, ascending by seq. */
+    char *id;
+    int id_len;
+    char *prev_key; /* NULL: nothing comes before it in this run */
+    Lookup *park_prev, *park_next;
     char last_error[LAST_ERROR_MAX];
     char first_error[LAST_ERROR_MAX];
 };
@@ -84,7 +91,7 @@ typedef struct Prov {
      * unsettled, until an answer tells which: another kind of answer releases them as
      * forbidden, the threshold stops the job with them unrecorded. */
     int refusals; /* consecutive 403s */
-    Lookup *held;  /* their lookups, linked through ready_next */
+    Lookup *held; /* their lookups, linked through ready_next */
 } Prov;
 
 /* One batch of settled outcomes on its way to the database. */
@@ -142,6 +149,8 @@ struct Scheduler {
 
     Lookup *live; /* every lookup not yet settled */
     size_t live_count;
+    Lookup *parked_head, *parked_tail; /* ascending by seq */
+    size_t parked_count;
 
     FlushBuf bufs[2];
     FlushBuf *active;   /* settled outcomes go here */
@@ -180,6 +189,10 @@ static double rand01(Scheduler *s)
 
 static const char *lookup_id(const Lookup *l, int *len)
 {
+    if (l->page == NULL) {
+        *len = l->id_len;
+        return l->id;
+    }
     *len = PQgetlength(l->page->res, l->row, 0);
     return PQgetvalue(l->page->res, l->row, 0);
 }
@@ -242,6 +255,81 @@ static void release_settled_pages(Scheduler *s)
         PQclear(p->res);
         free(p);
     }
+}
+
+/* At most this many unsettled lookups may hold a page back from being released, and at
+ * most PARK_MAX lookups are parked at once: the window stays the memory bound. */
+#define PARK_PAGE_MAX(page_size) ((page_size) / 50 + 4)
+#define PARK_MAX                 4096
+
+/* Give the unsettled lookups of the head page their own copy of their ID (and of the key
+ * before each, for the checkpoint) and release the page. */
+static bool park_head_page(Scheduler *s)
+{
+    Page *p = s->head;
+    for (Lookup *l = s->live; l; l = l->next) {
+        if (l->page != p)
+            continue;
+        int len = PQgetlength(p->res, l->row, 0);
+        const char *prev = l->row > 0 ? PQgetvalue(p->res, l->row - 1, 0) : s->released_key;
+        l->id = malloc((size_t)len + 1);
+        l->prev_key = prev ? strdup(prev) : NULL;
+        if (l->id == NULL || (prev && l->prev_key == NULL)) {
+            free(l->id);
+            free(l->prev_key);
+            l->id = l->prev_key = NULL;
+            return false;
+        }
+        memcpy(l->id, PQgetvalue(p->res, l->row, 0), (size_t)len + 1);
+        l->id_len = len;
+        if (!ckpt_settle(&s->ckpt, l->seq))
+            log_error("event=bug detail=\"parked a settled lookup\" seq=%llu",
+                      (unsigned long long)l->seq);
+        p->settled++;
+        l->page = NULL;
+        /* Insert by seq: the lookups of one page come in any order, pages in order. */
+        Lookup *after = s->parked_tail;
+        while (after && after->seq > l->seq)
+            after = after->park_prev;
+        l->park_prev = after;
+        l->park_next = after ? after->park_next : s->parked_head;
+        if (l->park_next)
+            l->park_next->park_prev = l;
+        else
+            s->parked_tail = l;
+        if (after)
+            after->park_next = l;
+        else
+            s->parked_head = l;
+        s->parked_count++;
+    }
+    return true;
+}
+
+/* Fresh IDs are blocked by the window while its oldest pages are held back by a few slow
+ * IDs (a long Retry-After, a hung request): park those few and release their pages, so
+ * lookups go on. The checkpoint stays before the oldest parked ID. */
+static bool maybe_park(Scheduler *s)
+{
+    size_t limit = PARK_PAGE_MAX((size_t)s->cfg->page_size);
+    bool parked = false;
+    while (s->phase == PH_RUNNING && s->head && s->head != s->disp_page) {
+        bool blocked =
+            s->disp_page != NULL
+                ? !ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row)
+                : !s->source_ended && s->window_ids + (size_t)s->cfg->page_size > s->window_cap;
+        size_t unsettled = (size_t)(s->head->n - s->head->settled);
+        if (!blocked || unsettled > limit || s->parked_count + unsettled > PARK_MAX)
+            return parked;
+        if (!park_head_page(s)) {
+            stop_job(s, EXIT_RUNTIME);
+            return false;
+        }
+        parked = true;
+        log_debug("event=parked ids=%zu parked=%zu", unsettled, s->parked_count);
+        release_settled_pages(s);
+    }
+    return parked;
 }
 
 static void maybe_fetch_page(Scheduler *s)
@@ -307,6 +395,15 @@ static char *current_position(Scheduler *s)
         return NULL; /* retry-failed leaves the job's checkpoint alone */
     uint64_t low = ckpt_low(&s->ckpt);
     char num[32];
+    const Lookup *pk = s->parked_head;
+    if (pk != NULL && pk->seq < low) {
+        /* The oldest parked lookup holds the position back. */
+        if (s->paging_offset) {
+            snprintf(num, sizeof num, "%lld", s->start_offset + (long long)pk->seq);
+            return pk->seq ? strdup(num) : NULL;
+        }
+        return pk->prev_key ? strdup(pk->prev_key) : NULL;
+    }
     if (s->paging_offset) {
         snprintf(num, sizeof num, "%lld", s->start_offset + (long long)low);
         return low ? strdup(num) : NULL;
@@ -347,6 +444,19 @@ static Lookup *lookup_new(Scheduler *s)
 static void lookup_free(Scheduler *s, Lookup *l)
 {
     ev_timer_stop(s->loop, &l->retry);
+    if (l->page == NULL) {
+        if (l->park_prev)
+            l->park_prev->park_next = l->park_next;
+        else
+            s->parked_head = l->park_next;
+        if (l->park_next)
+            l->park_next->park_prev = l->park_prev;
+        else
+            s->parked_tail = l->park_prev;
+        s->parked_count--;
+        free(l->id);
+        free(l->prev_key);
+    }
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -359,10 +469,12 @@ static void lookup_free(Scheduler *s, Lookup *l)
 
 static void settle(Scheduler *s, Lookup *l)
 {
-    if (!ckpt_settle(&s->ckpt, l->seq))
-        log_error("event=bug detail=\"settled twice or outside the window\" seq=%llu",
-                  (unsigned long long)l->seq);
-    l->page->settled++;
+    if (l->page != NULL) { /* a parked lookup was counted when it was parked */
+        if (!ckpt_settle(&s->ckpt, l->seq))
+            log_error("event=bug detail=\"settled twice or outside the window\" seq=%llu",
+                      (unsigned long long)l->seq);
+        l->page->settled++;
+    }
     lookup_free(s, l);
     release_settled_pages(s);
     if (flushbuf_count(s->active) >= (size_t)s->cfg->flush_rows)
@@ -670,8 +782,8 @@ static void on_fetch_done(void *ud, const FetchResult *r)
                 return;
             }
             char tail[96];
-            snprintf(tail, sizeof tail, " with Retry-After %.0f s, over --retry-after-max %g s",
-                     ra, s->cfg->retry_after_max);
+            snprintf(tail, sizeof tail, " with Retry-After %.0f s, over --retry-after-max %g s", ra,
+                     s->cfg->retry_after_max);
             text_append(l->last_error, sizeof l->last_error, 1, tail);
             final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
         } else if (l->attempts >= s->cfg->max_attempts) {
@@ -732,6 +844,11 @@ static bool start_request(Scheduler *s, Lookup *l)
     const char *id = lookup_id(l, &len);
     buf_reset(&s->url);
     buf_reset(&s->body);
+    if (len == 0) {
+        /* The URL would name the collection, not an entity: never ask. */
+        final_failure(s, l, REASON_REJECTED, 0, "empty ID: not looked up");
+        return true;
+    }
     if (!provider_build_url(&s->url, pc->url, id, (size_t)len) ||
         (pc->post && !build_body(&s->body, pc->body ? pc->body : "", id, (size_t)len))) {
         l->total_attempts++;
@@ -798,6 +915,7 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
 
 static void pump(Scheduler *s)
 {
+again:
     while (s->phase == PH_RUNNING && fetcher_in_flight(s->fetcher) < (size_t)s->cfg->concurrency) {
         double now = ev_now(s->loop);
         double wait;
@@ -838,6 +956,8 @@ static void pump(Scheduler *s)
         if (p->held && p->in_flight == 0 && p->ready_head == NULL && !ev_is_active(&s->wake))
             release_refused(s, p);
     }
+    if (maybe_park(s))
+        goto again; /* the window has room for fresh IDs again */
     maybe_fetch_page(s);
     check_finished(s);
 }
@@ -1260,6 +1380,8 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         .paging = cfg->paging_offset ? PAGING_OFFSET : PAGING_KEYSET,
         .start_key = setup->start_key,
         .start_offset = setup->start_offset,
+        .skip_since = setup->skip_since,
+        .target_table = cfg->target_table,
         .from_ledger = cfg->cmd == CMD_RETRY_FAILED,
         .failures_table = cfg->failures_table,
         .job = cfg->job,

@@ -33,6 +33,8 @@ typedef struct SchedSetup {
     PGconn *sink_conn;             /* connected; ownership passes to the scheduler */
     const char *start_key;         /* keyset: resume after this key, or NULL */
     long long start_offset;        /* offset paging: rows already settled */
+    const char *skip_since;        /* keyset: skip IDs with a target row or a ledger entry of
+                                      the job written since then (timestamptz text), or NULL */
     const char *const *tokens;     /* per provider, parallel to providers: the bearer token
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */

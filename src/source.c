@@ -32,9 +32,10 @@ struct Source {
     void *ud;
     Paging paging;
     int page_size;
-    char *sql_first; /* keyset from the start: no parameter */
+    char *sql_first; /* keyset from the start: only the fixed parameters */
     char *sql_next;  /* keyset after $N, or offset $1 (N = nfixed + 1) */
-    char *fixed[2];  /* ledger: job, then reason if any; they come before the position */
+    char *fixed[2];  /* ledger: job, then reason if any; a resume: job, pass start; they come
+                        before the position */
     int nfixed;
     char *last_key;   /* keyset: text of the last key delivered (NULL: from the start) */
     long long offset; /* offset: rows delivered so far, including the start offset */
@@ -49,12 +50,12 @@ struct Source {
  * The key is always qualified: a bare ORDER BY k would name the output column, which is
  * k as text, and a bigint key would then be ordered as text while k > $1 compares numbers. */
 static char *build_sql(const char *qkey, const char *qtable, const char *cond, const char *where,
-                       int page_size, const char *tail)
+                       const char *skip, int page_size, const char *tail)
 {
     Buf b;
     buf_init(&b, SQL_MAX);
-    bool ok = buf_printf(&b, "SELECT %s.%s::text FROM %s WHERE %s.%s %s", qtable, qkey, qtable,
-                         qtable, qkey, cond);
+    bool ok = buf_printf(&b, "SELECT %s.%s::text FROM %s WHERE %s.%s %s%s", qtable, qkey, qtable,
+                         qtable, qkey, cond, skip);
     /* The operator's filter is the one piece of SQL text taken from outside, on purpose.
      * It goes in parentheses on lines of its own so that a trailing -- comment or an OR
      * cannot change the paging condition; the extended protocol refuses a second
@@ -247,30 +248,68 @@ static bool setup_ledger(Source *s, const SourceOpts *opts)
     return opts->start_key == NULL || (s->last_key = strdup(opts->start_key)) != NULL;
 }
 
+/* The resume's filter ($1 the job, $2 the pass's start): not the IDs whose outcome this
+ * pass has committed already. Names are quoted identifiers. */
+static char *skip_clause(Source *s, const SourceOpts *opts, const char *qtable, const char *qkey)
+{
+    if (opts->target_table == NULL || opts->failures_table == NULL || opts->job == NULL)
+        return NULL;
+    char *qt = db_quote_ident(s->conn, opts->target_table);
+    char *qf = db_quote_ident(s->conn, opts->failures_table);
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    bool ok = qt != NULL && qf != NULL &&
+              buf_printf(&b,
+                         " AND NOT EXISTS (SELECT 1 FROM %s AS pgenrich_t WHERE pgenrich_t.id = "
+                         "%s.%s AND pgenrich_t.fetched_at >= $2::timestamptz) AND NOT EXISTS "
+                         "(SELECT 1 FROM %s AS pgenrich_f WHERE pgenrich_f.job = $1 AND "
+                         "pgenrich_f.id = %s.%s AND pgenrich_f.last_seen >= $2::timestamptz)",
+                         qt, qtable, qkey, qf, qtable, qkey);
+    free(qt);
+    free(qf);
+    if (!ok) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
 /* Source table mode: the page queries over table.key [with the filter]. */
 static bool setup_table(Source *s, const SourceOpts *opts)
 {
     bool ok = false;
     char *qtable = db_quote_ident(s->conn, opts->table);
     char *qkey = db_quote_ident(s->conn, opts->key);
+    char *skip = NULL;
     if (qtable == NULL || qkey == NULL)
         goto done;
+    if (opts->paging == PAGING_KEYSET && opts->skip_since != NULL) {
+        if ((skip = skip_clause(s, opts, qtable, qkey)) == NULL)
+            goto done;
+        if ((s->fixed[s->nfixed++] = strdup(opts->job)) == NULL ||
+            (s->fixed[s->nfixed++] = strdup(opts->skip_since)) == NULL)
+            goto done;
+    }
     if (opts->paging == PAGING_KEYSET) {
-        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, "");
-        s->sql_next = build_sql(qkey, qtable, "> $1", opts->where, opts->page_size, "");
+        const char *after = skip ? "> $3" : "> $1";
+        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, skip ? skip : "",
+                                 opts->page_size, "");
+        s->sql_next =
+            build_sql(qkey, qtable, after, opts->where, skip ? skip : "", opts->page_size, "");
         if (s->sql_first == NULL)
             goto done;
         if (opts->start_key != NULL && (s->last_key = strdup(opts->start_key)) == NULL)
             goto done;
     } else {
         s->sql_next =
-            build_sql(qkey, qtable, "IS NOT NULL", opts->where, opts->page_size, " OFFSET $1");
+            build_sql(qkey, qtable, "IS NOT NULL", opts->where, "", opts->page_size, " OFFSET $1");
         s->offset = opts->start_offset < 0 ? 0 : opts->start_offset;
     }
     ok = s->sql_next != NULL;
 done:
     free(qtable);
     free(qkey);
+    free(skip);
     return ok;
 }
 

@@ -19,11 +19,17 @@ typedef struct SourceOpts {
     const char *key;   /* one identifier, quoted by source */
     const char *where; /* optional filter, operator-supplied SQL, or NULL: the one
                         * piece of SQL text pgenrich takes from outside, as is. It must
-                        * not use $1 (the paging parameter). */
+                        * not use $n parameters (the paging uses them). */
     int page_size;     /* > 0 */
     Paging paging;
     const char *start_key;  /* keyset: start after this key (its text form); NULL = start */
     long long start_offset; /* offset: rows to skip first */
+    /* Keyset, table mode: the resume of an interrupted pass. Skip the IDs that have a row
+     * in target_table with fetched_at >= skip_since, or an entry of job in failures_table
+     * with last_seen >= skip_since: their outcome is committed already (timestamptz text;
+     * NULL: skip nothing). Two index probes per candidate row, on the primary keys. */
+    const char *skip_since;
+    const char *target_table; /* one identifier, quoted by source; with skip_since */
 
     /* Ledger mode (retry-failed): when from_ledger, pages are the IDs of job's rows in
      * failures_table (only those with this reason, unless reason is NULL), in id order:
@@ -36,8 +42,8 @@ typedef struct SourceOpts {
      * every ID still in the ledger when the cursor gets there comes once, none twice. Offset paging
      * would skip IDs as rows vanish, hence never used here. */
     bool from_ledger;
-    const char *failures_table; /* one identifier, quoted by source */
-    const char *job;            /* required with from_ledger */
+    const char *failures_table; /* one identifier, quoted by source; also with skip_since */
+    const char *job;            /* required with from_ledger and with skip_since */
     const char *reason;         /* NULL = any reason */
 } SourceOpts;
 

@@ -3,8 +3,9 @@
 # path or the query (../admin, a/b, ?x=1, #f, %2e%2e, dots, spaces, unicode, 3000 bytes) load
 # their own entity or land in the ledger with a clear reason; answers over the body cap,
 # with a content type that is not JSON or nested too deep are bad_response (and load when
-# the same answers are within bounds); a refused token (401) stops the job with exit 3, the
-# checkpoint where it was, and the token printed nowhere.
+# the same answers are within bounds); the empty ID is rejected without a request; a
+# refused token (401) stops the job with exit 3, the checkpoint where it was, and the token
+# printed nowhere.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -59,6 +60,10 @@ load_expected_as exp_ids text "SELECT id FROM hostile_ids"
 sql -c "UPDATE exp_ids SET outcome = 'rejected', label = NULL, geo_label = NULL,
         street_address = NULL, city_label = NULL, postal_code = NULL, country_label = NULL,
         latitude = NULL, longitude = NULL WHERE octet_length(id) > 4096"
+# The empty ID would name the collection, not an entity: rejected without a request.
+sql -c "UPDATE exp_ids SET outcome = 'rejected', label = NULL, geo_label = NULL,
+        street_address = NULL, city_label = NULL, postal_code = NULL, country_label = NULL,
+        latitude = NULL, longitude = NULL WHERE id = ''"
 start_mock
 run_pgenrich ids run --dsn "$IT_DSN" --job ids --base-url "$MOCK_URL" --source-table hostile_ids \
     --target-table ids_target --concurrency 8 --quiet
@@ -70,6 +75,8 @@ assert_eq "requests the mock refused (only the ID over its 4096-byte limit)" 1 \
 assert_none "the over-long ID must be rejected with its HTTP status" \
     "SELECT id, reason, http_status FROM enrich_failures
      WHERE job = 'ids' AND octet_length(id) > 4096 AND http_status IS DISTINCT FROM 400"
+assert_eq "requests made (every ID but the empty one)" "$(q "SELECT count(*) - 1 FROM hostile_ids")" \
+    "$(mock_stat requests)"
 assert_eq "hostile IDs settled" "$(q "SELECT count(*) FROM hostile_ids")" \
     "$(q "SELECT (SELECT count(*) FROM ids_target) +
                  (SELECT count(*) FROM enrich_failures WHERE job = 'ids')")"
