@@ -17,8 +17,9 @@ load_expected bigint
 REAL_BIN=$PGENRICH_BIN
 cat >"$IT_TMP/limited" <<'EOF'
 #!/usr/bin/env bash
-[ -z "${IT_NOFILE_HARD:-}" ] || ulimit -Hn "$IT_NOFILE_HARD" || exit 99
+# The soft limit first: the hard one cannot go below it.
 ulimit -Sn "$IT_NOFILE_SOFT" || exit 99
+[ -z "${IT_NOFILE_HARD:-}" ] || ulimit -Hn "$IT_NOFILE_HARD" || exit 99
 exec "$IT_REAL_BIN" "$@"
 EOF
 chmod +x "$IT_TMP/limited"
@@ -95,7 +96,8 @@ sql -c "UPDATE exp_text SET outcome = 'rejected', label = NULL, geo_label = NULL
         latitude = NULL, longitude = NULL WHERE id = ''"
 start_mock --header-log "$IT_TMP/headers.log"
 run_pgenrich empty run --dsn "$IT_DSN" --job empty --base-url "$MOCK_URL" \
-    --source-table text_source --target-table empty_target --concurrency 16 --quiet
+    --source-table text_source --target-table empty_target --failures-table empty_failures \
+    --concurrency 16 --quiet
 expect_rc 0 "a text source with an empty key"
 check_summary_shape empty
 log "empty: $(grep -E '^failures:' "$IT_TMP/empty.out")"
@@ -105,9 +107,9 @@ if grep -qE '^/api/v2/entities/(\?|[[:space:]])' "$IT_TMP/headers.log"; then
         "$IT_TMP/headers.log")"
 fi
 assert_eq "the empty key's ledger row" "rejected" \
-    "$(q "SELECT reason FROM enrich_failures WHERE job = 'empty' AND id = ''")"
+    "$(q "SELECT reason FROM empty_failures WHERE job = 'empty' AND id = ''")"
 assert_eq "rejected=" 1 "$(summary empty rejected)"
 sql -c "ALTER TABLE exp_text RENAME TO expected_text" -c "ALTER TABLE expected RENAME TO expected_bigint" \
     -c "ALTER TABLE expected_text RENAME TO expected"
-check_against_expected empty empty_target enrich_failures text_source
+check_against_expected empty empty_target empty_failures text_source
 assert_eq "checkpoint" "t" "$(q "SELECT finished FROM enrich_checkpoints WHERE job = 'empty'")"
