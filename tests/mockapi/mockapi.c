@@ -49,7 +49,8 @@ typedef struct Opts {
     unsigned down_mod, miss_mod, ctype_mod, pad_mod, nest_mod, forbidden_mod, slow_mod;
     const char *ctype; /* Content-Type for --ctype-mod IDs; "" = no header */
     unsigned pad_bytes, nest_depth;
-    unsigned slow_retry_after;  /* Retry-After seconds of the --slow-mod 503 */
+    unsigned slow_retry_after;  /* Retry-After seconds of the --slow-mod answer */
+    unsigned slow_status;       /* status of the --slow-mod answer: 503 or 429 */
     const char *require_header; /* "Name: value" every API request must carry, or NULL */
     const char *header_log;     /* file for one "path TAB Authorization" line per request */
 } Opts;
@@ -92,6 +93,7 @@ static const OptDef opt_defs[] = {
     {"forbidden-mod", OPT_UINT, offsetof(Opts, forbidden_mod), 1000000},
     {"slow-mod", OPT_UINT, offsetof(Opts, slow_mod), 1000000},
     {"slow-retry-after", OPT_UINT, offsetof(Opts, slow_retry_after), 1000000000},
+    {"slow-status", OPT_UINT, offsetof(Opts, slow_status), 599},
     {"header-log", OPT_STR, offsetof(Opts, header_log), 0},
 };
 
@@ -105,7 +107,7 @@ static void usage(FILE *f)
           "                        [--ctype-mod N] [--ctype T] [--pad-mod N] [--pad-bytes B]\n"
           "                        [--nest-mod N] [--nest-depth D] [--require-header H]\n"
           "                        [--forbidden-mod N] [--slow-mod N] [--slow-retry-after S]\n"
-          "                        [--header-log FILE]\n"
+          "                        [--slow-status 503|429] [--header-log FILE]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -198,6 +200,11 @@ static bool parse_args(int argc, char **argv, Opts *o)
     }
     if (o->threads == 0) {
         fprintf(stderr, "pgenrich-mockapi: --threads must be at least 1\n");
+        return false;
+    }
+    if (o->slow_status != MHD_HTTP_SERVICE_UNAVAILABLE &&
+        o->slow_status != MHD_HTTP_TOO_MANY_REQUESTS) {
+        fprintf(stderr, "pgenrich-mockapi: --slow-status must be 503 or 429\n");
         return false;
     }
     if (o->require_header) {
@@ -758,7 +765,11 @@ static void answer_entity(Server *s, Req *rq, const char *raw, bool secondary)
     }
     if (!secondary && quirk_on(&s->o, MOCK_Q_SLOW, id, idlen)) {
         BUMP(s, forced_slow);
-        set_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "primary slow for this id");
+        /* A 429 asks the whole client to slow down, a 503 only says this ID is not ready. */
+        if (s->o.slow_status == MHD_HTTP_TOO_MANY_REQUESTS)
+            set_error(rq, MHD_HTTP_TOO_MANY_REQUESTS, "come back later");
+        else
+            set_error(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "primary slow for this id");
         rq->retry_after = true;
         rq->retry_after_s = s->o.slow_retry_after;
         return;
@@ -1497,6 +1508,7 @@ int main(int argc, char **argv)
     s.o.pad_bytes = 2u * 1024 * 1024;
     s.o.nest_depth = 1000;
     s.o.slow_retry_after = 3600;
+    s.o.slow_status = MHD_HTTP_SERVICE_UNAVAILABLE;
     s.log_fd = -1;
     if (!parse_args(argc, argv, &s.o)) {
         usage(stderr);
