@@ -62,7 +62,7 @@ stop_mock_pid "$MOCK_PID"
 # --- 2. rate limited: 429 with Retry-After ------------------------------------------------------
 sql -c "TRUNCATE standardized_locations, enrich_failures, enrich_checkpoints"
 sql -c "DELETE FROM master_table WHERE id > 1500"
-start_mock --rate-limit 2000
+start_mock --rate-limit 500
 run_pgenrich ratelimited run --dsn "$IT_DSN" --job ratelimited --base-url "$MOCK_URL" \
     --concurrency 256 --max-attempts 20 --quiet
 expect_rc 0 "pgenrich run against a rate-limited mock"
