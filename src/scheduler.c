@@ -1,8 +1,8 @@
-/* scheduler: pages of IDs come in from the source, lookups go out through the fetcher under
- * the concurrency cap and the token bucket, answers become COPY lines in the outbox's active
- * batch, and the scheduler decides when the outbox commits a batch together with the
- * checkpoint watermark. Everything happens in callbacks on one libev loop; nothing here
- * blocks. */
+/* scheduler: pages of IDs come in from the source into the window, lookups go out through
+ * the fetcher under the concurrency cap and the token bucket, answers become COPY lines in
+ * the outbox's active batch, and the scheduler decides when the outbox commits a batch
+ * together with the window's checkpoint position. Everything happens in callbacks on one
+ * libev loop; nothing here blocks. */
 #include "scheduler.h"
 
 #include <math.h>
@@ -18,7 +18,6 @@
 
 #include "breaker.h"
 #include "buf.h"
-#include "checkpoint.h"
 #include "copyenc.h"
 #include "fetcher.h"
 #include "jobfile.h"
@@ -29,12 +28,12 @@
 #include "sink.h"
 #include "source.h"
 #include "utf8.h"
+#include "window.h"
 
 const char *const sched_reason_names[SCHED_REASONS] = {
     REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
     REASON_EXHAUSTED, REASON_FORBIDDEN,   REASON_UNLOADABLE};
 
-#define WINDOW_PAGES         8    /* pages of IDs held at once (in flight or unsettled) */
 #define PROGRESS_INTERVAL    10.0 /* seconds between progress lines */
 #define BREAKER_WINDOW       10.0 /* seconds of outcomes a breaker weighs */
 #define BREAKER_MIN_REQUESTS 20   /* outcomes needed before a breaker may open */
@@ -42,21 +41,10 @@ const char *const sched_reason_names[SCHED_REASONS] = {
 #define BREAKER_COOLDOWN     1.0  /* first pause, doubled per failed probe ... */
 #define BREAKER_COOLDOWN_MAX 60.0 /* ... up to this */
 
-typedef struct Page Page;
-struct Page {
-    PGresult *res;
-    int n;
-    int settled;
-    uint64_t first_seq;
-    Page *next;
-};
-
 typedef struct Lookup Lookup;
 struct Lookup {
     Scheduler *s;
-    Page *page; /* NULL once parked */
-    int row;
-    uint64_t seq;
+    WinSlot slot;       /* its ID in the window */
     int prov;           /* index in the provider chain */
     int attempts;       /* with the current provider */
     int total_attempts; /* over the whole chain */
@@ -67,13 +55,6 @@ struct Lookup {
     ev_timer retry;
     Lookup *prev, *next; /* the list of live lookups */
     Lookup *ready_next;  /* the provider's queue of lookups due now */
-    /* Parked (see park_head_page): the lookup outlived its page. It keeps its own copy of
-     * the ID and the key just before it (the checkpoint cannot pass it), and sits in the
-     * scheduler's list of parked lookups, ascending by seq. */
-    char *id;
-    int id_len;
-    char *prev_key; /* NULL: nothing comes before it in this run */
-    Lookup *park_prev, *park_next;
     char last_error[OUTBOX_ERROR_MAX];
     char first_error[OUTBOX_ERROR_MAX];
 };
@@ -102,7 +83,7 @@ struct Scheduler {
     Outbox *outbox;
     Fetcher *fetcher;
     RateLimit rl;
-    Ckpt ckpt;
+    Window *win;
 
     Prov provs[PROVIDERS_MAX];
     int n_provs;
@@ -112,21 +93,8 @@ struct Scheduler {
     Buf body;
     Buf scratch;
 
-    Page *head, *tail; /* the window, oldest first */
-    Page *disp_page;   /* next fresh ID: disp_page row disp_row */
-    int disp_row;
-    size_t window_ids;
-    size_t window_cap;
-    uint64_t next_seq;
-    bool source_ended;
-    char *released_key; /* last key of the newest page released from the window */
-    bool paging_offset;
-    long long start_offset;
-
     Lookup *live; /* every lookup not yet settled */
     size_t live_count;
-    Lookup *parked_head, *parked_tail; /* ascending by seq */
-    size_t parked_count;
 
     ev_timer wake;       /* rate limit or breaker pause */
     ev_timer flush_tick; /* flush-interval */
@@ -157,125 +125,27 @@ static double rand01(Scheduler *s)
     return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static const char *lookup_id(const Lookup *l, int *len)
-{
-    if (l->page == NULL) {
-        *len = l->id_len;
-        return l->id;
-    }
-    *len = PQgetlength(l->page->res, l->row, 0);
-    return PQgetvalue(l->page->res, l->row, 0);
-}
-
 /* ---------------------------------------------------------------- window of pages */
 
-static void release_settled_pages(Scheduler *s)
-{
-    while (s->head && s->head->settled == s->head->n && s->head != s->disp_page) {
-        Page *p = s->head;
-        char *key = strdup(PQgetvalue(p->res, p->n - 1, 0));
-        if (key == NULL) {
-            stop_job(s, EXIT_RUNTIME);
-            return;
-        }
-        free(s->released_key);
-        s->released_key = key;
-        s->head = p->next;
-        if (s->head == NULL)
-            s->tail = NULL;
-        s->window_ids -= (size_t)p->n;
-        PQclear(p->res);
-        free(p);
-    }
-}
-
-/* At most this many unsettled lookups may hold a page back from being released, and at
- * most PARK_MAX lookups are parked at once: the window stays the memory bound. */
-#define PARK_PAGE_MAX(page_size) ((page_size) / 50 + 4)
-#define PARK_MAX                 4096
-
-/* Give the unsettled lookups of the head page their own copy of their ID (and of the key
- * before each, for the checkpoint) and release the page. */
-static bool park_head_page(Scheduler *s)
-{
-    Page *p = s->head;
-    for (Lookup *l = s->live; l; l = l->next) {
-        if (l->page != p)
-            continue;
-        int len = PQgetlength(p->res, l->row, 0);
-        const char *prev = l->row > 0 ? PQgetvalue(p->res, l->row - 1, 0) : s->released_key;
-        l->id = malloc((size_t)len + 1);
-        l->prev_key = prev ? strdup(prev) : NULL;
-        if (l->id == NULL || (prev && l->prev_key == NULL)) {
-            free(l->id);
-            free(l->prev_key);
-            l->id = l->prev_key = NULL;
-            return false;
-        }
-        memcpy(l->id, PQgetvalue(p->res, l->row, 0), (size_t)len + 1);
-        l->id_len = len;
-        if (!ckpt_settle(&s->ckpt, l->seq))
-            log_error("event=bug detail=\"parked a settled lookup\" seq=%llu",
-                      (unsigned long long)l->seq);
-        p->settled++;
-        l->page = NULL;
-        /* Insert by seq: the lookups of one page come in any order, pages in order. */
-        Lookup *after = s->parked_tail;
-        while (after && after->seq > l->seq)
-            after = after->park_prev;
-        l->park_prev = after;
-        l->park_next = after ? after->park_next : s->parked_head;
-        if (l->park_next)
-            l->park_next->park_prev = l;
-        else
-            s->parked_tail = l;
-        if (after)
-            after->park_next = l;
-        else
-            s->parked_head = l;
-        s->parked_count++;
-    }
-    return true;
-}
-
-/* Fresh IDs are blocked by the window while its oldest pages are held back by a few slow
- * IDs (a long Retry-After, a hung request): park those few and release their pages, so
- * lookups go on. The checkpoint stays before the oldest parked ID. */
+/* Park the few slow IDs that hold the oldest pages back (window_park). Returns whether
+ * the window has room for fresh IDs again. */
 static bool maybe_park(Scheduler *s)
 {
-    size_t limit = PARK_PAGE_MAX((size_t)s->cfg->page_size);
     bool parked = false;
-    while (s->phase == PH_RUNNING && s->head && s->head != s->disp_page) {
-        bool blocked =
-            s->disp_page != NULL
-                ? !ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row)
-                : !s->source_ended && s->window_ids + (size_t)s->cfg->page_size > s->window_cap;
-        size_t unsettled = (size_t)(s->head->n - s->head->settled);
-        if (!blocked || unsettled > limit || s->parked_count + unsettled > PARK_MAX)
-            return parked;
-        if (!park_head_page(s)) {
-            stop_job(s, EXIT_RUNTIME);
-            return false;
-        }
-        parked = true;
-        log_debug("event=parked ids=%zu parked=%zu", unsettled, s->parked_count);
-        release_settled_pages(s);
+    if (s->phase == PH_RUNNING && !window_park(s->win, &parked)) {
+        stop_job(s, EXIT_RUNTIME);
+        return false;
     }
     return parked;
 }
 
 static void maybe_fetch_page(Scheduler *s)
 {
-    if (s->phase != PH_RUNNING || s->source_ended || source_busy(s->source))
+    if (s->phase != PH_RUNNING || window_ended(s->win) || source_busy(s->source))
         return;
-    if (s->window_ids + (size_t)s->cfg->page_size > s->window_cap)
+    if (!window_wants_page(s->win))
         return;
-    /* Read one page ahead of dispatch, no more: a page not yet dispatched is already
-     * waiting behind the current one. The window's extra room is for pages held back by
-     * slow IDs, so memory does not grow with the size of the source. */
-    if (s->disp_page != NULL && s->disp_page != s->tail)
-        return;
-    if (!source_fetch(s->source) && !source_busy(s->source) && !s->source_ended)
+    if (!source_fetch(s->source) && !source_busy(s->source) && !window_ended(s->win))
         log_debug("event=source_fetch_refused");
 }
 
@@ -290,33 +160,16 @@ static void on_page(void *ud, PGresult *res, const char *err)
     int n = PQntuples(res);
     if (n == 0 || s->phase != PH_RUNNING) {
         if (n == 0)
-            s->source_ended = true;
+            window_end(s->win);
         PQclear(res);
         pump(s);
         return;
     }
-    Page *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        PQclear(res);
+    if (!window_add_page(s->win, res)) {
         stop_job(s, EXIT_RUNTIME);
         return;
     }
-    p->res = res;
-    p->n = n;
-    p->first_seq = s->next_seq;
-    s->next_seq += (uint64_t)n;
-    s->window_ids += (size_t)n;
     s->st.ids_read += n;
-    if (s->tail)
-        s->tail->next = p;
-    else
-        s->head = p;
-    s->tail = p;
-    if (s->disp_page == NULL) {
-        s->disp_page = p;
-        s->disp_row = 0;
-    }
-    log_debug("event=page rows=%d window_ids=%zu", n, s->window_ids);
     pump(s);
 }
 
@@ -325,28 +178,7 @@ static char *current_position(Scheduler *s)
 {
     if (s->from_ledger)
         return NULL; /* retry-failed leaves the job's checkpoint alone */
-    uint64_t low = ckpt_low(&s->ckpt);
-    char num[32];
-    const Lookup *pk = s->parked_head;
-    if (pk != NULL && pk->seq < low) {
-        /* The oldest parked lookup holds the position back. */
-        if (s->paging_offset) {
-            snprintf(num, sizeof num, "%lld", s->start_offset + (long long)pk->seq);
-            return pk->seq ? strdup(num) : NULL;
-        }
-        return pk->prev_key ? strdup(pk->prev_key) : NULL;
-    }
-    if (s->paging_offset) {
-        snprintf(num, sizeof num, "%lld", s->start_offset + (long long)low);
-        return low ? strdup(num) : NULL;
-    }
-    if (low == 0)
-        return NULL;
-    uint64_t seq = low - 1;
-    for (Page *p = s->head; p; p = p->next)
-        if (seq >= p->first_seq && seq < p->first_seq + (uint64_t)p->n)
-            return strdup(PQgetvalue(p->res, (int)(seq - p->first_seq), 0));
-    return s->released_key ? strdup(s->released_key) : NULL;
+    return window_position(s->win);
 }
 
 /* ---------------------------------------------------------------- lookups */
@@ -357,38 +189,20 @@ static Lookup *lookup_new(Scheduler *s)
     if (l == NULL)
         return NULL;
     l->s = s;
-    l->page = s->disp_page;
-    l->row = s->disp_row;
-    l->seq = s->disp_page->first_seq + (uint64_t)s->disp_row;
+    window_take(s->win, &l->slot);
     ev_init(&l->retry, NULL);
     l->next = s->live;
     if (s->live)
         s->live->prev = l;
     s->live = l;
     s->live_count++;
-    if (++s->disp_row == s->disp_page->n) {
-        s->disp_page = s->disp_page->next;
-        s->disp_row = 0;
-    }
     return l;
 }
 
 static void lookup_free(Scheduler *s, Lookup *l)
 {
     ev_timer_stop(s->loop, &l->retry);
-    if (l->page == NULL) {
-        if (l->park_prev)
-            l->park_prev->park_next = l->park_next;
-        else
-            s->parked_head = l->park_next;
-        if (l->park_next)
-            l->park_next->park_prev = l->park_prev;
-        else
-            s->parked_tail = l->park_prev;
-        s->parked_count--;
-        free(l->id);
-        free(l->prev_key);
-    }
+    window_drop(s->win, &l->slot);
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -401,14 +215,10 @@ static void lookup_free(Scheduler *s, Lookup *l)
 
 static void settle(Scheduler *s, Lookup *l)
 {
-    if (l->page != NULL) { /* a parked lookup was counted when it was parked */
-        if (!ckpt_settle(&s->ckpt, l->seq))
-            log_error("event=bug detail=\"settled twice or outside the window\" seq=%llu",
-                      (unsigned long long)l->seq);
-        l->page->settled++;
-    }
+    window_settle(s->win, &l->slot);
     lookup_free(s, l);
-    release_settled_pages(s);
+    if (!window_release(s->win))
+        stop_job(s, EXIT_RUNTIME);
     if (outbox_pending(s->outbox) >= (size_t)s->cfg->flush_rows)
         maybe_flush(s, false);
 }
@@ -416,7 +226,7 @@ static void settle(Scheduler *s, Lookup *l)
 static bool put_id(Buf *b, const Lookup *l)
 {
     int len;
-    const char *id = lookup_id(l, &len);
+    const char *id = window_id(&l->slot, &len);
     return copyenc_text(b, id, (size_t)len) && buf_putc(b, '\t');
 }
 
@@ -739,12 +549,10 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 
 static bool fresh_allowed(const Scheduler *s)
 {
-    if (s->disp_page == NULL)
-        return false;
     /* Backpressure: stop reading new IDs while the database lags far behind. */
     if (outbox_pending(s->outbox) >= 2 * (size_t)s->cfg->flush_rows)
         return false;
-    return ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row);
+    return window_has_fresh(s->win);
 }
 
 /* Append body_tmpl with every {id} replaced by the ID as the inside of a JSON string. */
@@ -772,7 +580,7 @@ static bool start_request(Scheduler *s, Lookup *l)
 {
     const ProviderConf *pc = s->provs[l->prov].conf;
     int len;
-    const char *id = lookup_id(l, &len);
+    const char *id = window_id(&l->slot, &len);
     buf_reset(&s->url);
     buf_reset(&s->body);
     if (len == 0) {
@@ -800,7 +608,7 @@ static bool start_request(Scheduler *s, Lookup *l)
 
 static void check_finished(Scheduler *s)
 {
-    if (s->phase == PH_RUNNING && s->source_ended && s->head == NULL && s->live_count == 0) {
+    if (s->phase == PH_RUNNING && window_drained(s->win) && s->live_count == 0) {
         s->phase = PH_FINISHING;
         maybe_flush(s, true);
     }
@@ -1026,7 +834,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     Scheduler *s = w->data;
     double el = ev_now(loop) - s->started;
-    long long settled = (long long)ckpt_low(&s->ckpt);
+    long long settled = (long long)window_settled(s->win);
     const OutboxTotals *t = outbox_totals(s->outbox);
     log_info("event=progress ids_read=%lld settled=%lld rows_loaded=%lld failures=%lld "
              "in_flight=%zu retries=%lld elapsed_s=%.1f ids_per_s=%.0f",
@@ -1046,16 +854,14 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->loop = loop;
     s->cfg = cfg;
     s->exit_code = -1;
-    s->paging_offset = cfg->paging_offset;
-    s->start_offset = setup->start_offset;
     s->rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
     if (s->rng == 0)
         s->rng = 1;
     buf_init(&s->url, 64 * 1024);
     buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
-    s->window_cap = (size_t)cfg->page_size * WINDOW_PAGES;
-    if (!ckpt_init(&s->ckpt, 0, s->window_cap))
+    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset);
+    if (s->win == NULL)
         goto oom;
     s->from_ledger = cfg->cmd == CMD_RETRY_FAILED;
     rl_init(&s->rl, cfg->rate, cfg->rate > 0 ? fmax(1.0, cfg->rate / 20.0) : 1.0, ev_now(loop));
@@ -1190,16 +996,9 @@ void scheduler_free(Scheduler *s)
     fetcher_free(s->fetcher);
     source_free(s->source);
     outbox_free(s->outbox);
-    while (s->head) {
-        Page *p = s->head;
-        s->head = p->next;
-        PQclear(p->res);
-        free(p);
-    }
-    ckpt_free(&s->ckpt);
+    window_free(s->win);
     buf_free(&s->url);
     buf_free(&s->body);
     buf_free(&s->scratch);
-    free(s->released_key);
     free(s);
 }
