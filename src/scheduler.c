@@ -1,7 +1,8 @@
-/* scheduler: pages of IDs come in from the source, lookups go out through the fetcher under
- * the concurrency cap and the token bucket, answers become COPY lines in the active flush
- * buffer, and the sink commits a buffer together with the checkpoint watermark. Everything
- * happens in callbacks on one libev loop; nothing here blocks. */
+/* scheduler: pages of IDs come in from the source into the window, lookups go out through
+ * the fetcher under the concurrency cap and the token bucket, answers become COPY lines in
+ * the outbox's active batch, and the scheduler decides when the outbox commits a batch
+ * together with the window's checkpoint position. Everything happens in callbacks on one
+ * libev loop; nothing here blocks. */
 #include "scheduler.h"
 
 #include <math.h>
@@ -17,47 +18,33 @@
 
 #include "breaker.h"
 #include "buf.h"
-#include "checkpoint.h"
 #include "copyenc.h"
 #include "fetcher.h"
-#include "isolate.h"
 #include "jobfile.h"
 #include "log.h"
+#include "outbox.h"
 #include "ratelimit.h"
 #include "retry.h"
 #include "sink.h"
 #include "source.h"
 #include "utf8.h"
+#include "window.h"
 
 const char *const sched_reason_names[SCHED_REASONS] = {
     REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
     REASON_EXHAUSTED, REASON_FORBIDDEN,   REASON_UNLOADABLE};
 
-#define WINDOW_PAGES         8          /* pages of IDs held at once (in flight or unsettled) */
-#define FLUSH_BUF_MAX        (1u << 30) /* hard cap of one flush buffer */
-#define LAST_ERROR_MAX       200        /* bytes of last_error kept per failure */
-#define PROGRESS_INTERVAL    10.0       /* seconds between progress lines */
-#define BREAKER_WINDOW       10.0       /* seconds of outcomes a breaker weighs */
-#define BREAKER_MIN_REQUESTS 20         /* outcomes needed before a breaker may open */
-#define BREAKER_THRESHOLD    0.5        /* share of transient failures that opens it */
-#define BREAKER_COOLDOWN     1.0        /* first pause, doubled per failed probe ... */
-#define BREAKER_COOLDOWN_MAX 60.0       /* ... up to this */
-
-typedef struct Page Page;
-struct Page {
-    PGresult *res;
-    int n;
-    int settled;
-    uint64_t first_seq;
-    Page *next;
-};
+#define PROGRESS_INTERVAL    10.0 /* seconds between progress lines */
+#define BREAKER_WINDOW       10.0 /* seconds of outcomes a breaker weighs */
+#define BREAKER_MIN_REQUESTS 20   /* outcomes needed before a breaker may open */
+#define BREAKER_THRESHOLD    0.5  /* share of transient failures that opens it */
+#define BREAKER_COOLDOWN     1.0  /* first pause, doubled per failed probe ... */
+#define BREAKER_COOLDOWN_MAX 60.0 /* ... up to this */
 
 typedef struct Lookup Lookup;
 struct Lookup {
     Scheduler *s;
-    Page *page; /* NULL once parked */
-    int row;
-    uint64_t seq;
+    WinSlot slot;       /* its ID in the window */
     int prov;           /* index in the provider chain */
     int attempts;       /* with the current provider */
     int total_attempts; /* over the whole chain */
@@ -68,15 +55,8 @@ struct Lookup {
     ev_timer retry;
     Lookup *prev, *next; /* the list of live lookups */
     Lookup *ready_next;  /* the provider's queue of lookups due now */
-    /* Parked (see park_head_page): the lookup outlived its page. It keeps its own copy of
-     * the ID and the key just before it (the checkpoint cannot pass it), and sits in the
-     * scheduler's list of parked lookups, ascending by seq. */
-    char *id;
-    int id_len;
-    char *prev_key; /* NULL: nothing comes before it in this run */
-    Lookup *park_prev, *park_next;
-    char last_error[LAST_ERROR_MAX];
-    char first_error[LAST_ERROR_MAX];
+    char last_error[OUTBOX_ERROR_MAX];
+    char first_error[OUTBOX_ERROR_MAX];
 };
 
 /* A provider of the chain at run time. */
@@ -94,39 +74,16 @@ typedef struct Prov {
     Lookup *held; /* their lookups, linked through ready_next */
 } Prov;
 
-/* One batch of settled outcomes on its way to the database. */
-typedef struct FlushBuf {
-    Buf rows;
-    Buf fails;
-    size_t nrows, nfails;
-    long long by_reason[SCHED_REASONS];
-    char *position; /* checkpoint position committed with this batch, or NULL */
-    bool done;      /* the batch marks the job finished */
-} FlushBuf;
-
-/* A flush the database refused for its data, being retried in halves (isolate.h) to find
- * the lines it refuses. The lines are the batch's row lines, then its failure lines. */
-typedef struct Poison {
-    bool active;
-    bool final_sent; /* the last flush (poison lines as failures, with the checkpoint) */
-    Isolate it;
-    size_t *off;    /* start of each line, rows then fails, and one past each end */
-    size_t lo, hi;  /* the range being flushed */
-    Buf views[2];   /* borrowed slices of the batch's buffers, never freed */
-    Buf unloadable; /* failure lines for the poison lines */
-    size_t nunloadable;
-} Poison;
-
 typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
 
 struct Scheduler {
     struct ev_loop *loop;
     const Config *cfg;
     Source *source;
-    Sink *sink;
+    Outbox *outbox;
     Fetcher *fetcher;
     RateLimit rl;
-    Ckpt ckpt;
+    Window *win;
 
     Prov provs[PROVIDERS_MAX];
     int n_provs;
@@ -136,27 +93,8 @@ struct Scheduler {
     Buf body;
     Buf scratch;
 
-    Page *head, *tail; /* the window, oldest first */
-    Page *disp_page;   /* next fresh ID: disp_page row disp_row */
-    int disp_row;
-    size_t window_ids;
-    size_t window_cap;
-    uint64_t next_seq;
-    bool source_ended;
-    char *released_key; /* last key of the newest page released from the window */
-    bool paging_offset;
-    long long start_offset;
-
     Lookup *live; /* every lookup not yet settled */
     size_t live_count;
-    Lookup *parked_head, *parked_tail; /* ascending by seq */
-    size_t parked_count;
-
-    FlushBuf bufs[2];
-    FlushBuf *active;   /* settled outcomes go here */
-    FlushBuf *flushing; /* the batch the sink is committing, or NULL */
-    bool sink_failed;
-    Poison poison;
 
     ev_timer wake;       /* rate limit or breaker pause */
     ev_timer flush_tick; /* flush-interval */
@@ -187,163 +125,27 @@ static double rand01(Scheduler *s)
     return (double)((s->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-static const char *lookup_id(const Lookup *l, int *len)
-{
-    if (l->page == NULL) {
-        *len = l->id_len;
-        return l->id;
-    }
-    *len = PQgetlength(l->page->res, l->row, 0);
-    return PQgetvalue(l->page->res, l->row, 0);
-}
-
-static int reason_index(const char *reason, size_t len)
-{
-    for (int i = 0; i < SCHED_REASONS; i++)
-        if (strlen(sched_reason_names[i]) == len && memcmp(reason, sched_reason_names[i], len) == 0)
-            return i;
-    return 3;
-}
-
-static void flushbuf_init(FlushBuf *b)
-{
-    memset(b, 0, sizeof *b);
-    buf_init(&b->rows, FLUSH_BUF_MAX);
-    buf_init(&b->fails, FLUSH_BUF_MAX);
-}
-
-static void flushbuf_clear(FlushBuf *b)
-{
-    buf_reset(&b->rows);
-    buf_reset(&b->fails);
-    b->nrows = b->nfails = 0;
-    memset(b->by_reason, 0, sizeof b->by_reason);
-    free(b->position);
-    b->position = NULL;
-    b->done = false;
-}
-
-static void flushbuf_free(FlushBuf *b)
-{
-    buf_free(&b->rows);
-    buf_free(&b->fails);
-    free(b->position);
-}
-
-static size_t flushbuf_count(const FlushBuf *b)
-{
-    return b->nrows + b->nfails;
-}
-
 /* ---------------------------------------------------------------- window of pages */
 
-static void release_settled_pages(Scheduler *s)
-{
-    while (s->head && s->head->settled == s->head->n && s->head != s->disp_page) {
-        Page *p = s->head;
-        char *key = strdup(PQgetvalue(p->res, p->n - 1, 0));
-        if (key == NULL) {
-            stop_job(s, EXIT_RUNTIME);
-            return;
-        }
-        free(s->released_key);
-        s->released_key = key;
-        s->head = p->next;
-        if (s->head == NULL)
-            s->tail = NULL;
-        s->window_ids -= (size_t)p->n;
-        PQclear(p->res);
-        free(p);
-    }
-}
-
-/* At most this many unsettled lookups may hold a page back from being released, and at
- * most PARK_MAX lookups are parked at once: the window stays the memory bound. */
-#define PARK_PAGE_MAX(page_size) ((page_size) / 50 + 4)
-#define PARK_MAX                 4096
-
-/* Give the unsettled lookups of the head page their own copy of their ID (and of the key
- * before each, for the checkpoint) and release the page. */
-static bool park_head_page(Scheduler *s)
-{
-    Page *p = s->head;
-    for (Lookup *l = s->live; l; l = l->next) {
-        if (l->page != p)
-            continue;
-        int len = PQgetlength(p->res, l->row, 0);
-        const char *prev = l->row > 0 ? PQgetvalue(p->res, l->row - 1, 0) : s->released_key;
-        l->id = malloc((size_t)len + 1);
-        l->prev_key = prev ? strdup(prev) : NULL;
-        if (l->id == NULL || (prev && l->prev_key == NULL)) {
-            free(l->id);
-            free(l->prev_key);
-            l->id = l->prev_key = NULL;
-            return false;
-        }
-        memcpy(l->id, PQgetvalue(p->res, l->row, 0), (size_t)len + 1);
-        l->id_len = len;
-        if (!ckpt_settle(&s->ckpt, l->seq))
-            log_error("event=bug detail=\"parked a settled lookup\" seq=%llu",
-                      (unsigned long long)l->seq);
-        p->settled++;
-        l->page = NULL;
-        /* Insert by seq: the lookups of one page come in any order, pages in order. */
-        Lookup *after = s->parked_tail;
-        while (after && after->seq > l->seq)
-            after = after->park_prev;
-        l->park_prev = after;
-        l->park_next = after ? after->park_next : s->parked_head;
-        if (l->park_next)
-            l->park_next->park_prev = l;
-        else
-            s->parked_tail = l;
-        if (after)
-            after->park_next = l;
-        else
-            s->parked_head = l;
-        s->parked_count++;
-    }
-    return true;
-}
-
-/* Fresh IDs are blocked by the window while its oldest pages are held back by a few slow
- * IDs (a long Retry-After, a hung request): park those few and release their pages, so
- * lookups go on. The checkpoint stays before the oldest parked ID. */
+/* Park the few slow IDs that hold the oldest pages back (window_park). Returns whether
+ * the window has room for fresh IDs again. */
 static bool maybe_park(Scheduler *s)
 {
-    size_t limit = PARK_PAGE_MAX((size_t)s->cfg->page_size);
     bool parked = false;
-    while (s->phase == PH_RUNNING && s->head && s->head != s->disp_page) {
-        bool blocked =
-            s->disp_page != NULL
-                ? !ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row)
-                : !s->source_ended && s->window_ids + (size_t)s->cfg->page_size > s->window_cap;
-        size_t unsettled = (size_t)(s->head->n - s->head->settled);
-        if (!blocked || unsettled > limit || s->parked_count + unsettled > PARK_MAX)
-            return parked;
-        if (!park_head_page(s)) {
-            stop_job(s, EXIT_RUNTIME);
-            return false;
-        }
-        parked = true;
-        log_debug("event=parked ids=%zu parked=%zu", unsettled, s->parked_count);
-        release_settled_pages(s);
+    if (s->phase == PH_RUNNING && !window_park(s->win, &parked)) {
+        stop_job(s, EXIT_RUNTIME);
+        return false;
     }
     return parked;
 }
 
 static void maybe_fetch_page(Scheduler *s)
 {
-    if (s->phase != PH_RUNNING || s->source_ended || source_busy(s->source))
+    if (s->phase != PH_RUNNING || window_ended(s->win) || source_busy(s->source))
         return;
-    if (s->window_ids + (size_t)s->cfg->page_size > s->window_cap)
+    if (!window_wants_page(s->win))
         return;
-    /* Read one page ahead of dispatch, no more: a page not yet dispatched is already
-     * waiting behind the current one. The window's extra room is for pages held back by
-     * slow IDs, so memory does not grow with the size of the source. */
-    if (s->disp_page != NULL && s->disp_page != s->tail)
-        return;
-    if (!source_fetch(s->source) && !source_busy(s->source) && !s->source_ended)
+    if (!source_fetch(s->source) && !source_busy(s->source) && !window_ended(s->win))
         log_debug("event=source_fetch_refused");
 }
 
@@ -358,33 +160,16 @@ static void on_page(void *ud, PGresult *res, const char *err)
     int n = PQntuples(res);
     if (n == 0 || s->phase != PH_RUNNING) {
         if (n == 0)
-            s->source_ended = true;
+            window_end(s->win);
         PQclear(res);
         pump(s);
         return;
     }
-    Page *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        PQclear(res);
+    if (!window_add_page(s->win, res)) {
         stop_job(s, EXIT_RUNTIME);
         return;
     }
-    p->res = res;
-    p->n = n;
-    p->first_seq = s->next_seq;
-    s->next_seq += (uint64_t)n;
-    s->window_ids += (size_t)n;
     s->st.ids_read += n;
-    if (s->tail)
-        s->tail->next = p;
-    else
-        s->head = p;
-    s->tail = p;
-    if (s->disp_page == NULL) {
-        s->disp_page = p;
-        s->disp_row = 0;
-    }
-    log_debug("event=page rows=%d window_ids=%zu", n, s->window_ids);
     pump(s);
 }
 
@@ -393,28 +178,7 @@ static char *current_position(Scheduler *s)
 {
     if (s->from_ledger)
         return NULL; /* retry-failed leaves the job's checkpoint alone */
-    uint64_t low = ckpt_low(&s->ckpt);
-    char num[32];
-    const Lookup *pk = s->parked_head;
-    if (pk != NULL && pk->seq < low) {
-        /* The oldest parked lookup holds the position back. */
-        if (s->paging_offset) {
-            snprintf(num, sizeof num, "%lld", s->start_offset + (long long)pk->seq);
-            return pk->seq ? strdup(num) : NULL;
-        }
-        return pk->prev_key ? strdup(pk->prev_key) : NULL;
-    }
-    if (s->paging_offset) {
-        snprintf(num, sizeof num, "%lld", s->start_offset + (long long)low);
-        return low ? strdup(num) : NULL;
-    }
-    if (low == 0)
-        return NULL;
-    uint64_t seq = low - 1;
-    for (Page *p = s->head; p; p = p->next)
-        if (seq >= p->first_seq && seq < p->first_seq + (uint64_t)p->n)
-            return strdup(PQgetvalue(p->res, (int)(seq - p->first_seq), 0));
-    return s->released_key ? strdup(s->released_key) : NULL;
+    return window_position(s->win);
 }
 
 /* ---------------------------------------------------------------- lookups */
@@ -425,38 +189,20 @@ static Lookup *lookup_new(Scheduler *s)
     if (l == NULL)
         return NULL;
     l->s = s;
-    l->page = s->disp_page;
-    l->row = s->disp_row;
-    l->seq = s->disp_page->first_seq + (uint64_t)s->disp_row;
+    window_take(s->win, &l->slot);
     ev_init(&l->retry, NULL);
     l->next = s->live;
     if (s->live)
         s->live->prev = l;
     s->live = l;
     s->live_count++;
-    if (++s->disp_row == s->disp_page->n) {
-        s->disp_page = s->disp_page->next;
-        s->disp_row = 0;
-    }
     return l;
 }
 
 static void lookup_free(Scheduler *s, Lookup *l)
 {
     ev_timer_stop(s->loop, &l->retry);
-    if (l->page == NULL) {
-        if (l->park_prev)
-            l->park_prev->park_next = l->park_next;
-        else
-            s->parked_head = l->park_next;
-        if (l->park_next)
-            l->park_next->park_prev = l->park_prev;
-        else
-            s->parked_tail = l->park_prev;
-        s->parked_count--;
-        free(l->id);
-        free(l->prev_key);
-    }
+    window_drop(s->win, &l->slot);
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -469,28 +215,24 @@ static void lookup_free(Scheduler *s, Lookup *l)
 
 static void settle(Scheduler *s, Lookup *l)
 {
-    if (l->page != NULL) { /* a parked lookup was counted when it was parked */
-        if (!ckpt_settle(&s->ckpt, l->seq))
-            log_error("event=bug detail=\"settled twice or outside the window\" seq=%llu",
-                      (unsigned long long)l->seq);
-        l->page->settled++;
-    }
+    window_settle(s->win, &l->slot);
     lookup_free(s, l);
-    release_settled_pages(s);
-    if (flushbuf_count(s->active) >= (size_t)s->cfg->flush_rows)
+    if (!window_release(s->win))
+        stop_job(s, EXIT_RUNTIME);
+    if (outbox_pending(s->outbox) >= (size_t)s->cfg->flush_rows)
         maybe_flush(s, false);
 }
 
 static bool put_id(Buf *b, const Lookup *l)
 {
     int len;
-    const char *id = lookup_id(l, &len);
+    const char *id = window_id(&l->slot, &len);
     return copyenc_text(b, id, (size_t)len) && buf_putc(b, '\t');
 }
 
 static void emit_row(Scheduler *s, Lookup *l, const ProviderRow *row)
 {
-    Buf *b = &s->active->rows;
+    Buf *b = outbox_rows(s->outbox);
     size_t mark = b->len;
     const char *name = s->provs[l->prov].conf->name;
     bool ok = put_id(b, l);
@@ -507,16 +249,16 @@ static void emit_row(Scheduler *s, Lookup *l, const ProviderRow *row)
         stop_job(s, EXIT_RUNTIME);
         return;
     }
-    s->active->nrows++;
+    outbox_count_row(s->outbox);
     settle(s, l);
 }
 
 static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long status,
                          const char *error)
 {
-    Buf *b = &s->active->fails;
+    Buf *b = outbox_fails(s->outbox);
     size_t mark = b->len;
-    size_t elen = strnlen(error, LAST_ERROR_MAX);
+    size_t elen = strnlen(error, OUTBOX_ERROR_MAX);
     bool ok = put_id(b, l) && copyenc_text(b, reason, strlen(reason)) && buf_putc(b, '\t');
     ok = ok && (status > 0 ? copyenc_int(b, status) : copyenc_text(b, NULL, 0));
     ok = ok && buf_putc(b, '\t') && copyenc_int(b, l->total_attempts) && buf_putc(b, '\t');
@@ -527,8 +269,7 @@ static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long statu
         stop_job(s, EXIT_RUNTIME);
         return;
     }
-    s->active->nfails++;
-    s->active->by_reason[reason_index(reason, strlen(reason))]++;
+    outbox_count_failure(s->outbox, reason);
     settle(s, l);
 }
 
@@ -808,12 +549,10 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 
 static bool fresh_allowed(const Scheduler *s)
 {
-    if (s->disp_page == NULL)
-        return false;
     /* Backpressure: stop reading new IDs while the database lags far behind. */
-    if (flushbuf_count(s->active) >= 2 * (size_t)s->cfg->flush_rows)
+    if (outbox_pending(s->outbox) >= 2 * (size_t)s->cfg->flush_rows)
         return false;
-    return ckpt_in_window(&s->ckpt, s->disp_page->first_seq + (uint64_t)s->disp_row);
+    return window_has_fresh(s->win);
 }
 
 /* Append body_tmpl with every {id} replaced by the ID as the inside of a JSON string. */
@@ -841,7 +580,7 @@ static bool start_request(Scheduler *s, Lookup *l)
 {
     const ProviderConf *pc = s->provs[l->prov].conf;
     int len;
-    const char *id = lookup_id(l, &len);
+    const char *id = window_id(&l->slot, &len);
     buf_reset(&s->url);
     buf_reset(&s->body);
     if (len == 0) {
@@ -869,7 +608,7 @@ static bool start_request(Scheduler *s, Lookup *l)
 
 static void check_finished(Scheduler *s)
 {
-    if (s->phase == PH_RUNNING && s->source_ended && s->head == NULL && s->live_count == 0) {
+    if (s->phase == PH_RUNNING && window_drained(s->win) && s->live_count == 0) {
         s->phase = PH_FINISHING;
         maybe_flush(s, true);
     }
@@ -970,41 +709,21 @@ static void end_loop(Scheduler *s)
     ev_break(s->loop, EVBREAK_ALL);
 }
 
-/* The sink failed for good (or refused a batch we cannot split further): stop. Nothing
- * of the batch was committed; the checkpoint stays at the last committed flush. A flush
- * error outranks an earlier interruption in the exit status: the job did not end as
- * asked. */
-static void flush_failed(Scheduler *s, FlushBuf *b, const char *err)
+/* The outbox failed for good: stop. A flush error outranks an earlier interruption in
+ * the exit status: the job did not end as asked. */
+static void on_outbox_failed(void *ud)
 {
-    log_error("event=flush_failed error=\"%s\" detail=\"nothing of this batch was "
-              "committed; rerun to resume from the last checkpoint\"",
-              err ? err : "unknown");
-    s->flushing = NULL;
-    s->sink_failed = true;
-    flushbuf_clear(b);
+    Scheduler *s = ud;
     if (s->exit_code == EXIT_INTERRUPTED)
         s->exit_code = EXIT_RUNTIME;
     stop_job(s, EXIT_RUNTIME);
     end_loop(s);
 }
 
-/* Count committed outcomes into the run's figures. */
-static void account(Scheduler *s, size_t nrows, size_t nfails, const long long *by_reason,
-                    long long kept)
+/* A batch has committed in full (or, after isolation, all of it that could): go on. */
+static void on_outbox_done(void *ud)
 {
-    s->st.rows_loaded += (long long)nrows;
-    s->st.failures += (long long)nfails - kept;
-    s->st.kept += kept;
-    for (int i = 0; i < SCHED_REASONS; i++)
-        s->st.by_reason[i] += by_reason[i];
-}
-
-/* The batch b has committed in full (or, after isolation, all of it that could): go on. */
-static void batch_done(Scheduler *s, FlushBuf *b)
-{
-    log_debug("event=flushed rows=%zu failures=%zu position=\"%s\"", b->nrows, b->nfails,
-              b->position ? b->position : "");
-    flushbuf_clear(b);
+    Scheduler *s = ud;
     switch (s->phase) {
     case PH_FINISHING:
         if (s->final_sent)
@@ -1024,231 +743,15 @@ static void batch_done(Scheduler *s, FlushBuf *b)
     }
 }
 
-static void on_flushed(void *ud, const SinkResult *r);
-
-/* ---------------------------------------------------------------- poison rows */
-
-/* Line i of batch b (rows first, then failures): its buffer and byte range. */
-static const Buf *poison_line(const Scheduler *s, const FlushBuf *b, size_t i, size_t *from,
-                              size_t *to)
-{
-    const size_t *off = s->poison.off;
-    /* off holds nrows + 1 row offsets, then nfails + 1 failure offsets */
-    size_t k = i < b->nrows ? i : i + 1;
-    *from = off[k];
-    *to = off[k + 1];
-    return i < b->nrows ? &b->rows : &b->fails;
-}
-
-/* Index the line starts of b. COPY text escapes newlines inside values, so every '\n'
- * ends a line. */
-static bool poison_index(Scheduler *s, const FlushBuf *b)
-{
-    size_t *off = malloc(sizeof *off * (b->nrows + b->nfails + 2));
-    if (off == NULL)
-        return false;
-    size_t k = 0;
-    const Buf *bufs[2] = {&b->rows, &b->fails};
-    size_t counts[2] = {b->nrows, b->nfails};
-    for (int j = 0; j < 2; j++) {
-        size_t pos = 0, n = 0;
-        off[k++] = 0;
-        while (n < counts[j]) {
-            const char *nl = memchr(bufs[j]->data + pos, '\n', bufs[j]->len - pos);
-            if (nl == NULL)
-                break;
-            pos = (size_t)(nl - bufs[j]->data) + 1;
-            off[k++] = pos;
-            n++;
-        }
-        if (n != counts[j]) {
-            free(off);
-            return false; /* not expected: every line was written whole */
-        }
-    }
-    s->poison.off = off;
-    return true;
-}
-
-/* Field f (0-based) of a COPY line [from, to): *p and *len, without the tab. */
-static void line_field(const char *data, size_t from, size_t to, int f, const char **p, size_t *len)
-{
-    size_t i = from;
-    for (; f > 0 && i < to; i++)
-        if (data[i] == '\t')
-            f--;
-    size_t j = i;
-    while (j < to && data[j] != '\t' && data[j] != '\n')
-        j++;
-    *p = data + i;
-    *len = j - i;
-}
-
-/* Line i was refused on its own: record its ID as unloadable with the server's reason.
- * The ID is copied as it stands in the line (already COPY-encoded). For a failure line
- * its status and attempts are kept; a row line had a 200 from one attempt at least. */
-static bool poison_record(Scheduler *s, const FlushBuf *b, size_t i, const char *err)
-{
-    size_t from, to, idlen, stlen = 3, atlen = 1;
-    const Buf *src = poison_line(s, b, i, &from, &to);
-    const char *id, *st = "200", *at = "1";
-    line_field(src->data, from, to, 0, &id, &idlen);
-    if (i >= b->nrows) {
-        line_field(src->data, from, to, 2, &st, &stlen);
-        line_field(src->data, from, to, 3, &at, &atlen);
-    }
-    char msg[LAST_ERROR_MAX];
-    utf8_sanitize(msg, sizeof msg, err, strlen(err));
-    Buf *u = &s->poison.unloadable;
-    size_t mark = u->len;
-    bool ok = buf_append(u, id, idlen) && buf_puts(u, "\t" REASON_UNLOADABLE "\t") &&
-              buf_append(u, st, stlen) && buf_putc(u, '\t') && buf_append(u, at, atlen) &&
-              buf_putc(u, '\t') && copyenc_text(u, msg, strlen(msg)) && buf_putc(u, '\n');
-    if (!ok) {
-        buf_truncate(u, mark);
-        return false;
-    }
-    s->poison.nunloadable++;
-    return true;
-}
-
-static void poison_end(Scheduler *s)
-{
-    iso_free(&s->poison.it);
-    free(s->poison.off);
-    buf_free(&s->poison.unloadable);
-    memset(&s->poison, 0, sizeof s->poison);
-}
-
-/* Flush the next range of the search, or, when it is over, the poison lines as failures
- * with the batch's checkpoint. */
-static void poison_step(Scheduler *s)
-{
-    Poison *ps = &s->poison;
-    FlushBuf *b = s->flushing;
-    bool ok;
-    if (iso_next(&ps->it, &ps->lo, &ps->hi)) {
-        /* A range is at most two slices: the end of the rows, the start of the fails. */
-        size_t rlo = ps->lo < b->nrows ? ps->lo : b->nrows;
-        size_t rhi = ps->hi < b->nrows ? ps->hi : b->nrows;
-        size_t flo = (ps->lo > b->nrows ? ps->lo : b->nrows) - b->nrows;
-        size_t fhi = (ps->hi > b->nrows ? ps->hi : b->nrows) - b->nrows;
-        const size_t *roff = ps->off, *foff = ps->off + b->nrows + 1;
-        ps->views[0] = (Buf){.data = b->rows.data ? b->rows.data + roff[rlo] : NULL,
-                             .len = roff[rhi] - roff[rlo]};
-        ps->views[1] = (Buf){.data = b->fails.data ? b->fails.data + foff[flo] : NULL,
-                             .len = foff[fhi] - foff[flo]};
-        ok = sink_flush(s->sink, &ps->views[0], rhi - rlo, &ps->views[1], fhi - flo, NULL, false,
-                        on_flushed, s);
-    } else {
-        ps->final_sent = true;
-        ok = sink_flush(s->sink, NULL, 0, &ps->unloadable, ps->nunloadable, b->position, b->done,
-                        on_flushed, s);
-    }
-    if (!ok)
-        flush_failed(s, b, sink_last_error(s->sink));
-}
-
-/* The sink refused batch b for its data: start looking for the lines it refuses. */
-static void poison_start(Scheduler *s, FlushBuf *b, const char *err)
-{
-    size_t n = b->nrows + b->nfails;
-    log_warn("event=flush_refused rows=%zu failures=%zu error=\"%s\" detail=\"retrying the "
-             "batch in halves to set the refused lines aside as unloadable\"",
-             b->nrows, b->nfails, err);
-    memset(&s->poison, 0, sizeof s->poison);
-    buf_init(&s->poison.unloadable, FLUSH_BUF_MAX);
-    if (!poison_index(s, b) || !iso_start(&s->poison.it, n)) {
-        poison_end(s);
-        flush_failed(s, b, "out of memory isolating refused lines");
-        return;
-    }
-    s->poison.active = true;
-    poison_step(s);
-}
-
-/* One flush of the search has ended. */
-static void poison_flushed(Scheduler *s, FlushBuf *b, const SinkResult *r)
-{
-    Poison *ps = &s->poison;
-    if (ps->final_sent) {
-        if (!r->ok) {
-            poison_end(s);
-            flush_failed(s, b, r->err);
-            return;
-        }
-        long long by_reason[SCHED_REASONS] = {0};
-        by_reason[reason_index(REASON_UNLOADABLE, strlen(REASON_UNLOADABLE))] =
-            (long long)ps->nunloadable;
-        account(s, 0, ps->nunloadable, by_reason, r->kept);
-        log_warn("event=unloadable_recorded ids=%zu flushes=%zu", ps->nunloadable,
-                 ps->it.tries + 1);
-        poison_end(s);
-        s->flushing = NULL;
-        batch_done(s, b);
-        return;
-    }
-    if (!r->ok && !r->data_error) {
-        poison_end(s);
-        flush_failed(s, b, r->err);
-        return;
-    }
-    if (r->ok) {
-        long long by_reason[SCHED_REASONS] = {0};
-        size_t nrows = 0, nfails = 0;
-        for (size_t i = ps->lo; i < ps->hi; i++) {
-            if (i < b->nrows) {
-                nrows++;
-                continue;
-            }
-            size_t from, to, len;
-            const char *reason;
-            poison_line(s, b, i, &from, &to);
-            line_field(b->fails.data, from, to, 1, &reason, &len);
-            by_reason[reason_index(reason, len)]++;
-            nfails++;
-        }
-        account(s, nrows, nfails, by_reason, r->kept);
-    } else if (ps->hi - ps->lo == 1 && !poison_record(s, b, ps->lo, r->err)) {
-        poison_end(s);
-        flush_failed(s, b, "flush buffer cap reached recording unloadable lines");
-        return;
-    }
-    iso_result(&ps->it, r->ok);
-    poison_step(s);
-}
-
-static void on_flushed(void *ud, const SinkResult *r)
-{
-    Scheduler *s = ud;
-    FlushBuf *b = s->flushing;
-    if (s->poison.active) {
-        poison_flushed(s, b, r);
-        return;
-    }
-    if (!r->ok && r->data_error && flushbuf_count(b) > 0) {
-        poison_start(s, b, r->err); /* b stays the flushing batch until the search ends */
-        return;
-    }
-    s->flushing = NULL;
-    if (!r->ok) {
-        flush_failed(s, b, r->err);
-        return;
-    }
-    account(s, b->nrows, b->nfails, b->by_reason, r->kept);
-    batch_done(s, b);
-}
-
 /* Start a flush of the active buffer when one is due. While running, `force` flushes a
  * non-empty buffer below --flush-rows (the interval tick). When finishing, one last flush
  * marks the job done even if the buffer is empty; when stopping, an empty buffer ends the
  * loop at once. */
 static void maybe_flush(Scheduler *s, bool force)
 {
-    if (s->flushing || s->sink_failed || s->phase == PH_DONE)
+    if (outbox_busy(s->outbox) || s->phase == PH_DONE)
         return;
-    FlushBuf *b = s->active;
-    size_t n = flushbuf_count(b);
+    size_t n = outbox_pending(s->outbox);
     bool done = false;
     switch (s->phase) {
     case PH_RUNNING:
@@ -1271,15 +774,11 @@ static void maybe_flush(Scheduler *s, bool force)
     case PH_DONE:
         return;
     }
-    b->position = current_position(s);
-    b->done = done;
-    s->active = b == &s->bufs[0] ? &s->bufs[1] : &s->bufs[0];
-    s->flushing = b;
+    char *position = current_position(s);
     if (s->phase == PH_FINISHING)
         s->final_sent = true;
-    if (!sink_flush(s->sink, &b->rows, b->nrows, &b->fails, b->nfails, b->position, done,
-                    on_flushed, s))
-        flush_failed(s, b, sink_last_error(s->sink));
+    if (!outbox_flush(s->outbox, position, done))
+        on_outbox_failed(s);
 }
 
 static void on_flush_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1287,7 +786,7 @@ static void on_flush_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     Scheduler *s = w->data;
-    if (s->phase == PH_RUNNING && flushbuf_count(s->active) > 0)
+    if (s->phase == PH_RUNNING && outbox_pending(s->outbox) > 0)
         maybe_flush(s, true);
 }
 
@@ -1335,11 +834,12 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     Scheduler *s = w->data;
     double el = ev_now(loop) - s->started;
-    long long settled = (long long)ckpt_low(&s->ckpt);
+    long long settled = (long long)window_settled(s->win);
+    const OutboxTotals *t = outbox_totals(s->outbox);
     log_info("event=progress ids_read=%lld settled=%lld rows_loaded=%lld failures=%lld "
              "in_flight=%zu retries=%lld elapsed_s=%.1f ids_per_s=%.0f",
-             s->st.ids_read, settled, s->st.rows_loaded, s->st.failures,
-             fetcher_in_flight(s->fetcher), s->st.retries, el, el > 0 ? (double)settled / el : 0.0);
+             s->st.ids_read, settled, t->rows_loaded, t->failures, fetcher_in_flight(s->fetcher),
+             s->st.retries, el, el > 0 ? (double)settled / el : 0.0);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1354,19 +854,14 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->loop = loop;
     s->cfg = cfg;
     s->exit_code = -1;
-    s->paging_offset = cfg->paging_offset;
-    s->start_offset = setup->start_offset;
     s->rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
     if (s->rng == 0)
         s->rng = 1;
     buf_init(&s->url, 64 * 1024);
     buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
-    flushbuf_init(&s->bufs[0]);
-    flushbuf_init(&s->bufs[1]);
-    s->active = &s->bufs[0];
-    s->window_cap = (size_t)cfg->page_size * WINDOW_PAGES;
-    if (!ckpt_init(&s->ckpt, 0, s->window_cap))
+    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset);
+    if (s->win == NULL)
         goto oom;
     s->from_ledger = cfg->cmd == CMD_RETRY_FAILED;
     rl_init(&s->rl, cfg->rate, cfg->rate > 0 ? fmax(1.0, cfg->rate / 20.0) : 1.0, ev_now(loop));
@@ -1402,10 +897,14 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         .paging = cfg->paging_offset ? "offset" : "keyset",
         .no_checkpoint = cfg->cmd == CMD_RETRY_FAILED,
     };
-    s->sink = sink_new(loop, sink_conn, &ko, err, errlen);
+    Sink *sink = sink_new(loop, sink_conn, &ko, err, errlen);
     sink_conn = NULL;
-    if (s->sink == NULL)
+    if (sink == NULL)
         goto failed;
+    static const OutboxHooks hooks = {.done = on_outbox_done, .failed = on_outbox_failed};
+    s->outbox = outbox_new(sink, &hooks, s);
+    if (s->outbox == NULL)
+        goto oom;
 
     FetcherOpts fo = {
         .timeout_ms = (long)(cfg->timeout * 1000.0),
@@ -1468,6 +967,11 @@ int scheduler_run(Scheduler *s)
         ev_run(s->loop, 0);
     ev_now_update(s->loop);
     s->st.elapsed = ev_now(s->loop) - s->started;
+    const OutboxTotals *t = outbox_totals(s->outbox);
+    s->st.rows_loaded = t->rows_loaded;
+    s->st.failures = t->failures;
+    s->st.kept = t->kept;
+    memcpy(s->st.by_reason, t->by_reason, sizeof s->st.by_reason);
     ev_timer_stop(s->loop, &s->flush_tick);
     ev_timer_stop(s->loop, &s->progress);
     ev_timer_stop(s->loop, &s->wake);
@@ -1491,19 +995,10 @@ void scheduler_free(Scheduler *s)
         lookup_free(s, s->live);
     fetcher_free(s->fetcher);
     source_free(s->source);
-    sink_free(s->sink);
-    while (s->head) {
-        Page *p = s->head;
-        s->head = p->next;
-        PQclear(p->res);
-        free(p);
-    }
-    flushbuf_free(&s->bufs[0]);
-    flushbuf_free(&s->bufs[1]);
-    ckpt_free(&s->ckpt);
+    outbox_free(s->outbox);
+    window_free(s->win);
     buf_free(&s->url);
     buf_free(&s->body);
     buf_free(&s->scratch);
-    free(s->released_key);
     free(s);
 }

@@ -68,6 +68,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
 /* Run the job to its end; returns one of the EXIT_* statuses. */
 int scheduler_run(Scheduler *s);
 
+/* The run's figures, complete once scheduler_run has returned. */
 const SchedStats *scheduler_stats(const Scheduler *s);
 
 void scheduler_free(Scheduler *s);
