@@ -14,6 +14,8 @@
 
 #include <json-c/json.h>
 
+#include "utf8.h"
+
 const char *const provider_column_names[COL_COUNT] = {
     [COL_LABEL] = "label",
     [COL_GEO_LABEL] = "geo_label",
@@ -84,59 +86,6 @@ static bool is_digit(unsigned char c)
 static bool is_json_ws(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when it is not one. s[0] must be >= 0x80. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    }
-    return n;
-}
-
-/* Offset of the first byte that is not part of valid UTF-8, or len when all of it is. */
-static size_t utf8_invalid_at(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-
-    while (i < len) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = utf8_seq_len(s + i, len - i);
-        if (n == 0)
-            return i;
-        i += n;
-    }
-    return len;
 }
 
 /* ---- URLs -------------------------------------------------------------------------------- */
@@ -337,7 +286,7 @@ static bool prescan(const char *body, size_t len, char *err, size_t errlen)
             return false;
         }
         if (c >= 0x80) {
-            size_t n = utf8_seq_len(s + i, len - i);
+            size_t n = utf8_char_len(body + i, len - i);
             if (n == 0) {
                 set_err(err, errlen, "invalid UTF-8 at byte %zu", i);
                 return false;
@@ -475,7 +424,7 @@ static bool map_text(struct json_object *v, Column c, ProviderRow *row, char *er
         set_err(err, errlen, "%s: NUL in text", name);
         return false;
     }
-    bad = utf8_invalid_at(s, len);
+    bad = utf8_valid_prefix(s, len); /* NUL is ruled out above */
     if (bad != len) {
         set_err(err, errlen, "%s: invalid UTF-8 at byte %zu of the text", name, bad);
         return false;

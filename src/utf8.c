@@ -56,6 +56,15 @@ static bool plain_ascii(unsigned char c)
     return (unsigned char)(c - 1) < 0x7F;
 }
 
+size_t utf8_char_len(const char *s, size_t n)
+{
+    bool ok;
+    if (n == 0)
+        return 0;
+    size_t len = scan((const unsigned char *)s, n, &ok);
+    return ok ? len : 0;
+}
+
 size_t utf8_valid_prefix(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -20,6 +20,11 @@
  * n when the whole input is acceptable. s may be NULL when n is 0. */
 size_t utf8_valid_prefix(const char *s, size_t n);
 
+/* Length of the character that starts s[0..n) when PostgreSQL accepts it (1 for ASCII other
+ * than NUL, 2 to 4 for a well-formed multi-byte one), 0 when it does not (NUL, an ill-formed
+ * or truncated sequence, n == 0). For scanners that must step one character at a time. */
+size_t utf8_char_len(const char *s, size_t n);
+
 /* For valid UTF-8 s[0..n): the largest length <= min(n, max) that does not split a
  * character. On invalid input the result is still <= min(n, max) and at most 3 bytes
  * shorter; it is only guaranteed to be a boundary for valid input. */

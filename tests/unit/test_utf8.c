@@ -162,6 +162,23 @@ static void test_maximal_subparts(void **state)
     SANITIZED("\x61\xf1\x80\x80\xe1\x80\xc2\x62\x80\x63\x80\xbf\x64", "a" R R R "b" R "c" R R "d");
 }
 
+static void test_char_len(void **state)
+{
+    (void)state;
+    assert_int_equal(utf8_char_len("A", 1), 1);
+    assert_int_equal(utf8_char_len("\t", 1), 1);
+    assert_int_equal(utf8_char_len("", 0), 0);
+    assert_int_equal(utf8_char_len("\0", 1), 0);
+    assert_int_equal(utf8_char_len("\xC3\xA9x", 3), 2);
+    assert_int_equal(utf8_char_len("\xE2\x82\xAC", 3), 3);
+    assert_int_equal(utf8_char_len("\xF0\x9F\x9A\x80", 4), 4);
+    assert_int_equal(utf8_char_len("\xF0\x9F\x9A", 3), 0);     /* truncated */
+    assert_int_equal(utf8_char_len("\xC0\x80", 2), 0);         /* overlong */
+    assert_int_equal(utf8_char_len("\xED\xA0\x80", 3), 0);     /* surrogate */
+    assert_int_equal(utf8_char_len("\xF4\x90\x80\x80", 4), 0); /* past U+10FFFF */
+    assert_int_equal(utf8_char_len("\x80", 1), 0);
+}
+
 static void test_cut_emoji_every_length(void **state)
 {
     (void)state;
@@ -299,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_nul),
         cmocka_unit_test(test_charset_header),
         cmocka_unit_test(test_maximal_subparts),
+        cmocka_unit_test(test_char_len),
         cmocka_unit_test(test_cut_emoji_every_length),
         cmocka_unit_test(test_dstsize_small),
         cmocka_unit_test(test_sanitize_buf),
