@@ -1,6 +1,6 @@
-/* joblock: pg_try_advisory_lock(int, int) with a fixed first key and a hash of the
- * checkpoint table and job as the second. A hash collision between two job names makes
- * them exclude each other, never run together. */
+/* joblock: pg_advisory_lock(int, int) under a short lock_timeout, with a fixed first key and a hash
+ * of the checkpoint table and job as the second. A hash collision between two job names makes them
+ * exclude each other, never run together. */
 #include "joblock.h"
 
 #include <stdio.h>
@@ -12,6 +12,8 @@
 
 /* The first key of every job lock: "pgnr" in ASCII. */
 #define JOBLOCK_CLASS "1885826674"
+/* How long a second runner waits for the lock before it gives up. */
+#define JOBLOCK_GRACE "3s"
 
 /* The lock's key as a text parameter: the checkpoint table and the job, unambiguous. */
 static char *lock_name(const char *checkpoints, const char *job)
@@ -63,19 +65,40 @@ JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *jo
         return JOBLOCK_ERROR;
     }
     const char *params[2] = {name, NULL};
-    r = PQexecParams(
-        conn, "SELECT pg_catalog.pg_try_advisory_lock(" JOBLOCK_CLASS ", pg_catalog.hashtext($1))",
-        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    /* Wait a moment for the lock, not more: a run killed a moment ago (kill -9, then an
+     * orchestrator's restart) may still hold it while its backend finishes the statement
+     * it was running, and only then sees the connection gone. A session-level lock taken
+     * inside a transaction outlives it; lock_timeout bounds the wait. */
+    r = PQexec(conn, "BEGIN; SET LOCAL lock_timeout = '" JOBLOCK_GRACE "'");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         db_error(conn, r, "taking the job's lock", err, errlen);
         goto done;
     }
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+    PQclear(r);
+    r = PQexecParams(
+        conn, "SELECT pg_catalog.pg_advisory_lock(" JOBLOCK_CLASS ", pg_catalog.hashtext($1))", 1,
+        NULL, params, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool busy = state != NULL && strcmp(state, "55P03") == 0; /* lock_not_available */
+    bool taken = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!taken && !busy)
+        db_error(conn, r, "taking the job's lock", err, errlen);
+    PQclear(r);
+    r = PQexec(conn, taken ? "COMMIT" : "ROLLBACK");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        if (taken || busy)
+            db_error(conn, r, "taking the job's lock", err, errlen);
+        goto done;
+    }
+    PQclear(r);
+    r = NULL;
+    if (busy) {
         describe_holder(conn, name, job, err, errlen);
         res = JOBLOCK_BUSY;
         goto done;
     }
-    PQclear(r);
+    if (!taken)
+        goto done;
     /* Name this process in pg_stat_activity while it holds the lock, unless the user chose
      * an application_name of their own. */
     char app[64], host[48] = "";

@@ -17,7 +17,8 @@ typedef enum JobLockResult {
 
 /* Try to take the lock of job (in the namespace of the checkpoint table named by
  * checkpoints, so that two deployments sharing a database do not block each other),
- * without waiting. The lock is released when conn closes (also when the process dies).
+ * waiting at most 3 s (a run killed a moment ago may hold it until its backend ends). The
+ * lock is released when conn closes (also when the process dies).
  * While it holds the lock, the session's application_name, when it is pgenrich's default,
  * also names this process and host, so that a second runner can tell who holds it.
  * Blocking; call before the loop runs. */
