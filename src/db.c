@@ -184,50 +184,72 @@ static PGresult *exec_params(PGconn *c, const char *sql, int n, const char *cons
 }
 
 /* The type of column col of the relation named by quoted identifier qtable. *exists says
- * whether the relation exists; *type_out is NULL when it or the column does not. */
+ * whether the relation exists; *type_out is NULL when it or the column does not. With
+ * order_out, *order_out is the type as the column compares: with " COLLATE schema.name"
+ * appended when its collation is not the default one (spelled by quote_ident, so it may
+ * stand in SQL text). */
 static bool column_type(PGconn *c, const char *qtable, const char *col, bool *exists,
-                        char **type_out, char *err, size_t errlen)
+                        char **type_out, char **order_out, char *err, size_t errlen)
 {
     static const char sql[] =
-        "SELECT r.oid IS NOT NULL, pg_catalog.format_type(a.atttypid, a.atttypmod) "
+        "SELECT r.oid IS NOT NULL, pg_catalog.format_type(a.atttypid, a.atttypmod), "
+        "CASE WHEN a.attcollation NOT IN (0, 100) THEN ' COLLATE ' || "
+        "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(l.collname) "
+        "ELSE '' END "
         "FROM (SELECT pg_catalog.to_regclass($1) AS oid) r "
         "LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attname = $2 "
-        "AND a.attnum > 0 AND NOT a.attisdropped";
+        "AND a.attnum > 0 AND NOT a.attisdropped "
+        "LEFT JOIN pg_catalog.pg_collation l ON l.oid = a.attcollation "
+        "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = l.collnamespace";
     const char *params[2] = {qtable, col};
     *type_out = NULL;
+    if (order_out != NULL)
+        *order_out = NULL;
     PGresult *r =
         exec_params(c, sql, 2, params, PGRES_TUPLES_OK, "reading the catalog", err, errlen);
     if (r == NULL)
         return false;
     bool ok = false;
-    if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+    if (PQntuples(r) != 1 || PQnfields(r) != 3) {
         snprintf(err, errlen, "reading the catalog: unexpected answer");
         goto done;
     }
     *exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     if (!PQgetisnull(r, 0, 1)) {
         *type_out = strdup(PQgetvalue(r, 0, 1));
-        if (*type_out == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto done;
+        if (*type_out == NULL)
+            goto oom;
+        if (order_out != NULL) {
+            size_t n = strlen(*type_out) + strlen(PQgetvalue(r, 0, 2)) + 1;
+            if ((*order_out = malloc(n)) == NULL)
+                goto oom;
+            snprintf(*order_out, n, "%s%s", *type_out, PQgetvalue(r, 0, 2));
         }
     }
     ok = true;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+    free(*type_out);
+    *type_out = NULL;
 done:
     PQclear(r);
     return ok;
 }
 
-bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, size_t errlen)
+bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char **order_out, char *err,
+                 size_t errlen)
 {
     bool ok = false, exists = false;
     *type_out = NULL;
+    if (order_out != NULL)
+        *order_out = NULL;
     char *qsource = db_quote_ident(c, names->source);
     if (qsource == NULL) {
         db_error(c, NULL, "quoting the source table name", err, errlen);
         return false;
     }
-    if (!column_type(c, qsource, names->key, &exists, type_out, err, errlen))
+    if (!column_type(c, qsource, names->key, &exists, type_out, order_out, err, errlen))
         goto done;
     if (!exists) {
         snprintf(err, errlen, "source table %s does not exist", qsource);
@@ -329,7 +351,7 @@ static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *
 {
     bool exists = false;
     char *type = NULL;
-    if (!column_type(c, q, "id", &exists, &type, err, errlen))
+    if (!column_type(c, q, "id", &exists, &type, NULL, err, errlen))
         return false;
     bool ok = true;
     if (exists && type == NULL) {

@@ -41,8 +41,12 @@ PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size
 /* The SQL type of names->source.names->key as format_type prints it ("bigint", "text",
  * "character varying(20)"). Names are single identifiers (no schema prefix; the
  * search_path finds the table). Fails with "source table X does not exist" or "column Y
- * not found in X". Caller frees *type_out with free(). */
-bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char *err, size_t errlen) WUR;
+ * not found in X". With order_out (may be NULL), also the type the keys are ordered as:
+ * the same, plus " COLLATE schema.name" when the column's collation is not the default
+ * one, spelled by the server so that it may stand in SQL text. Caller frees *type_out and
+ * *order_out with free(). */
+bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char **order_out, char *err,
+                 size_t errlen) WUR;
 
 /* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures
  * and checkpoint tables with the given names, id columns of key_type. A failures table made

@@ -46,7 +46,7 @@ static int cmd_init(const Config *c)
     PGconn *conn = connect_db(c, err, sizeof err);
     if (conn == NULL)
         goto failed;
-    if (!db_key_type(conn, &names, &key_type, err, sizeof err) ||
+    if (!db_key_type(conn, &names, &key_type, NULL, err, sizeof err) ||
         !db_init_schema(conn, &names, key_type, err, sizeof err) ||
         !db_check_shape(conn, &names, key_type, err, sizeof err))
         goto failed;
@@ -110,7 +110,7 @@ static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
     DbNames names = names_of(c);
-    char *key_type = NULL, *position = NULL, *paging = NULL, *since = NULL;
+    char *key_type = NULL, *key_order = NULL, *position = NULL, *paging = NULL, *since = NULL;
     TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
@@ -148,7 +148,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     }
     if ((src = connect_db(c, err, sizeof err)) == NULL)
         goto failed;
-    if (!db_key_type(src, &names, &key_type, err, sizeof err) ||
+    if (!db_key_type(src, &names, &key_type, &key_order, err, sizeof err) ||
         !db_init_schema(src, &names, key_type, err, sizeof err) ||
         !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
@@ -198,6 +198,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .sink_conn = sink,
         .start_key = c->paging_offset ? NULL : position,
         .start_offset = start_offset,
+        .key_order = key_order,
         /* A resume skips the IDs this pass has committed past the checkpoint (keyset only:
          * skipping rows would shift offsets). */
         .skip_since = c->paging_offset ? NULL : since,
@@ -234,6 +235,7 @@ done:
         PQfinish(sink);
     token_chain_free(&tokens);
     free(key_type);
+    free(key_order);
     free(position);
     free(paging);
     free(since);

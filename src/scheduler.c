@@ -482,10 +482,8 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     switch (act) {
     case RA_PARSE: {
         if (!json_content_type(r->content_type)) {
-            char why[128] = "content type ";
-            char ct[64];
-            utf8_sanitize(ct, sizeof ct, r->content_type, strlen(r->content_type));
-            text_append(why, sizeof why, 1, ct);
+            char why[80] = "content type "; /* the header, cut on a character */
+            text_append(why, sizeof why, 1, r->content_type);
             bad_response(s, l, why, r);
             break;
         }
@@ -644,7 +642,10 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
             continue;
         }
         *wait = 0;
-        if (p->ready_head)
+        /* A paused provider's probe is a fresh ID when there is one: a retry has failed
+         * before, and an ID that always fails there would keep the provider paused. */
+        bool probe_fresh = i == 0 && breaker_state(&p->breaker) != BR_CLOSED && fresh_allowed(s);
+        if (p->ready_head && !probe_fresh)
             return p->ready_head;
         *fresh = true;
         return NULL;
@@ -896,6 +897,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         .job = cfg->job,
         .paging = cfg->paging_offset ? "offset" : "keyset",
         .no_checkpoint = cfg->cmd == CMD_RETRY_FAILED,
+        .position_type = cfg->paging_offset ? "bigint" : setup->key_order,
     };
     Sink *sink = sink_new(loop, sink_conn, &ko, err, errlen);
     sink_conn = NULL;

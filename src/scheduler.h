@@ -33,6 +33,7 @@ typedef struct SchedSetup {
     PGconn *sink_conn;             /* connected; ownership passes to the scheduler */
     const char *start_key;         /* keyset: resume after this key, or NULL */
     long long start_offset;        /* offset paging: rows already settled */
+    const char *key_order;         /* the key's type and collation (db_key_type order_out) */
     const char *skip_since;        /* keyset: skip IDs with a target row or a ledger entry of
                                       the job written since then (timestamptz text), or NULL */
     const char *const *tokens;     /* per provider, parallel to providers: the bearer token

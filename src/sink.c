@@ -294,8 +294,8 @@ static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, c
         goto oom;
     s->ckpt_mid = b.data;
     /* The position only moves forward, in the order the source is paged in: as the key's
-     * own type and collation, or as a number of rows for offset paging. ptype comes from
-     * the server's format_type and quote_ident (see position_type). */
+     * own type and collation, or as a number of rows for offset paging (ptype: see
+     * SinkOpts.position_type). */
     buf_init(&b, SQL_MAX);
     if (!buf_printf(&b,
                     ") ON CONFLICT (job) DO UPDATE SET position = CASE WHEN c.position IS NULL "
@@ -310,48 +310,10 @@ oom:
     return false;
 }
 
-/* The SQL type the checkpoint position is compared as: "bigint" for offset paging, else
- * the source key's type with its collation when it is not the default one, spelled by the
- * server (format_type, quote_ident), so that it may stand in SQL text. Caller frees. */
-static bool position_type(PGconn *conn, const SinkOpts *opts, char **out, char *err, size_t errlen)
-{
-    static const char sql[] =
-        "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attcollation "
-        "NOT IN (0, 100) THEN ' COLLATE ' || pg_catalog.quote_ident(n.nspname) || '.' || "
-        "pg_catalog.quote_ident(l.collname) ELSE '' END "
-        "FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_collation l ON l.oid = "
-        "a.attcollation LEFT JOIN pg_catalog.pg_namespace n ON n.oid = l.collnamespace "
-        "WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND a.attnum > 0 "
-        "AND NOT a.attisdropped";
-    *out = NULL;
-    if (opts->paging != NULL && strcmp(opts->paging, "offset") == 0) {
-        if ((*out = strdup("bigint")) == NULL)
-            snprintf(err, errlen, "out of memory");
-        return *out != NULL;
-    }
-    char *qsource = db_quote_ident(conn, opts->names.source);
-    if (qsource == NULL) {
-        db_error(conn, NULL, "sink: quoting names", err, errlen);
-        return false;
-    }
-    const char *params[2] = {qsource, opts->names.key};
-    PGresult *r = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
-    free(qsource);
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    if (!ok)
-        db_error(conn, r, "sink: reading the key type", err, errlen);
-    else if ((*out = strdup(PQgetvalue(r, 0, 0))) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        ok = false;
-    }
-    PQclear(r);
-    return ok;
-}
-
 Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *err, size_t errlen)
 {
     Sink *s = NULL;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL, *ptype = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL;
     PGresult *r = NULL;
     Buf ddl;
     buf_init(&ddl, SQL_MAX);
@@ -393,9 +355,11 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
         db_error(conn, r, "sink: creating the staging tables", err, errlen);
         goto failed;
     }
-    if (!opts->no_checkpoint && !position_type(conn, opts, &ptype, err, errlen))
+    if (!opts->no_checkpoint && opts->position_type == NULL) {
+        snprintf(err, errlen, "sink: no position type");
         goto failed;
-    if (!build_sql(s, qt, qf, qc, ljob, lpaging, ptype))
+    }
+    if (!build_sql(s, qt, qf, qc, ljob, lpaging, opts->position_type))
         goto oom;
     if (PQsetnonblocking(conn, 1) != 0) {
         db_error(conn, NULL, "sink", err, errlen);
@@ -429,7 +393,6 @@ done:
     free(qc);
     free(ljob);
     free(lpaging);
-    free(ptype);
     return s;
 }
 

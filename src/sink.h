@@ -27,6 +27,11 @@ typedef struct SinkOpts {
      * purpose: a normal run also flushes with a NULL position (nothing settled in order
      * yet) and must still count those rows in the running totals. */
     bool no_checkpoint;
+    /* The SQL type positions are compared as, so that the checkpoint only moves forward:
+     * "bigint" for offset paging, else the key's type and collation (db_key_type's
+     * order_out). It is spliced into SQL text, so it must come from the server's
+     * format_type and quote_ident. Required unless no_checkpoint. */
+    const char *position_type;
 } SinkOpts;
 
 /* How a flush ended, for sink_done_fn. */

@@ -314,6 +314,21 @@ SQL
     [ "$n" -eq "$m" ] || fail "--expect gave $m rows for $n ids"
 }
 
+# chain_providers PRIMARY_BASE [SECONDARY_BASE]: the job-file sections of API.md's two
+# providers, [provider primary] then [provider secondary] (at PRIMARY_BASE unless given).
+chain_providers() {
+    local p=$1 q=${2:-$1}
+    cat <<EOF
+[provider primary]
+url = $p/api/v2/entities/{id}?select=id,label,location
+mapping = primary
+
+[provider secondary]
+url = $q/v1/lookup?entity={id}
+mapping = secondary
+EOF
+}
+
 # mock_stats [URL]: all counters of the mock's /__stats, as one line of name=value.
 # shellcheck disable=SC2120
 mock_stats() {

@@ -31,13 +31,7 @@ backoff-base = 0.01
 backoff-cap = 0.05
 page-size = 1000
 
-[provider primary]
-url = $MOCK_URL/api/v2/entities/{id}?select=id,label,location
-mapping = primary
-
-[provider secondary]
-url = $MOCK_URL/v1/lookup?entity={id}
-mapping = secondary
+$(chain_providers "$MOCK_URL")
 EOF
 run_pgenrich chain run --config "$CHAIN" --dsn "$IT_DSN" --quiet
 expect_rc 0 "pgenrich run --config (primary + secondary)"

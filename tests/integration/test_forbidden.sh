@@ -56,13 +56,7 @@ concurrency = $CONC
 page-size = 1000
 target-table = chain_target
 
-[provider primary]
-url = $MOCK_URL/api/v2/entities/{id}?select=id,label,location
-mapping = primary
-
-[provider secondary]
-url = $MOCK_URL/v1/lookup?entity={id}
-mapping = secondary
+$(chain_providers "$MOCK_URL")
 EOF
 run_pgenrich chain run --config "$CHAIN" --dsn "$IT_DSN" --quiet
 expect_rc 0 "a chain where the primary answers some IDs 403"

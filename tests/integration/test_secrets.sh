@@ -39,13 +39,7 @@ backoff-base = 0.01
 backoff-cap = 0.02
 page-size = 200
 
-[provider primary]
-url = $PRIMARY_URL/api/v2/entities/{id}?select=id,label,location
-mapping = primary
-
-[provider secondary]
-url = $SECOND_URL/v1/lookup?entity={id}
-mapping = secondary
+$(chain_providers "$PRIMARY_URL" "$SECOND_URL")
 ${2:-}
 EOF
     printf '%s\n' "$f"
