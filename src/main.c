@@ -120,17 +120,17 @@ static int cmd_run(const Config *c, JobFile *jf)
     bool retry_failed = c->cmd == CMD_RETRY_FAILED;
 
     if (jf->n_providers == 0 && !jobfile_default_chain(c->base_url, jf, err, sizeof err)) {
-        rc = EXIT_USAGE;
+        rc = EXIT_CONFIG;
         goto failed;
     }
 
     if (!fit_open_files(c->concurrency, err, sizeof err)) {
-        rc = EXIT_USAGE;
+        rc = EXIT_CONFIG;
         goto failed;
     }
     if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
                           sizeof err)) {
-        rc = EXIT_USAGE;
+        rc = EXIT_CONFIG;
         goto failed;
     }
     /* The sink's session holds the job's lock for the whole run, so it comes first: a
@@ -169,7 +169,7 @@ static int cmd_run(const Config *c, JobFile *jf)
                  "job %s was checkpointed with --paging %s; rerun with the same paging or "
                  "with --restart",
                  c->job, paging);
-        rc = EXIT_USAGE;
+        rc = EXIT_CONFIG;
         goto failed;
     }
     long long start_offset = 0;
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
     memset(&jf, 0, sizeof jf);
     if (!config_parse(&cfg, argc, argv, err, sizeof err)) {
         fprintf(stderr, "pgenrich: %s\n%s", err, config_usage);
-        return EXIT_USAGE;
+        return EXIT_CONFIG;
     }
     if (cfg.config_file) {
         /* the file first, then the flags again on top of it: flags override */
@@ -261,7 +261,7 @@ int main(int argc, char **argv)
             !config_validate(&cfg, jf.n_providers > 0, err, sizeof err)) {
             fprintf(stderr, "pgenrich: %s\n", err);
             jobfile_free(&jf);
-            return EXIT_USAGE;
+            return EXIT_CONFIG;
         }
     }
     switch (cfg.cmd) {

@@ -715,7 +715,7 @@ static void end_loop(Scheduler *s)
 static void on_outbox_failed(void *ud)
 {
     Scheduler *s = ud;
-    if (s->exit_code == EXIT_INTERRUPTED)
+    if (s->exit_code == EXIT_TEMPFAIL)
         s->exit_code = EXIT_RUNTIME;
     stop_job(s, EXIT_RUNTIME);
     end_loop(s);
@@ -799,7 +799,7 @@ static void on_flush_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void stop_job(Scheduler *s, int code)
 {
     bool finishing = s->phase == PH_FINISHING || s->phase == PH_DONE;
-    if (s->exit_code < 0 && !(finishing && code == EXIT_INTERRUPTED))
+    if (s->exit_code < 0 && !(finishing && code == EXIT_TEMPFAIL))
         s->exit_code = code;
     if (s->phase != PH_RUNNING)
         return;
@@ -823,11 +823,11 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (++s->signals > 1) {
         log_warn("event=second_signal detail=\"exiting now; the last committed checkpoint "
                  "stands\"");
-        _exit(EXIT_INTERRUPTED);
+        _exit(EXIT_TEMPFAIL);
     }
     log_warn("event=interrupted signal=%d detail=\"committing settled work, then exiting\"",
              w->signum);
-    stop_job(s, EXIT_INTERRUPTED);
+    stop_job(s, EXIT_TEMPFAIL);
 }
 
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)

@@ -10,23 +10,11 @@
 #include <libpq-fe.h>
 #include "compat.h"
 #include "config.h"
+#include "exitcode.h"
 #include "jobfile.h"
 #include "provider.h"
 
 struct ev_loop;
-
-/* Exit statuses of `pgenrich run`. */
-enum {
-    EXIT_OK = 0,           /* every ID settled */
-    EXIT_RUNTIME = 1,      /* database, network set-up or other runtime error */
-    EXIT_USAGE = 2,        /* bad command line or configuration */
-    EXIT_AUTH = 3,         /* the provider refused the credentials (401, or 403s on
-                              --forbidden-threshold consecutive answers) */
-    EXIT_LOCKED = 4,       /* another process is running the same job */
-    EXIT_TEMPFAIL = 75,    /* the provider asked the whole job to wait longer than
-                              --retry-after-max: settled work committed, resume later */
-    EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM: settled work flushed, checkpoint saved */
-};
 
 typedef struct SchedSetup {
     PGconn *source_conn;           /* connected; ownership passes to the scheduler */

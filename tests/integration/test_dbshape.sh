@@ -4,7 +4,7 @@
 # run at start-up with the problem and its fix, before any lookup; a table made by hand
 # that can take them (other column order, extra columns) works. A flush blocked by a lock
 # ends with a statement timeout (exit 1) instead of hanging, also when the run was
-# interrupted meanwhile (the failed flush's exit 1, not 130), and a rerun then finishes.
+# interrupted meanwhile (the failed flush's exit 1, not 75), and a rerun then finishes.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -133,7 +133,7 @@ assert_eq "nothing committed by the timed-out flush" 0 \
     "$(q "SELECT count(*) FROM standardized_locations")"
 
 # Interrupted while that flush waits: the flush that then fails decides the exit status (1,
-# not 130: the job did not end as asked).
+# not 75: the job did not end as asked).
 start_pgenrich termed "${args[@]}" --job blocked --statement-timeout 4 --quiet
 for _ in $(seq 1 100); do
     [ "$(q "SELECT count(*) FROM pg_catalog.pg_stat_activity

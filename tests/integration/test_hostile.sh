@@ -168,7 +168,7 @@ assert_none "auth_fresh: a checkpoint past the start" \
     "SELECT position, finished FROM enrich_checkpoints
      WHERE job = 'auth' AND (position IS NOT NULL OR finished)"
 
-# 5b. the right token, interrupted once a checkpoint exists: exit 130.
+# 5b. the right token, interrupted once a checkpoint exists: exit 75.
 start_pgenrich auth_part "${auth[@]}" --token-file "$IT_TMP/token" --concurrency 16 --quiet
 for _ in $(seq 1 300); do
     [ -n "$(q "SELECT 1 FROM enrich_checkpoints WHERE job = 'auth' AND position IS NOT NULL")" ] &&
@@ -178,7 +178,7 @@ for _ in $(seq 1 300); do
 done
 kill -INT "$PGENRICH_PID" 2>/dev/null || true
 wait_pgenrich 30
-expect_rc 130 "SIGINT during the run with the right token"
+expect_rc 75 "SIGINT during the run with the right token"
 cp=$(checkpoint_of auth)
 loaded=$(q "SELECT count(*) FROM auth_target")
 failed=$(q "SELECT count(*) FROM auth_failures WHERE job = 'auth'")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_paging_cli: --paging offset gives the keyset result; --where filters; table and column
 # names that need quoting work; bad flags exit 2, a dead database exits 1; refused
-# credentials exit 3 and leave the checkpoint alone; SIGINT exits 130; the token is never
+# credentials exit 3 and leave the checkpoint alone; SIGINT exits 75; the token is never
 # printed.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -94,7 +94,7 @@ expect_rc 1 "pgenrich with a missing source table"
 DATABASE_URL=$IT_DSN run_pgenrich envdsn init
 expect_rc 0 "pgenrich init with DATABASE_URL"
 
-# --- 5. credentials: SIGINT -> 130, refused token -> 3 with the checkpoint untouched ---------------
+# --- 5. credentials: SIGINT -> 75, refused token -> 3 with the checkpoint untouched ---------------
 SECRET=s3cret-Zq8-token
 WRONG=wrong-Kx7-token
 start_mock --token "$SECRET" --latency-ms 20
@@ -112,7 +112,7 @@ for _ in $(seq 1 150); do
 done
 kill -INT "$PGENRICH_PID"
 wait_pgenrich 20
-expect_rc 130 "pgenrich after SIGINT"
+expect_rc 75 "pgenrich after SIGINT"
 snapshot="SELECT position, rows_loaded, failures, finished, updated_at,
                  (SELECT count(*) FROM loc_tok), (SELECT count(*) FROM fail_tok)
           FROM ck_tok WHERE job = 'tok'"

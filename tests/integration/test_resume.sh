@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_resume: kill -9 mid-run leaves a consistent state (every ID up to the checkpoint is
 # settled); a rerun of the same job finishes the rest with exactly one row per ID and looks up
-# only what the killed run had not committed; SIGTERM exits 130 with the checkpoint saved;
+# only what the killed run had not committed; SIGTERM exits 75 with the checkpoint saved;
 # --restart starts over; a rerun of a finished job reads nothing.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -79,17 +79,17 @@ assert_eq "the rerun looks up each of them once" "$todo" "$(mock_stat requests)"
 check_against_expected resume
 assert_eq "checkpoint finished" t "$(q "SELECT finished FROM enrich_checkpoints WHERE job = 'resume'")"
 
-# --- 3. SIGTERM: exit 130 with settled work flushed; --restart starts over ----------------------
+# --- 3. SIGTERM: exit 75 with settled work flushed; --restart starts over ----------------------
 start_pgenrich sigterm "${slow[@]}" --restart
 wait_checkpoint 30
 sleep 0.5
 kill -TERM "$PGENRICH_PID"
 wait_pgenrich 20
-expect_rc 130 "pgenrich after SIGTERM"
+expect_rc 75 "pgenrich after SIGTERM"
 check_summary_shape sigterm
 read_before_term=$(summary sigterm ids_read)
 pos=$(q "SELECT position FROM enrich_checkpoints WHERE job = 'resume'")
-log "SIGTERM: exit 130, ids_read=$read_before_term, checkpoint at $pos"
+log "SIGTERM: exit 75, ids_read=$read_before_term, checkpoint at $pos"
 [ "$read_before_term" -gt 0 ] || fail "--restart read nothing: it did not start over"
 [ "$pos" -lt "$N" ] || fail "--restart did not reset the checkpoint (position $pos)"
 check_partial "after SIGTERM"
