@@ -26,6 +26,8 @@ const char config_usage[] =
     "            job when a 429 asks it) --forbidden-threshold N (20 consecutive 403s from\n"
     "            a provider mean the credentials are refused)\n"
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
+    "faults:     --drain-timeout S (10: on SIGINT/SIGTERM, in-flight lookups get this long)\n"
+    "            --db-retry-timeout S (60: reconnect to a lost database this long; 0 = no)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
     "\n"
@@ -73,6 +75,8 @@ static const OptSpec opts[] = {
     {"reason", OT_STR, OFF(reason), 0, 0, true},
     {"forbidden-threshold", OT_INT, OFF(forbidden_threshold), 1, 1000000, true},
     {"retry-after-max", OT_DOUBLE, OFF(retry_after_max), 0, 86400, true},
+    {"drain-timeout", OT_DOUBLE, OFF(drain_timeout), 0, 86400, true},
+    {"db-retry-timeout", OT_DOUBLE, OFF(db_retry_timeout), 0, 86400, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -102,6 +106,8 @@ void config_defaults(Config *c)
     c->retry_after_max = 60;
     c->statement_timeout = 300;
     c->db_keepalive = 30;
+    c->drain_timeout = 10;
+    c->db_retry_timeout = 60;
 }
 
 static bool parse_number(const char *s, double *out)

@@ -52,6 +52,10 @@ typedef struct Config {
     /* Database sessions (src/db.h, DbConnOpts). */
     double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
     int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
+
+    /* Faults. */
+    double drain_timeout;    /* seconds in-flight lookups get after SIGINT/SIGTERM: 10 */
+    double db_retry_timeout; /* seconds to reconnect to a lost database: 60; 0 = give up */
 } Config;
 
 /* Fill c with the defaults. */

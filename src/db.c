@@ -102,36 +102,57 @@ static bool set_statement_timeout(PGconn *c, double seconds, char *err, size_t e
     return ok;
 }
 
-PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size_t errlen)
+/* The parameters of a connection, with the buffers their values point into. */
+typedef struct ConnParams {
+    const char *keys[4 + ARRAY_LEN(keepalive_keys)];
+    const char *vals[4 + ARRAY_LEN(keepalive_keys)];
+    char idle[16], interval[16], count[16], user_timeout[24];
+} ConnParams;
+
+static void conn_params(ConnParams *p, const char *conninfo, const DbConnOpts *opts)
 {
     /* libpq skips entries whose value is NULL or "", so no conninfo means the PG*
      * variables. Entries after dbname override what the expanded conninfo says: the data
      * we send (COPY rows from JSON) and the keys we put in URLs are UTF-8. */
-    const char *keys[4 + ARRAY_LEN(keepalive_keys)] = {"dbname", "client_encoding",
-                                                       "fallback_application_name"};
-    const char *vals[4 + ARRAY_LEN(keepalive_keys)] = {conninfo, "UTF8", "pgenrich"};
-    size_t n = 3;
+    size_t n = 0;
+    p->keys[n] = "dbname";
+    p->vals[n++] = conninfo;
+    p->keys[n] = "client_encoding";
+    p->vals[n++] = "UTF8";
+    p->keys[n] = "fallback_application_name";
+    p->vals[n++] = "pgenrich";
     /* A dead peer is found after idle + interval * count seconds of silence; a write the
      * peer never acknowledges gives up after about as long (tcp_user_timeout). */
-    char idle[16], interval[16], count[16], user_timeout[24];
     if (opts != NULL && opts->keepalive_idle > 0 && !sets_keepalives(conninfo)) {
         int iv = opts->keepalive_idle / 3;
         iv = iv < 1 ? 1 : iv > 60 ? 60 : iv;
         int cnt = 3;
-        snprintf(idle, sizeof idle, "%d", opts->keepalive_idle);
-        snprintf(interval, sizeof interval, "%d", iv);
-        snprintf(count, sizeof count, "%d", cnt);
-        snprintf(user_timeout, sizeof user_timeout, "%lld",
+        snprintf(p->idle, sizeof p->idle, "%d", opts->keepalive_idle);
+        snprintf(p->interval, sizeof p->interval, "%d", iv);
+        snprintf(p->count, sizeof p->count, "%d", cnt);
+        snprintf(p->user_timeout, sizeof p->user_timeout, "%lld",
                  ((long long)opts->keepalive_idle + (long long)iv * cnt) * 1000);
-        const char *kv[] = {"1", idle, interval, count, user_timeout};
+        const char *kv[] = {"1", p->idle, p->interval, p->count, p->user_timeout};
         for (size_t i = 0; i < ARRAY_LEN(keepalive_keys); i++) {
-            keys[n] = keepalive_keys[i];
-            vals[n++] = kv[i];
+            p->keys[n] = keepalive_keys[i];
+            p->vals[n++] = kv[i];
         }
     }
-    keys[n] = NULL;
-    vals[n] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    p->keys[n] = NULL;
+    p->vals[n] = NULL;
+}
+
+bool db_session_setup(PGconn *c, const DbConnOpts *opts, char *err, size_t errlen)
+{
+    return opts == NULL || opts->statement_timeout <= 0 ||
+           set_statement_timeout(c, opts->statement_timeout, err, errlen);
+}
+
+PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size_t errlen)
+{
+    ConnParams p;
+    conn_params(&p, conninfo, opts);
+    PGconn *c = PQconnectdbParams(p.keys, p.vals, 1);
     if (c == NULL) {
         snprintf(err, errlen, "connect: out of memory");
         return NULL;
@@ -141,12 +162,18 @@ PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size
         PQfinish(c);
         return NULL;
     }
-    if (opts != NULL && opts->statement_timeout > 0 &&
-        !set_statement_timeout(c, opts->statement_timeout, err, errlen)) {
+    if (!db_session_setup(c, opts, err, errlen)) {
         PQfinish(c);
         return NULL;
     }
     return c;
+}
+
+PGconn *db_connect_start(const char *conninfo, const DbConnOpts *opts)
+{
+    ConnParams p;
+    conn_params(&p, conninfo, opts);
+    return PQconnectStartParams(p.keys, p.vals, 1);
 }
 
 char *db_quote_ident(PGconn *c, const char *ident)

@@ -38,6 +38,15 @@ typedef struct DbConnOpts {
  * failure. Caller owns the connection (PQfinish). */
 PGconn *db_connect(const char *conninfo, const DbConnOpts *opts, char *err, size_t errlen) WUR;
 
+/* The same connection as db_connect's, started without blocking (PQconnectStartParams):
+ * drive it with PQconnectPoll, then call db_session_setup once it is CONNECTION_OK. NULL
+ * when out of memory; otherwise check PQstatus (CONNECTION_BAD: PQerrorMessage says why). */
+PGconn *db_connect_start(const char *conninfo, const DbConnOpts *opts) WUR;
+
+/* What db_connect does once connected (SET statement_timeout). Blocking, one short
+ * statement. Returns false with a reason in err. */
+bool db_session_setup(PGconn *c, const DbConnOpts *opts, char *err, size_t errlen) WUR;
+
 /* The SQL type of names->source.names->key as format_type prints it ("bigint", "text",
  * "character varying(20)"). Names are single identifiers (no schema prefix; the
  * search_path finds the table). Fails with "source table X does not exist" or "column Y

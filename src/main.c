@@ -29,12 +29,22 @@ static DbNames names_of(const Config *c)
     return n;
 }
 
-static PGconn *connect_db(const Config *c, char *err, size_t errlen)
+static const char *dsn_of(const Config *c)
 {
-    const char *dsn = c->dsn ? c->dsn : getenv("DATABASE_URL");
+    return c->dsn ? c->dsn : getenv("DATABASE_URL");
+}
+
+static DbConnOpts db_opts_of(const Config *c)
+{
     DbConnOpts opts = {.statement_timeout = c->statement_timeout,
                        .keepalive_idle = c->db_keepalive};
-    return db_connect(dsn, &opts, err, errlen); /* sets client_encoding UTF8 */
+    return opts;
+}
+
+static PGconn *connect_db(const Config *c, char *err, size_t errlen)
+{
+    DbConnOpts opts = db_opts_of(c);
+    return db_connect(dsn_of(c), &opts, err, errlen); /* sets client_encoding UTF8 */
 }
 
 static int cmd_init(const Config *c)
@@ -44,8 +54,10 @@ static int cmd_init(const Config *c)
     char *key_type = NULL;
     int rc = EXIT_RUNTIME;
     PGconn *conn = connect_db(c, err, sizeof err);
-    if (conn == NULL)
+    if (conn == NULL) {
+        rc = EXIT_DB;
         goto failed;
+    }
     if (!db_key_type(conn, &names, &key_type, NULL, err, sizeof err) ||
         !db_init_schema(conn, &names, key_type, err, sizeof err) ||
         !db_check_shape(conn, &names, key_type, err, sizeof err))
@@ -135,8 +147,10 @@ static int cmd_run(const Config *c, JobFile *jf)
     }
     /* The sink's session holds the job's lock for the whole run, so it comes first: a
      * second runner must not even read (or, with --restart, reset) the checkpoint. */
-    if ((sink = connect_db(c, err, sizeof err)) == NULL)
+    if ((sink = connect_db(c, err, sizeof err)) == NULL) {
+        rc = EXIT_DB;
         goto failed;
+    }
     switch (joblock_take(sink, c->checkpoint_table, c->job, err, sizeof err)) {
     case JOBLOCK_TAKEN:
         break;
@@ -146,8 +160,10 @@ static int cmd_run(const Config *c, JobFile *jf)
     case JOBLOCK_ERROR:
         goto failed;
     }
-    if ((src = connect_db(c, err, sizeof err)) == NULL)
+    if ((src = connect_db(c, err, sizeof err)) == NULL) {
+        rc = EXIT_DB;
         goto failed;
+    }
     if (!db_key_type(src, &names, &key_type, &key_order, err, sizeof err) ||
         !db_init_schema(src, &names, key_type, err, sizeof err) ||
         !db_check_shape(src, &names, key_type, err, sizeof err))
@@ -205,24 +221,40 @@ static int cmd_run(const Config *c, JobFile *jf)
         .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
+        .conninfo = dsn_of(c),
+        .db_opts = db_opts_of(c),
     };
     src = sink = NULL; /* the scheduler owns them now */
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
     if (sched == NULL)
         goto failed;
     rc = scheduler_run(sched);
-    print_summary(scheduler_stats(sched));
-    if (retry_failed) {
-        long long left = 0;
+    const SchedStats *st = scheduler_stats(sched);
+    print_summary(st);
+    if (rc == EXIT_OK) {
+        /* Done, but with IDs in the ledger: a code of its own, so that a scheduler can
+         * alert on it or run retry-failed. Counted afresh: earlier runs' entries count, and
+         * this run's loaded rows may have cleared some. */
+        long long left = -1;
         PGconn *count_conn = connect_db(c, err, sizeof err);
-        if (count_conn &&
-            db_count_failures(count_conn, &names, c->job, c->reason, &left, err, sizeof err))
+        if (count_conn == NULL ||
+            !db_count_failures(count_conn, &names, c->job, retry_failed ? c->reason : NULL, &left,
+                               err, sizeof err)) {
+            log_warn("event=ledger_count_failed error=\"%s\"", err);
+            left = st->failures; /* what this run recorded, at least */
+        } else if (retry_failed) {
             printf("ledger: job=%s remaining=%lld\n", c->job, left);
+        }
         if (count_conn)
             PQfinish(count_conn);
+        if (left > 0)
+            rc = EXIT_FAILURES;
+        log_info("event=finished job=\"%s\" ledger=%lld", c->job, left);
+    } else if (rc == EXIT_TEMPFAIL || rc == EXIT_DB) {
+        log_info("event=resumable job=\"%s\" detail=\"settled work is committed; run the "
+                 "same command again to resume from the checkpoint\"",
+                 c->job);
     }
-    if (rc == EXIT_OK)
-        log_info("event=finished job=\"%s\"", c->job);
     goto done;
 
 failed:

@@ -3,6 +3,7 @@
  * are recorded as unloadable and the rest commits. */
 #include "outbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,11 +46,32 @@ struct Outbox {
     FlushBuf *active;   /* settled outcomes go here */
     FlushBuf *flushing; /* the batch the sink is committing, or NULL */
     bool sink_failed;
+    bool lost; /* the connection went away during the flush below: it waits for
+                  outbox_attach to be sent again */
+    struct {   /* the last flush handed to the sink, to send again after a loss */
+        const Buf *rows, *fails;
+        size_t nrows, nfails;
+        const char *position;
+        bool done;
+    } sent;
     Poison poison;
     OutboxTotals totals;
 };
 
 static void on_flushed(void *ud, const SinkResult *r);
+
+/* Every flush goes through here, so that the one in flight can be sent again as it was. */
+static bool send_flush(Outbox *o, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,
+                       const char *position, bool done)
+{
+    o->sent.rows = rows;
+    o->sent.nrows = nrows;
+    o->sent.fails = fails;
+    o->sent.nfails = nfails;
+    o->sent.position = position;
+    o->sent.done = done;
+    return sink_flush(o->sink, rows, nrows, fails, nfails, position, done, on_flushed, o);
+}
 
 static int reason_index(const char *reason, size_t len)
 {
@@ -241,12 +263,10 @@ static void poison_step(Outbox *o)
                              .len = roff[rhi] - roff[rlo]};
         ps->views[1] = (Buf){.data = b->fails.data ? b->fails.data + foff[flo] : NULL,
                              .len = foff[fhi] - foff[flo]};
-        ok = sink_flush(o->sink, &ps->views[0], rhi - rlo, &ps->views[1], fhi - flo, NULL, false,
-                        on_flushed, o);
+        ok = send_flush(o, &ps->views[0], rhi - rlo, &ps->views[1], fhi - flo, NULL, false);
     } else {
         ps->final_sent = true;
-        ok = sink_flush(o->sink, NULL, 0, &ps->unloadable, ps->nunloadable, b->position, b->done,
-                        on_flushed, o);
+        ok = send_flush(o, NULL, 0, &ps->unloadable, ps->nunloadable, b->position, b->done);
     }
     if (!ok)
         fail(o, b, sink_last_error(o->sink));
@@ -325,6 +345,16 @@ static void on_flushed(void *ud, const SinkResult *r)
 {
     Outbox *o = ud;
     FlushBuf *b = o->flushing;
+    if (!r->ok && r->conn_lost && o->hooks.lost != NULL) {
+        /* Keep everything as it is (the batch, the isolation search): the same flush goes
+         * out again on the next connection. */
+        log_warn("event=db_lost conn=sink error=\"%s\" detail=\"the batch is kept and "
+                 "sent again once reconnected\"",
+                 r->err ? r->err : "unknown");
+        o->lost = true;
+        o->hooks.lost(o->ud);
+        return;
+    }
     if (o->poison.active) {
         poison_flushed(o, b, r);
         return;
@@ -402,12 +432,31 @@ bool outbox_flush(Outbox *o, char *position, bool done)
     b->done = done;
     o->active = b == &o->bufs[0] ? &o->bufs[1] : &o->bufs[0];
     o->flushing = b;
-    if (!sink_flush(o->sink, &b->rows, b->nrows, &b->fails, b->nfails, b->position, done,
-                    on_flushed, o)) {
+    if (!send_flush(o, &b->rows, b->nrows, &b->fails, b->nfails, b->position, done)) {
         flush_failed(o, b, sink_last_error(o->sink));
         return false;
     }
     return true;
+}
+
+bool outbox_attach(Outbox *o, PGconn *conn, char *err, size_t errlen)
+{
+    if (!sink_attach(o->sink, conn, err, errlen))
+        return false;
+    if (o->lost) {
+        o->lost = false;
+        if (!send_flush(o, o->sent.rows, o->sent.nrows, o->sent.fails, o->sent.nfails,
+                        o->sent.position, o->sent.done)) {
+            snprintf(err, errlen, "%s", sink_last_error(o->sink));
+            return false;
+        }
+    }
+    return true;
+}
+
+bool outbox_lost(const Outbox *o)
+{
+    return o->lost;
 }
 
 const OutboxTotals *outbox_totals(const Outbox *o)

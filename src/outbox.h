@@ -26,6 +26,10 @@ typedef struct OutboxHooks {
      * committed flush), event=flush_failed was logged, and no flush starts again
      * (outbox_busy stays true). */
     void (*failed)(void *ud);
+    /* The sink's connection went away during a flush: the batch is kept as it was (also
+     * midway through an isolation search) and outbox_busy stays true until outbox_attach
+     * sends it again. NULL: a lost connection is a failure like any other. */
+    void (*lost)(void *ud);
 } OutboxHooks;
 
 /* Committed outcomes, over every flush. */
@@ -71,6 +75,17 @@ bool outbox_busy(const Outbox *o);
  * of the hooks will be called. Returns false when it could not start: the outbox has failed
  * as described for hooks->failed, which is not called. */
 bool outbox_flush(Outbox *o, char *position, bool done) WUR;
+
+/* After hooks->lost: give the sink a new connection (sink_attach; ownership of conn
+ * passes whatever the outcome) and send the kept flush again. A batch the lost flush did
+ * commit (the connection broke during COMMIT) is written again: rows and failure records
+ * are upserts and the checkpoint only moves forward, so the tables end the same; only the
+ * checkpoint's running totals count it twice. Returns false with a message in err. Also
+ * fine with no flush kept (then it only attaches). */
+bool outbox_attach(Outbox *o, PGconn *conn, char *err, size_t errlen) WUR;
+
+/* A flush waits for outbox_attach. */
+bool outbox_lost(const Outbox *o);
 
 /* Valid until outbox_free. */
 const OutboxTotals *outbox_totals(const Outbox *o);

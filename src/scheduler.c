@@ -21,9 +21,11 @@
 #include "copyenc.h"
 #include "fetcher.h"
 #include "jobfile.h"
+#include "joblock.h"
 #include "log.h"
 #include "outbox.h"
 #include "ratelimit.h"
+#include "redial.h"
 #include "retry.h"
 #include "sink.h"
 #include "source.h"
@@ -101,6 +103,9 @@ struct Scheduler {
     ev_timer progress;
     ev_signal sigint, sigterm;
     int signals;
+    bool draining;  /* after the first signal: no new IDs, in-flight ones may finish */
+    ev_timer drain; /* --drain-timeout */
+    Redial *sink_redial, *src_redial; /* a lost connection being replaced */
 
     Phase phase;
     bool final_sent; /* the flush that marks the job done has started */
@@ -141,7 +146,8 @@ static bool maybe_park(Scheduler *s)
 
 static void maybe_fetch_page(Scheduler *s)
 {
-    if (s->phase != PH_RUNNING || window_ended(s->win) || source_busy(s->source))
+    if (s->phase != PH_RUNNING || s->draining || window_ended(s->win) || source_busy(s->source) ||
+        redial_active(s->src_redial))
         return;
     if (!window_wants_page(s->win))
         return;
@@ -153,6 +159,12 @@ static void on_page(void *ud, PGresult *res, const char *err)
 {
     Scheduler *s = ud;
     if (res == NULL) {
+        if (source_conn_lost(s->source) && s->phase == PH_RUNNING) {
+            /* The page is asked again once reconnected; lookups go on meanwhile. */
+            log_warn("event=db_lost conn=source error=\"%s\"", err ? err : "unknown");
+            redial_start(s->src_redial);
+            return;
+        }
         log_error("event=source_failed error=\"%s\"", err ? err : "unknown");
         stop_job(s, EXIT_RUNTIME);
         return;
@@ -547,6 +559,8 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 
 static bool fresh_allowed(const Scheduler *s)
 {
+    if (s->draining)
+        return false;
     /* Backpressure: stop reading new IDs while the database lags far behind. */
     if (outbox_pending(s->outbox) >= 2 * (size_t)s->cfg->flush_rows)
         return false;
@@ -700,6 +714,10 @@ again:
         goto again; /* the window has room for fresh IDs again */
     maybe_fetch_page(s);
     check_finished(s);
+    if (s->draining && s->phase == PH_RUNNING && s->live_count == 0) {
+        log_info("event=drained detail=\"every lookup in flight has ended\"");
+        stop_job(s, EXIT_TEMPFAIL);
+    }
 }
 
 /* ---------------------------------------------------------------- flushing */
@@ -815,19 +833,119 @@ static void stop_job(Scheduler *s, int code)
     maybe_flush(s, true);
 }
 
+/* First signal: read no new IDs and give the lookups in flight --drain-timeout to end;
+ * second: abandon them now (settled work is still committed); third: leave at once, the
+ * last committed checkpoint stands. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
     Scheduler *s = w->data;
-    if (++s->signals > 1) {
-        log_warn("event=second_signal detail=\"exiting now; the last committed checkpoint "
+    s->signals++;
+    if (s->signals > 2) {
+        log_warn("event=third_signal detail=\"exiting now; the last committed checkpoint "
                  "stands\"");
         _exit(EXIT_TEMPFAIL);
     }
-    log_warn("event=interrupted signal=%d detail=\"committing settled work, then exiting\"",
-             w->signum);
+    if (s->signals == 2 || s->cfg->drain_timeout <= 0 || s->phase != PH_RUNNING) {
+        log_warn("event=interrupted signal=%d in_flight=%zu detail=\"abandoning the lookups "
+                 "in flight, committing settled work\"",
+                 w->signum, s->live_count);
+        stop_job(s, EXIT_TEMPFAIL);
+        return;
+    }
+    log_warn("event=interrupted signal=%d in_flight=%zu drain_timeout_s=%g detail=\"reading "
+             "no new IDs; lookups in flight may finish, then settled work is committed (a "
+             "second signal stops at once)\"",
+             w->signum, s->live_count, s->cfg->drain_timeout);
+    s->draining = true;
+    ev_timer_set(&s->drain, s->cfg->drain_timeout, 0.);
+    ev_timer_start(s->loop, &s->drain);
+    pump(s);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    Scheduler *s = w->data;
+    if (s->phase != PH_RUNNING)
+        return;
+    log_warn("event=drain_timeout in_flight=%zu detail=\"abandoning the lookups still in "
+             "flight; the next run does them\"",
+             s->live_count);
     stop_job(s, EXIT_TEMPFAIL);
+}
+
+/* ---------------------------------------------------------------- database faults */
+
+/* A connection could not be replaced within --db-retry-timeout. */
+static void db_gave_up(Scheduler *s, const char *conn, const char *err)
+{
+    log_error("event=db_unreachable conn=%s error=\"%s\" detail=\"gave up after "
+              "--db-retry-timeout %gs; the committed checkpoint stands: rerun to resume\"",
+              conn, err ? err : "unknown", s->cfg->db_retry_timeout);
+    if (s->exit_code < 0 || s->exit_code == EXIT_TEMPFAIL)
+        s->exit_code = EXIT_DB;
+    stop_job(s, EXIT_DB);
+    if (outbox_lost(s->outbox) || s->phase == PH_FINISHING)
+        end_loop(s); /* nothing more can be committed */
+}
+
+static void on_sink_redialed(void *ud, PGconn *conn, const char *err)
+{
+    Scheduler *s = ud;
+    char msg[512];
+    if (conn == NULL) {
+        db_gave_up(s, "sink", err);
+        return;
+    }
+    /* The lock went with the old session: without it again, another runner may have the
+     * job now, and this one must not write. */
+    switch (joblock_take(conn, s->cfg->checkpoint_table, s->cfg->job, msg, sizeof msg)) {
+    case JOBLOCK_TAKEN:
+        break;
+    case JOBLOCK_BUSY:
+        PQfinish(conn);
+        log_error("event=job_lock_lost error=\"%s\" detail=\"another runner took the job "
+                  "while the database was away; this run writes nothing more\"",
+                  msg);
+        s->exit_code = EXIT_LOCKED;
+        stop_job(s, EXIT_LOCKED);
+        end_loop(s);
+        return;
+    case JOBLOCK_ERROR:
+        PQfinish(conn);
+        redial_again(s->sink_redial, msg);
+        return;
+    }
+    if (!outbox_attach(s->outbox, conn, msg, sizeof msg)) {
+        if (outbox_lost(s->outbox))
+            redial_again(s->sink_redial, msg);
+        else
+            on_outbox_failed(s);
+    }
+}
+
+static void on_source_redialed(void *ud, PGconn *conn, const char *err)
+{
+    Scheduler *s = ud;
+    if (conn == NULL) {
+        db_gave_up(s, "source", err);
+        return;
+    }
+    if (!source_attach(s->source, conn)) {
+        redial_again(s->src_redial, "the new connection was unusable");
+        return;
+    }
+    pump(s);
+}
+
+/* The sink's connection went away during a flush: its batch waits for a new one. */
+static void on_outbox_lost(void *ud)
+{
+    Scheduler *s = ud;
+    redial_start(s->sink_redial);
 }
 
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
@@ -903,7 +1021,8 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     sink_conn = NULL;
     if (sink == NULL)
         goto failed;
-    static const OutboxHooks hooks = {.done = on_outbox_done, .failed = on_outbox_failed};
+    static const OutboxHooks hooks = {
+        .done = on_outbox_done, .failed = on_outbox_failed, .lost = on_outbox_lost};
     s->outbox = outbox_new(sink, &hooks, s);
     if (s->outbox == NULL)
         goto oom;
@@ -943,6 +1062,14 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->sigint.data = s;
     ev_signal_init(&s->sigterm, on_signal, SIGTERM);
     s->sigterm.data = s;
+    ev_init(&s->drain, on_drain_timeout);
+    s->drain.data = s;
+    s->sink_redial = redial_new(loop, setup->conninfo, &setup->db_opts, cfg->db_retry_timeout,
+                                "sink", on_sink_redialed, s);
+    s->src_redial = redial_new(loop, setup->conninfo, &setup->db_opts, cfg->db_retry_timeout,
+                               "source", on_source_redialed, s);
+    if (s->sink_redial == NULL || s->src_redial == NULL)
+        goto oom;
     return s;
 
 oom:
@@ -977,6 +1104,7 @@ int scheduler_run(Scheduler *s)
     ev_timer_stop(s->loop, &s->flush_tick);
     ev_timer_stop(s->loop, &s->progress);
     ev_timer_stop(s->loop, &s->wake);
+    ev_timer_stop(s->loop, &s->drain);
     ev_signal_stop(s->loop, &s->sigint);
     ev_signal_stop(s->loop, &s->sigterm);
     return s->exit_code < 0 ? EXIT_OK : s->exit_code;
@@ -996,6 +1124,8 @@ void scheduler_free(Scheduler *s)
     while (s->live)
         lookup_free(s, s->live);
     fetcher_free(s->fetcher);
+    redial_free(s->sink_redial);
+    redial_free(s->src_redial);
     source_free(s->source);
     outbox_free(s->outbox);
     window_free(s->win);

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 #include "compat.h"
 #include "config.h"
+#include "db.h"
 #include "exitcode.h"
 #include "jobfile.h"
 #include "provider.h"
@@ -28,6 +29,9 @@ typedef struct SchedSetup {
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
     size_t n_providers;
+    const char *conninfo; /* how source and sink connected (NULL: the PG* variables), to
+                             connect again after a loss; copied */
+    DbConnOpts db_opts;   /* and with which session settings */
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */

@@ -3,6 +3,7 @@
  * failures;] [COPY failures; upsert;] checkpoint (or nothing with no_checkpoint). Driven
  * by one ev_io on the socket. */
 #include "sink.h"
+#include "log.h"
 #include "pgwatch.h"
 #include "utf8.h"
 
@@ -18,6 +19,8 @@
 /* Pieces sent per wake-up at most, so that a big flush to a fast server still lets the
  * loop serve the other watchers in between (the socket stays writable: no delay). */
 #define COPY_CHUNKS_PER_WAKE 16
+/* Seconds a flush may take before it is reported as slow, and again each time after. */
+#define SLOW_FLUSH 10.0
 
 #define STAGE_ROWS  "pg_temp.pgenrich_stage_rows"
 #define STAGE_FAILS "pg_temp.pgenrich_stage_fails"
@@ -32,7 +35,11 @@ struct Sink {
     struct ev_loop *loop;
     PGconn *conn;
     ev_io io;
-    int io_events; /* what io is started with; 0 = stopped */
+    int io_events;  /* what io is started with; 0 = stopped */
+    ev_timer later; /* delivers a flush refused for a lost connection from the loop */
+    ev_timer slow;  /* says so while a flush takes long (a lock on the target?) */
+    double started; /* loop time the flush in progress was sent */
+    char *ddl;      /* the session's staging tables, again after sink_attach */
     /* Fixed SQL, built once with quoted names and literals. */
     char *sql_rows;  /* COPY rows; upsert; delete their failures */
     char *sql_fails; /* COPY failures; upsert */
@@ -77,6 +84,13 @@ static void set_error(Sink *s, const PGresult *r, const char *what)
     db_error(s->conn, r, what, s->err, sizeof s->err);
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     s->data_error = state != NULL && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    if (state != NULL && strcmp(state, "57014") == 0) { /* query_canceled */
+        size_t used = strlen(s->err);
+        snprintf(s->err + used, sizeof s->err - used,
+                 " (the flush ran into statement_timeout: another session may hold a lock on "
+                 "the target or the ledger, or the server is overloaded; see "
+                 "--statement-timeout)");
+    }
     const char *ctx = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
     if (ctx != NULL && strncmp(ctx, "COPY ", 5) == 0) {
         size_t used = strlen(s->err);
@@ -111,11 +125,13 @@ static void finish(Sink *s)
     if (!s->failed && PQtransactionStatus(s->conn) != PQTRANS_IDLE)
         set_message(s, "the transaction did not end");
     arm(s, 0);
+    ev_timer_stop(s->loop, &s->slow);
     s->busy = false;
     s->copying = false;
     memcpy(err, s->err, sizeof err);
     SinkResult res = {.ok = !s->failed,
                       .data_error = s->failed && s->data_error,
+                      .conn_lost = s->failed && sink_conn_lost(s),
                       .err = s->failed ? err : NULL,
                       .kept = s->failed ? 0 : s->kept};
     s->fn(s->ud, &res);
@@ -230,6 +246,24 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     step(w->data, revents);
+}
+
+/* A flush that waits on a lock would otherwise look like a hang until statement_timeout. */
+static void on_slow(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    Sink *s = w->data;
+    log_warn("event=flush_slow waiting_s=%.0f detail=\"the flush has not ended yet: another "
+             "session may hold a lock on the target or the ledger (see pg_locks), or the server "
+             "is slow; statement_timeout ends it\"",
+             ev_now(loop) - s->started);
+}
+
+static void on_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    finish(w->data);
 }
 
 /* Build the fixed statements. Names are quoted identifiers, job and paging literals. */
@@ -350,6 +384,8 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
                     "GENERATED ALWAYS AS IDENTITY;\n",
                     qt, qf))
         goto oom;
+    if ((s->ddl = strdup(ddl.data)) == NULL)
+        goto oom;
     r = PQexec(conn, ddl.data);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         db_error(conn, r, "sink: creating the staging tables", err, errlen);
@@ -370,12 +406,17 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
     buf_init(&s->query, SQL_MAX);
     ev_io_init(&s->io, on_io, PQsocket(conn), EV_READ);
     s->io.data = s;
+    ev_timer_init(&s->later, on_later, 0., 0.);
+    s->later.data = s;
+    ev_timer_init(&s->slow, on_slow, SLOW_FLUSH, SLOW_FLUSH);
+    s->slow.data = s;
     goto done;
 
 oom:
     snprintf(err, errlen, "sink: out of memory");
 failed:
     if (s != NULL) {
+        free(s->ddl);
         free(s->sql_rows);
         free(s->sql_fails);
         free(s->ckpt_head);
@@ -403,9 +444,18 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
         snprintf(s->err, sizeof s->err, "flush: a flush is already running");
         return false;
     }
-    if (s->broken) {
-        snprintf(s->err, sizeof s->err, "flush: the connection failed earlier");
-        return false;
+    if (sink_conn_lost(s)) {
+        /* Told from the loop like any failed flush, so that the caller keeps its batch
+         * for a new connection (sink_attach). */
+        if (!s->failed || s->err[0] == '\0')
+            snprintf(s->err, sizeof s->err, "flush: the connection to the database was lost");
+        s->failed = true;
+        s->fn = fn;
+        s->ud = ud;
+        s->busy = true;
+        ev_timer_set(&s->later, 0., 0.);
+        ev_timer_start(s->loop, &s->later);
+        return true;
     }
     bool has_rows = rows != NULL && rows->len > 0;
     bool has_fails = fails != NULL && fails->len > 0;
@@ -448,20 +498,60 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
     /* Simple protocol on purpose: several statements in one string run as one implicit
      * transaction (any error rolls all of it back and leaves the session idle), and COPY
      * may sit among them; the extended protocol and pipelines allow neither. */
-    if (!PQsendQuery(s->conn, s->query.data)) {
-        db_error(s->conn, NULL, "flush", s->err, sizeof s->err);
-        return false;
-    }
-    int f = PQflush(s->conn);
-    if (f < 0) {
-        db_error(s->conn, NULL, "flush", s->err, sizeof s->err);
-        s->broken = true;
-        return false;
-    }
     s->fn = fn;
     s->ud = ud;
     s->busy = true;
+    s->started = ev_now(s->loop);
+    ev_timer_again(s->loop, &s->slow);
+    int f = 0;
+    if (!PQsendQuery(s->conn, s->query.data) || (f = PQflush(s->conn)) < 0) {
+        set_error(s, NULL, "flush");
+        if (PQstatus(s->conn) == CONNECTION_BAD) {
+            /* The server went away since the last flush: say so from the loop. */
+            s->broken = true;
+            ev_timer_set(&s->later, 0., 0.);
+            ev_timer_start(s->loop, &s->later);
+            return true;
+        }
+        s->busy = false;
+        return false;
+    }
     arm(s, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+    return true;
+}
+
+bool sink_conn_lost(const Sink *s)
+{
+    return s->broken || PQstatus(s->conn) == CONNECTION_BAD;
+}
+
+bool sink_attach(Sink *s, PGconn *conn, char *err, size_t errlen)
+{
+    if (s->busy) {
+        snprintf(err, errlen, "sink: a flush is still running");
+        PQfinish(conn);
+        return false;
+    }
+    PGresult *r = PQexec(conn, s->ddl);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        db_error(conn, r, "sink: creating the staging tables", err, errlen);
+    PQclear(r);
+    if (ok && PQsetnonblocking(conn, 1) != 0) {
+        db_error(conn, NULL, "sink", err, errlen);
+        ok = false;
+    }
+    if (!ok) {
+        PQfinish(conn);
+        return false;
+    }
+    arm(s, 0);
+    PQfinish(s->conn);
+    s->conn = conn;
+    s->broken = false;
+    s->failed = false;
+    s->err[0] = '\0';
+    ev_io_set(&s->io, PQsocket(conn), EV_READ);
     return true;
 }
 
@@ -480,7 +570,10 @@ void sink_free(Sink *s)
     if (s == NULL)
         return;
     arm(s, 0);
+    ev_timer_stop(s->loop, &s->later);
+    ev_timer_stop(s->loop, &s->slow);
     PQfinish(s->conn);
+    free(s->ddl);
     buf_free(&s->query);
     free(s->sql_rows);
     free(s->sql_fails);

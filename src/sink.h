@@ -40,6 +40,9 @@ typedef struct SinkResult {
     bool data_error; /* refused for its data (SQLSTATE class 22 or 23: a bad encoding, a
                         value out of range, a constraint): nothing committed, the session
                         is idle again, and the same lines in smaller flushes may pass */
+    bool conn_lost;  /* the connection is gone (a server restart, a network failure):
+                        nothing is known to have committed unless the loss came during
+                        COMMIT, and the same flush may be sent again after sink_attach */
     const char *err; /* one-line message when !ok (valid during the call), else NULL */
     long long kept;  /* failure lines not recorded because their ID has a target row
                         (the row stays as it was), counted once per ID */
@@ -48,7 +51,8 @@ typedef struct SinkResult {
 /* Called from the loop (never from inside sink_flush) when a flush has committed or
  * failed (nothing of it committed). After a server-side error (a bad value, a
  * constraint) the session is idle again and the next flush may be tried; after a
- * connection failure every later sink_flush returns false. The callback may call
+ * connection failure (conn_lost) every later flush ends the same way until sink_attach
+ * gives the sink a new connection. The callback may call
  * sink_flush (the sink is idle by then) or sink_free. */
 typedef void (*sink_done_fn)(void *ud, const SinkResult *r);
 
@@ -76,11 +80,21 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
  * nrows / nfails count the lines, for the checkpoint's running totals. A flush with no rows and no
  * failures still moves the checkpoint (with no_checkpoint it is one empty round trip). The buffers
  * must stay unchanged until fn is called. Returns false if a flush is already running (caller bug)
- * or the flush could not be sent; then fn will not be called and sink_last_error tells why. */
+ * or the flush could not be sent on a live connection; then fn will not be called and
+ * sink_last_error tells why. On a lost connection it returns true and fn reports conn_lost. */
 bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t nfails,
                 const char *position, bool done, sink_done_fn fn, void *ud) WUR;
 
 bool sink_busy(const Sink *s);
+
+/* Whether the connection is gone; every flush then ends with conn_lost until sink_attach. */
+bool sink_conn_lost(const Sink *s);
+
+/* Replace the connection (after a loss) with conn, a fresh connected session, whose
+ * ownership passes to the sink whatever the outcome: creates the staging tables on it
+ * (blocking: one short statement) and makes it non-blocking. Only while no flush runs.
+ * Returns false with a message in err (then conn is closed and the old one stays). */
+bool sink_attach(Sink *s, PGconn *conn, char *err, size_t errlen) WUR;
 
 /* The one-line reason of the last failure (a refused sink_flush, or the last failed
  * flush); "" if none. Valid until the next sink_flush. */

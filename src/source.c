@@ -401,6 +401,25 @@ bool source_fetch(Source *s)
     return true;
 }
 
+bool source_conn_lost(const Source *s)
+{
+    return PQstatus(s->conn) == CONNECTION_BAD;
+}
+
+bool source_attach(Source *s, PGconn *conn)
+{
+    if (s->state == SRC_QUERY || PQstatus(conn) != CONNECTION_OK ||
+        PQsetnonblocking(conn, 1) != 0) {
+        PQfinish(conn);
+        return false;
+    }
+    arm(s, 0);
+    PQfinish(s->conn);
+    s->conn = conn;
+    ev_io_set(&s->io, PQsocket(conn), EV_READ);
+    return true;
+}
+
 bool source_busy(const Source *s)
 {
     return s->state == SRC_QUERY || s->state == SRC_DEFER;

@@ -75,6 +75,14 @@ bool source_fetch(Source *s) WUR;
 /* Whether a page is on its way (a query in flight, or a result queued for the loop). */
 bool source_busy(const Source *s);
 
+/* Whether the connection is gone (a server restart, a network failure). */
+bool source_conn_lost(const Source *s);
+
+/* After a failed page on a lost connection: go on over conn, a fresh connected session
+ * (ownership passes whatever the outcome), from the same position. Only while no query
+ * runs. Returns false if conn is unusable (then it is closed and the old one stays). */
+bool source_attach(Source *s, PGconn *conn) WUR;
+
 /* Stops its watchers, cancels a query in flight, closes the connection. NULL is fine. */
 void source_free(Source *s);
 

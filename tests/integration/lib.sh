@@ -46,6 +46,8 @@ command -v curl >/dev/null || fail "curl is not installed (scripts/deps)"
 IT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgenrich-it-$IT_NAME.XXXXXX")
 MOCK_PIDS=()
 BG_PIDS=()
+LAST_ARGS=()
+IT_AT_EXIT=() # commands cleanup runs after the background processes are gone (eval'ed)
 
 # The test DSN with another database: key=value DSNs take the last dbname, URIs get a new path.
 dsn_with_db() {
@@ -86,6 +88,10 @@ cleanup() {
     done
     for pid in "${MOCK_PIDS[@]}"; do
         stop_mock_pid "$pid"
+    done
+    local c
+    for c in "${IT_AT_EXIT[@]}"; do
+        eval "$c"
     done
     if [ -z "${PGENRICH_IT_KEEP:-}" ]; then
         admin_sql -c "DROP DATABASE IF EXISTS \"$IT_DB\" WITH (FORCE)" >/dev/null 2>&1
@@ -172,6 +178,7 @@ EOF
 run_pgenrich() {
     LAST_RUN=$1
     shift
+    LAST_ARGS=("$@")
     RC=0
     timeout -k 5 "$IT_RUN_TIMEOUT" "$PGENRICH_BIN" "$@" \
         >"$IT_TMP/$LAST_RUN.out" 2>"$IT_TMP/$LAST_RUN.err" || RC=$?
@@ -182,6 +189,7 @@ run_pgenrich() {
 start_pgenrich() {
     LAST_RUN=$1
     shift
+    LAST_ARGS=("$@")
     # Background jobs of a script start with SIGINT ignored: give pgenrich the default back.
     env --default-signal=INT "$PGENRICH_BIN" "$@" \
         >"$IT_TMP/$LAST_RUN.out" 2>"$IT_TMP/$LAST_RUN.err" &
@@ -209,6 +217,31 @@ wait_pgenrich() {
 expect_rc() {
     local want=$1 what=$2
     [ "$RC" -eq "$want" ] || fail "$what: exit $RC, expected $want"
+}
+
+# expect_done WHAT: the last run ended done: exit 5 if its job's failure ledger holds IDs
+# now, else 0. The job and the ledger come from the run's --job and --failures-table (a run
+# whose job is in a job file only may exit either; retry-failed --reason R counts R only).
+expect_done() {
+    local what=$1 job="" ledger=enrich_failures reason="" i n
+    for ((i = 0; i < ${#LAST_ARGS[@]}; i++)); do
+        case "${LAST_ARGS[i]}" in
+        --job) job=${LAST_ARGS[i + 1]:-} ;;
+        --failures-table) ledger=${LAST_ARGS[i + 1]:-} ;;
+        --reason) [ "${LAST_ARGS[0]}" != retry-failed ] || reason=${LAST_ARGS[i + 1]:-} ;;
+        esac
+    done
+    if [ -z "$job" ]; then
+        [ "$RC" -eq 0 ] || [ "$RC" -eq 5 ] || fail "$what: exit $RC, expected 0 or 5 (done)"
+        return
+    fi
+    n=$(q "SELECT count(*) FROM \"$ledger\" WHERE job = '${job//\'/\'\'}'
+             ${reason:+AND reason = '$reason'}" 2>/dev/null || echo 0)
+    if [ "$n" -gt 0 ]; then
+        expect_rc 5 "$what (done, $n IDs in the ledger)"
+    else
+        expect_rc 0 "$what (done, an empty ledger)"
+    fi
 }
 
 # summary LABEL KEY: a key=value of the run's `summary:` or `failures:` line.

@@ -34,7 +34,7 @@ page-size = 1000
 $(chain_providers "$MOCK_URL")
 EOF
 run_pgenrich chain run --config "$CHAIN" --dsn "$IT_DSN" --quiet
-expect_rc 0 "pgenrich run --config (primary + secondary)"
+expect_done "pgenrich run --config (primary + secondary)"
 check_summary_shape chain
 log "mock: $(mock_stats)"
 log "pgenrich: $(grep -E '^(summary|failures):' "$IT_TMP/chain.out" | tr '\n' ' ')"
@@ -88,7 +88,7 @@ start_mock --latency-ms 40
 sed -i "s|http://127.0.0.1:[0-9]*|$MOCK_URL|" "$CHAIN"
 run_pgenrich flags run --config "$CHAIN" --dsn "$IT_DSN" --quiet --job chain_flags \
     --concurrency 4 --where 'id <= 300' --target-table flags_target
-expect_rc 0 "pgenrich run --config with overriding flags"
+expect_done "pgenrich run --config with overriding flags"
 inflight=$(mock_stat inflight_max)
 log "--concurrency 4 over the file's 64: the mock saw at most $inflight requests at once"
 assert_le "requests in flight with --concurrency 4 (the file says 64)" "$inflight" 4
@@ -102,7 +102,7 @@ assert_none "flags_target rows that differ from the expected ones" \
 mock_reset_stats
 run_pgenrich fileconc run --config "$CHAIN" --dsn "$IT_DSN" --quiet --job chain_fileconc \
     --where 'id <= 600' --target-table fileconc_target
-expect_rc 0 "pgenrich run --config (the file's concurrency)"
+expect_done "pgenrich run --config (the file's concurrency)"
 inflight=$(mock_stat inflight_max)
 log "without the flag: the mock saw at most $inflight requests at once (file: 64)"
 [ "$inflight" -gt 8 ] || fail "the file's concurrency = 64 did not apply: at most $inflight in flight"
@@ -148,7 +148,7 @@ map.latitude = /results/0/location/latitude
 map.longitude = /results/0/location/longitude
 EOF
 run_pgenrich post run --config "$POST" --dsn "$IT_DSN" --quiet
-expect_rc 0 "pgenrich run --config (POST provider with map.*)"
+expect_done "pgenrich run --config (POST provider with map.*)"
 log "mock: $(mock_stats)"
 assert_eq "every request went to the batch endpoint" "$(q "SELECT count(*) FROM post_source")" \
     "$(mock_stat batch)"

@@ -70,7 +70,7 @@ CREATE TABLE standardized_locations (
 SQL
 sql -c "CREATE TABLE enrich_failures (note text, $LEDGER_COLS, PRIMARY KEY (id, job))"
 run_pgenrich handmade "${args[@]}" --job handmade --quiet
-expect_rc 0 "run against tables made by hand that fit"
+expect_done "run against tables made by hand that fit"
 assert_eq "ids_read (hand-made tables)" "$N" "$(summary handmade ids_read)"
 check_against_expected handmade
 
@@ -148,7 +148,7 @@ assert_stderr_has termed "event=interrupted" "statement timeout"
 release_lock
 
 run_pgenrich unblocked "${args[@]}" --job blocked --statement-timeout 2 --quiet
-expect_rc 0 "rerun after the lock is gone"
+expect_done "rerun after the lock is gone"
 check_against_expected blocked
 assert_eq "checkpoint finished after the rerun" t \
     "$(q "SELECT finished FROM enrich_checkpoints WHERE job = 'blocked'")"

@@ -10,7 +10,7 @@ MAX_ATTEMPTS=6
 seed_bigint "$N"
 load_expected bigint
 run_pgenrich init init --dsn "$IT_DSN"
-expect_rc 0 "pgenrich init"
+expect_done "pgenrich init"
 
 # --- 1. transient faults --------------------------------------------------------------------
 start_mock --threads 8 --seed 7 --p-5xx 0.1 --p-reset 0.05 --p-hang 0.02 --hang-ms 3000 \
@@ -18,7 +18,7 @@ start_mock --threads 8 --seed 7 --p-5xx 0.1 --p-reset 0.05 --p-hang 0.02 --hang-
 run_pgenrich faults run --dsn "$IT_DSN" --job faults --base-url "$MOCK_URL" \
     --concurrency 256 --timeout 1 --max-attempts "$MAX_ATTEMPTS" --backoff-base 0.05 \
     --backoff-cap 1 --quiet
-expect_rc 0 "pgenrich run under faults"
+expect_done "pgenrich run under faults"
 check_summary_shape faults
 
 requests=$(mock_stat requests)
@@ -65,7 +65,7 @@ sql -c "DELETE FROM master_table WHERE id > 1500"
 start_mock --rate-limit 500
 run_pgenrich ratelimited run --dsn "$IT_DSN" --job ratelimited --base-url "$MOCK_URL" \
     --concurrency 256 --max-attempts 20 --quiet
-expect_rc 0 "pgenrich run against a rate-limited mock"
+expect_done "pgenrich run against a rate-limited mock"
 limited=$(mock_stat rate_limited)
 log "rate limited: mock sent $limited 429s over $(mock_stat requests) requests;" \
     "elapsed $(summary ratelimited elapsed_s) s"

@@ -16,7 +16,7 @@ start_mock --threads 4 --seed 11 --p-5xx 0.10 --p-reset 0.05 --p-hang 0.02 --han
     --p-garbage 0.01 --rate-limit "$RATE"
 run_pgenrich mix run --dsn "$IT_DSN" --job mix --base-url "$MOCK_URL" --timeout 0.5 \
     --max-attempts "$MAX_ATTEMPTS" --concurrency 128 --quiet
-expect_rc 0 "pgenrich run under mixed faults and a rate limit"
+expect_done "pgenrich run under mixed faults and a rate limit"
 check_summary_shape mix
 
 requests=$(mock_stat requests)

@@ -31,7 +31,7 @@ log "picked by --forbidden-mod 40: $picked of $N"
 start_mock --forbidden-mod 40
 run_pgenrich single run --dsn "$IT_DSN" --job single --base-url "$MOCK_URL" \
     --concurrency "$CONC" --page-size 1000 --quiet
-expect_rc 0 "a run where some IDs answer 403"
+expect_done "a run where some IDs answer 403"
 check_summary_shape single
 log "single: $(grep -E '^failures:' "$IT_TMP/single.out") (mock: $(mock_stats))"
 check_against_expected single
@@ -59,7 +59,7 @@ target-table = chain_target
 $(chain_providers "$MOCK_URL")
 EOF
 run_pgenrich chain run --config "$CHAIN" --dsn "$IT_DSN" --quiet
-expect_rc 0 "a chain where the primary answers some IDs 403"
+expect_done "a chain where the primary answers some IDs 403"
 check_summary_shape chain
 log "chain: $(grep -E '^failures:' "$IT_TMP/chain.out") (mock: $(mock_stats))"
 check_one_place chain chain_target enrich_failures master_table id
@@ -126,7 +126,7 @@ start_mock --forbidden-mod 40
 run_pgenrich single_t5 run --dsn "$IT_DSN" --job single_t5 --base-url "$MOCK_URL" \
     --concurrency "$CONC" --page-size 1000 --target-table single_t5_target \
     --forbidden-threshold 5 --quiet
-expect_rc 0 "--forbidden-threshold 5 with 1 ID in 40 refused"
+expect_done "--forbidden-threshold 5 with 1 ID in 40 refused"
 assert_eq "single_t5: forbidden=" "$picked" "$(summary single_t5 forbidden)"
 check_against_expected single_t5 single_t5_target
 stop_mock_pid "$MOCK_PID"

@@ -36,7 +36,7 @@ run_vs() {
     shift 2
     run_pgenrich "$label" run --dsn "$IT_DSN" --job "$label" --base-url "$MOCK_URL" \
         --source-table q_source --target-table "$label" --concurrency 32 --quiet "$@"
-    expect_rc 0 "pgenrich run $label"
+    expect_done "pgenrich run $label"
     check_summary_shape "$label"
     check_vs "$exp" "$label" "$label" q_source
     log "$label: $(grep -E '^failures:' "$IT_TMP/$label.out") (mock requests: $(mock_stat requests))"
@@ -67,7 +67,7 @@ sql -c "UPDATE exp_ids SET outcome = 'rejected', label = NULL, geo_label = NULL,
 start_mock
 run_pgenrich ids run --dsn "$IT_DSN" --job ids --base-url "$MOCK_URL" --source-table hostile_ids \
     --target-table ids_target --concurrency 8 --quiet
-expect_rc 0 "pgenrich run over hostile IDs"
+expect_done "pgenrich run over hostile IDs"
 check_summary_shape ids
 check_vs exp_ids ids ids_target hostile_ids
 assert_eq "requests the mock refused (only the ID over its 4096-byte limit)" 1 \
@@ -198,7 +198,7 @@ assert_eq "auth_wrong: ledger unchanged" "$failed" \
 # 5d. the right token: the job completes from the checkpoint, nothing lost.
 mock_reset_stats
 PGENRICH_TOKEN=$TOKEN run_pgenrich auth_done "${auth[@]}" --concurrency 256 --quiet
-expect_rc 0 "the right token after the refusal"
+expect_done "the right token after the refusal"
 assert_eq "auth_done: no 401" 0 "$(mock_stat unauthorized)"
 load_expected_as exp_auth bigint "SELECT id FROM auth_source"
 check_vs exp_auth auth auth_target auth_source auth_failures

@@ -63,7 +63,7 @@ assert_stderr_has retry 'job "lock" is already running' pid
 kill -0 "$A_PID" 2>/dev/null || fail "run A ended before the other job ran: the test proves nothing"
 run_pgenrich other run --dsn "$IT_DSN" --job other --base-url "$URL_B" --where "id <= $OTHER_N" \
     --target-table other_target --concurrency 64 --quiet
-expect_rc 0 "another job while job lock runs"
+expect_done "another job while job lock runs"
 assert_eq "lookups of the other job (its own mock)" "$OTHER_N" "$(mock_stat requests "$URL_B")"
 assert_eq "the other job settled its IDs" "$OTHER_N" \
     "$(q "SELECT (SELECT count(*) FROM other_target) +
@@ -78,7 +78,7 @@ log "checkpoint of run A set to $BIG while it runs"
 PGENRICH_PID=$A_PID
 LAST_RUN=a
 wait_pgenrich 60
-expect_rc 0 "run A"
+expect_done "run A"
 check_summary_shape a
 log "run A: $(grep -E '^(summary|failures):' "$IT_TMP/a.out" | tr '\n' ' ')"
 check_against_expected lock
@@ -90,4 +90,4 @@ assert_eq "checkpoint position after the run (never moved back)" "$BIG" \
 
 # --- 6. once A is gone the job is free again -------------------------------------------------
 run_pgenrich again run "${args[@]}" --quiet
-expect_rc 0 "a run of the job after the first one ended"
+expect_done "a run of the job after the first one ended"

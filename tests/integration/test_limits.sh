@@ -43,7 +43,7 @@ else
     start_mock --latency-ms 50
     run_limited raised 256 "" run --dsn "$IT_DSN" --job raised --base-url "$MOCK_URL" \
         --concurrency "$CONC" --page-size 5000
-    expect_rc 0 "--concurrency $CONC under a soft open-file limit of 256"
+    expect_done "--concurrency $CONC under a soft open-file limit of 256"
     check_summary_shape raised
     inflight=$(mock_stat inflight_max)
     log "raised: $(grep -E '^(summary|failures):' "$IT_TMP/raised.out" | tr '\n' ' ')" \
@@ -80,7 +80,7 @@ assert_eq "lookups of the refused retry-failed" 0 "$(mock_stat requests)"
 # Within the hard limit the same run is fine.
 run_limited fits 300 300 run --dsn "$IT_DSN" --job fits --base-url "$MOCK_URL" \
     --concurrency 64 --target-table fits_target --where 'id <= 2000' --quiet
-expect_rc 0 "--concurrency 64 under a hard open-file limit of 300"
+expect_done "--concurrency 64 under a hard open-file limit of 300"
 assert_eq "lookups of the run within the limit" 2000 "$(mock_stat requests)"
 stop_mock_pid "$MOCK_PID"
 
@@ -98,7 +98,7 @@ start_mock --header-log "$IT_TMP/headers.log"
 run_pgenrich empty run --dsn "$IT_DSN" --job empty --base-url "$MOCK_URL" \
     --source-table text_source --target-table empty_target --failures-table empty_failures \
     --concurrency 16 --quiet
-expect_rc 0 "a text source with an empty key"
+expect_done "a text source with an empty key"
 check_summary_shape empty
 log "empty: $(grep -E '^failures:' "$IT_TMP/empty.out")"
 assert_eq "lookups (every key but the empty one)" 500 "$(mock_stat requests)"

@@ -14,17 +14,17 @@ PLAIN_URL=$MOCK_URL
 
 # --- 1. keyset and offset paging give the same result -----------------------------------------
 run_pgenrich init init --dsn "$IT_DSN"
-expect_rc 0 "pgenrich init"
+expect_done "pgenrich init"
 run_pgenrich init_off init --dsn "$IT_DSN" --target-table loc_offset \
     --failures-table fail_offset --checkpoint-table ck_offset
-expect_rc 0 "pgenrich init (offset tables)"
+expect_done "pgenrich init (offset tables)"
 run_pgenrich keyset run --dsn "$IT_DSN" --job keyset --base-url "$PLAIN_URL" --page-size 700 \
     --quiet
-expect_rc 0 "keyset run"
+expect_done "keyset run"
 run_pgenrich offset run --dsn "$IT_DSN" --job offset --base-url "$PLAIN_URL" --page-size 700 \
     --paging offset --target-table loc_offset --failures-table fail_offset \
     --checkpoint-table ck_offset --quiet
-expect_rc 0 "offset run"
+expect_done "offset run"
 check_against_expected keyset
 check_against_expected offset loc_offset fail_offset
 assert_eq "offset ids_read" "$N" "$(summary offset ids_read)"
@@ -34,11 +34,11 @@ assert_eq "offset checkpoint records the paging" offset \
 # --- 2. --where ----------------------------------------------------------------------------
 run_pgenrich init_where init --dsn "$IT_DSN" --target-table loc_where \
     --failures-table fail_where --checkpoint-table ck_where
-expect_rc 0 "pgenrich init (where tables)"
+expect_done "pgenrich init (where tables)"
 run_pgenrich where run --dsn "$IT_DSN" --job where --base-url "$PLAIN_URL" --page-size 300 \
     --where 'id % 7 = 0 AND id > 100' --target-table loc_where --failures-table fail_where \
     --checkpoint-table ck_where --quiet
-expect_rc 0 "--where run"
+expect_done "--where run"
 assert_eq "--where ids_read" "$(q "SELECT count(*) FROM master_table WHERE id % 7 = 0 AND id > 100")" \
     "$(summary where ids_read)"
 assert_none "IDs outside --where that were processed" \
@@ -58,13 +58,13 @@ load_expected text 'SELECT "Key" FROM "Master Table"'
 quoted=(--source-table "Master Table" --key-column Key --target-table 'Std "Locs"'
     --failures-table 'Fail Table' --checkpoint-table 'Check-Points')
 run_pgenrich init_quoted init --dsn "$IT_DSN" "${quoted[@]}"
-expect_rc 0 "pgenrich init with quoted names"
+expect_done "pgenrich init with quoted names"
 run_pgenrich quoted run --dsn "$IT_DSN" --job quoted --base-url "$PLAIN_URL" "${quoted[@]}" --quiet
-expect_rc 0 "run with quoted names"
+expect_done "run with quoted names"
 check_against_expected quoted '"Std ""Locs"""' '"Fail Table"' '"Master Table"' '"Key"'
 assert_eq "quoted checkpoint" t "$(q "SELECT finished FROM \"Check-Points\" WHERE job = 'quoted'")"
 
-# --- 4. exit codes: 2 for usage errors, 1 for a database that is not there ---------------------
+# --- 4. exit codes: 2 for usage errors, 6 for a database that is not there ---------------------
 check_usage() {
     local label=$1
     shift
@@ -83,16 +83,16 @@ check_usage usage_paging run --dsn "$IT_DSN" --job x --base-url "$PLAIN_URL" --p
 check_usage usage_url run --dsn "$IT_DSN" --job x --base-url "ftp://example"
 check_usage usage_extra run --dsn "$IT_DSN" --job x --base-url "$PLAIN_URL" stray
 run_pgenrich help --help
-expect_rc 0 "pgenrich --help"
+expect_done "pgenrich --help"
 grep -q -- '--page-size' "$IT_TMP/help.out" "$IT_TMP/help.err" || fail "--help does not list flags"
 
 run_pgenrich nodb run --dsn "host=127.0.0.1 port=1 user=postgres dbname=x connect_timeout=3" \
     --job x --base-url "$PLAIN_URL"
-expect_rc 1 "pgenrich against a database that is not there"
+expect_rc 6 "pgenrich against a database that is not there"
 run_pgenrich notable run --dsn "$IT_DSN" --job x --base-url "$PLAIN_URL" --source-table no_such_table
 expect_rc 1 "pgenrich with a missing source table"
 DATABASE_URL=$IT_DSN run_pgenrich envdsn init
-expect_rc 0 "pgenrich init with DATABASE_URL"
+expect_done "pgenrich init with DATABASE_URL"
 
 # --- 5. credentials: SIGINT -> 75, refused token -> 3 with the checkpoint untouched ---------------
 SECRET=s3cret-Zq8-token
@@ -100,7 +100,7 @@ WRONG=wrong-Kx7-token
 start_mock --token "$SECRET" --latency-ms 20
 run_pgenrich init_tok init --dsn "$IT_DSN" --target-table loc_tok --failures-table fail_tok \
     --checkpoint-table ck_tok
-expect_rc 0 "pgenrich init (token tables)"
+expect_done "pgenrich init (token tables)"
 tok=(run --dsn "$IT_DSN" --job tok --base-url "$MOCK_URL" --target-table loc_tok
     --failures-table fail_tok --checkpoint-table ck_tok --concurrency 8 --page-size 500
     --flush-rows 200 --flush-interval 0.2)
@@ -128,7 +128,7 @@ assert_eq "checkpoint and tables after a refused token" "$before" "$(q "$snapsho
 printf '%s\n' "$SECRET" >"$IT_TMP/token"
 unset PGENRICH_TOKEN
 run_pgenrich tokfile "${tok[@]}" --concurrency 128 --token-file "$IT_TMP/token" --quiet
-expect_rc 0 "run with --token-file after SIGINT and a refused token"
+expect_done "run with --token-file after SIGINT and a refused token"
 load_expected bigint
 check_against_expected tok loc_tok fail_tok
 assert_no_secret "$SECRET"

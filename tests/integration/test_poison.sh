@@ -40,7 +40,7 @@ log "want: $(q "SELECT string_agg(want || '=' || n, ' ' ORDER BY want)
 
 run_pgenrich poison run --dsn "$IT_DSN" --job poison --base-url "$MOCK_URL" --concurrency 32 \
     --flush-rows 400 --quiet
-expect_rc 0 "a job with poison values"
+expect_done "a job with poison values"
 check_summary_shape poison
 log "$(grep -E '^(summary|failures):' "$IT_TMP/poison.out" | tr '\n' ' ')"
 assert_stderr_has poison "event=flush_refused" "no_pole"
@@ -74,7 +74,7 @@ assert_eq "checkpoint at the end" "$N|t" \
 # A rerun of the finished job reads nothing and changes nothing.
 before=$(q "SELECT md5(string_agg(id || reason, ',' ORDER BY id)) FROM enrich_failures")
 run_pgenrich rerun run --dsn "$IT_DSN" --job poison --base-url "$MOCK_URL" --quiet
-expect_rc 0 "the rerun"
+expect_done "the rerun"
 assert_eq "ledger after the rerun" "$before" \
     "$(q "SELECT md5(string_agg(id || reason, ',' ORDER BY id)) FROM enrich_failures")"
 
@@ -82,7 +82,7 @@ assert_eq "ledger after the rerun" "$before" \
 sql -c "ALTER TABLE standardized_locations DROP CONSTRAINT no_pole"
 run_pgenrich retry retry-failed --dsn "$IT_DSN" --job poison --base-url "$MOCK_URL" \
     --reason unloadable --quiet
-expect_rc 0 "retry-failed of the unloadable IDs"
+expect_done "retry-failed of the unloadable IDs"
 assert_eq "unloadable IDs left" 0 \
     "$(q "SELECT count(*) FROM enrich_failures WHERE reason = 'unloadable'")"
 assert_none "retried rows that differ from the expected ones" \

@@ -12,7 +12,7 @@ FLUSH_ROWS=2000
 seed_bigint "$N"
 load_expected bigint
 run_pgenrich init init --dsn "$IT_DSN"
-expect_rc 0 "pgenrich init"
+expect_done "pgenrich init"
 start_mock --latency-ms 20
 
 args=(run --dsn "$IT_DSN" --job resume --base-url "$MOCK_URL" --page-size 5000
@@ -72,7 +72,7 @@ todo=$(q "SELECT count(*) FROM master_table m WHERE id > $pos
     AND NOT EXISTS (SELECT 1 FROM enrich_failures f WHERE f.job = 'resume' AND f.id = m.id)")
 mock_reset_stats
 run_pgenrich rerun "${fast[@]}"
-expect_rc 0 "rerun after kill -9"
+expect_done "rerun after kill -9"
 assert_eq "the rerun reads exactly the IDs after the checkpoint not committed yet" \
     "$todo" "$(summary rerun ids_read)"
 assert_eq "the rerun looks up each of them once" "$todo" "$(mock_stat requests)"
@@ -102,7 +102,7 @@ todo=$(q "SELECT count(*) FROM master_table m, enrich_checkpoints c
     AND NOT EXISTS (SELECT 1 FROM enrich_failures f
                     WHERE f.job = 'resume' AND f.id = m.id AND f.last_seen >= c.started_at)")
 run_pgenrich after_term "${fast[@]}"
-expect_rc 0 "rerun after SIGTERM"
+expect_done "rerun after SIGTERM"
 assert_eq "the rerun after SIGTERM reads the IDs after the checkpoint this pass has not done" \
     "$todo" "$(summary after_term ids_read)"
 check_against_expected resume
@@ -110,7 +110,7 @@ check_against_expected resume
 # --- 4. a finished job reads nothing ---------------------------------------------------------
 before=$(mock_stat requests)
 run_pgenrich finished "${fast[@]}"
-expect_rc 0 "rerun of a finished job"
+expect_done "rerun of a finished job"
 assert_eq "ids_read of a finished job" 0 "$(summary finished ids_read)"
 assert_eq "requests of a finished job" "$before" "$(mock_stat requests)"
 check_against_expected resume

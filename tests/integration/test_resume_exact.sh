@@ -48,7 +48,7 @@ todo=$(q "SELECT count(*) FROM master_table m
       AND NOT EXISTS (SELECT 1 FROM enrich_failures f WHERE f.job = 'exact' AND f.id = m.id)")
 mock_reset_stats
 run_pgenrich resume "${args[@]}" --concurrency 256
-expect_rc 0 "the resume"
+expect_done "the resume"
 assert_eq "lookups of the resume (one per ID without a committed outcome)" "$todo" \
     "$(mock_stat requests)"
 load_expected bigint
@@ -82,13 +82,13 @@ for i in 1 2; do
     kill_after 0.7
 done
 run_pgenrich refresh_end "${faulty[@]}"
-expect_rc 0 "the refresh under faults"
+expect_done "the refresh under faults"
 kept=$(summary refresh_end kept_rows)
 log "refresh: $(grep -E '^failures:' "$IT_TMP/refresh_end.out")"
 [ "$kept" -gt 0 ] || fail "no repeated lookup drew a bad answer for a loaded ID: the test proves nothing"
 run_pgenrich retry retry-failed --dsn "$IT_DSN" --job exact --base-url "$MOCK_URL" --max-attempts 2 \
     --backoff-base 0.01 --backoff-cap 0.05 --quiet
-expect_rc 0 "retry-failed under faults"
+expect_done "retry-failed under faults"
 assert_none "IDs both loaded and in the ledger" \
     "SELECT f.id FROM enrich_failures f JOIN standardized_locations t USING (id)"
 assert_none "rows that lost their values" \

@@ -29,11 +29,11 @@ check_ledger_line() {
 start_mock --seed 3 --p-5xx 0.3
 run_pgenrich first run --dsn "$IT_DSN" --job retry --base-url "$MOCK_URL" --max-attempts 1 \
     --concurrency 64 --quiet
-expect_rc 0 "first run against a flaky mock"
+expect_done "first run against a flaky mock"
 # Another job's ledger on the same table, which retry-failed --job retry must not touch.
 run_pgenrich other run --dsn "$IT_DSN" --job other --base-url "$MOCK_URL" --max-attempts 1 \
     --where 'id <= 500' --target-table other_target --quiet
-expect_rc 0 "another job against the flaky mock"
+expect_done "another job against the flaky mock"
 stop_mock_pid "$MOCK_PID"
 check_one_place retry standardized_locations enrich_failures master_table id
 e1=$(q "SELECT count(*) FROM enrich_failures WHERE job = 'retry' AND reason = 'attempts_exhausted'")
@@ -77,7 +77,7 @@ sleep 0.2
 start_mock --seed 5 --p-5xx 0.3
 run_pgenrich retry1 retry-failed --dsn "$IT_DSN" --job retry --reason attempts_exhausted \
     --base-url "$MOCK_URL" --max-attempts 1 --quiet
-expect_rc 0 "retry-failed --reason attempts_exhausted (flaky mock)"
+expect_done "retry-failed --reason attempts_exhausted (flaky mock)"
 check_ledger_line retry1 retry attempts_exhausted
 log "retry1: $(tr '\n' ' ' <"$IT_TMP/retry1.out")"
 assert_eq "retry1: IDs read = the job's attempts_exhausted failures" "$e1" \
@@ -114,7 +114,7 @@ sleep 0.2
 start_mock
 run_pgenrich retry2 retry-failed --dsn "$IT_DSN" --job retry --reason attempts_exhausted \
     --base-url "$MOCK_URL" --quiet
-expect_rc 0 "retry-failed --reason attempts_exhausted (healthy mock)"
+expect_done "retry-failed --reason attempts_exhausted (healthy mock)"
 check_ledger_line retry2 retry attempts_exhausted
 log "retry2: $(tr '\n' ' ' <"$IT_TMP/retry2.out")"
 assert_eq "retry2: IDs read" "$e2" "$(summary retry2 ids_read)"
@@ -132,7 +132,7 @@ sql -c "DROP TABLE ledger2; CREATE TABLE ledger2 AS SELECT * FROM enrich_failure
 mock_reset_stats
 sleep 0.2
 run_pgenrich retry_all retry-failed --dsn "$IT_DSN" --job retry --base-url "$MOCK_URL" --quiet
-expect_rc 0 "retry-failed without --reason"
+expect_done "retry-failed without --reason"
 check_ledger_line retry_all retry ""
 total=$(q "SELECT count(*) FROM ledger2 WHERE job = 'retry'")
 assert_eq "retry_all: IDs read = the whole ledger of the job" "$total" \
@@ -146,7 +146,7 @@ assert_none "retry_all: last_seen did not move" \
 
 # --- 5. an empty ledger, and a missing --job -----------------------------------------------------
 run_pgenrich retry_none retry-failed --dsn "$IT_DSN" --job nothing --base-url "$MOCK_URL" --quiet
-expect_rc 0 "retry-failed of a job without failures"
+expect_done "retry-failed of a job without failures"
 check_ledger_line retry_none nothing ""
 assert_eq "retry_none: IDs read" 0 "$(summary retry_none ids_read)"
 assert_eq "retry_none: no checkpoint created" "" "$(checkpoint_of nothing)"

@@ -54,7 +54,7 @@ run_chain() {
         >/dev/null
     : >"$SECOND_LOG"
     PGENRICH_TOKEN=$TOKEN_A run_pgenrich "$name" run --config "$f" --dsn "$IT_DSN"
-    expect_rc 0 "chain run $name"
+    expect_done "chain run $name"
     check_summary_shape "$name"
     assert_eq "$name: rows loaded" "$found" "$(q "SELECT count(*) FROM standardized_locations")"
     assert_eq "$name: failures recorded" "$failed" \
@@ -143,7 +143,7 @@ token = inherit
 EOF
 PGENRICH_TOKEN=$TOKEN_A run_pgenrich remote run --config "$IT_TMP/remote.ini" \
     --dsn "$(dsn_with_db "$PGENRICH_TEST_DSN" "${IT_DB}_missing")"
-expect_rc 1 "the remote-provider run (no such database)"
+expect_rc 6 "the remote-provider run (no such database)"
 assert_stderr_has remote "event=token_over_http provider=faraway host=192.0.2.1"
 assert_eq "token_over_http warnings (faraway only: localhost is loopback)" 1 \
     "$(grep -c 'token_over_http' "$IT_TMP/remote.err")"
@@ -162,7 +162,7 @@ for _ in $(seq 1 100); do
 done
 limits=$(grep -i '^Max core file size' "/proc/$PGENRICH_PID/limits" 2>/dev/null || true)
 wait_pgenrich 60
-expect_rc 0 "the run checked for core dumps"
+expect_done "the run checked for core dumps"
 [ -n "$limits" ] || fail "could not read /proc/$PGENRICH_PID/limits while pgenrich ran"
 echo "$limits" | grep -qE 'size[[:space:]]+0[[:space:]]+0[[:space:]]' ||
     fail "core dumps still allowed while a token is held: $limits"

@@ -44,7 +44,7 @@ timed_run() {
 # --- plain: the time to beat --------------------------------------------------------------
 start_mock
 timed_run plain plain_target
-expect_rc 0 "the run without slow IDs"
+expect_done "the run without slow IDs"
 plain_ms=$ELAPSED_MS
 log "plain run: $plain_ms ms ($(grep -E '^summary:' "$IT_TMP/plain.out"))"
 stop_mock_pid "$MOCK_PID"
@@ -52,7 +52,7 @@ stop_mock_pid "$MOCK_PID"
 # --- (a) Retry-After: 3600 over the cap: settled at once ---------------------------------------
 start_mock --slow-mod "$SLOW_MOD" --slow-retry-after 3600
 timed_run over_cap over_cap_target
-expect_rc 0 "a run where some IDs answer 503 with Retry-After: 3600"
+expect_done "a run where some IDs answer 503 with Retry-After: 3600"
 check_summary_shape over_cap
 log "over the cap: $ELAPSED_MS ms (plain $plain_ms ms); $(grep -E '^failures:' "$IT_TMP/over_cap.out")"
 assert_le "run time with Retry-After: 3600 (ms; at most 2 x plain + 5 s)" "$ELAPSED_MS" \
@@ -68,7 +68,7 @@ assert_eq "checkpoint" "t|$N" "$(q "SELECT finished, position FROM enrich_checkp
 # one slow ID).
 mock_reset_stats
 timed_run over_cap10 over_cap10_target --retry-after-max 10 --where 'id <= 10000'
-expect_rc 0 "--retry-after-max 10 with Retry-After: 3600"
+expect_done "--retry-after-max 10 with Retry-After: 3600"
 assert_le "run time with --retry-after-max 10 (ms; at most plain + 5 s)" "$ELAPSED_MS" \
     "$((plain_ms + 5000))"
 assert_eq "--retry-after-max 10: the slow ID in the ledger" "attempts_exhausted|1" \
@@ -114,7 +114,7 @@ while :; do
 done
 log "within the cap: $r_slow lookups at the first slow answer, more than $want more before its retry"
 wait_pgenrich 45
-expect_rc 0 "a run where some IDs answer 503 with Retry-After: $WAIT"
+expect_done "a run where some IDs answer 503 with Retry-After: $WAIT"
 elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
 log "within the cap: $elapsed_ms ms (plain $plain_ms ms); $(grep -E '^failures:' "$IT_TMP/within_cap.out")"
 assert_le "run time with Retry-After: $WAIT (ms; plain + $WAIT s x $MAX_ATT + 5 s)" \
@@ -162,7 +162,7 @@ stop_mock_pid "$MOCK_PID"
 start_mock
 run_pgenrich busy_rerun run --dsn "$IT_DSN" --job busy --base-url "$MOCK_URL" \
     --target-table busy_target --concurrency "$CONC" --page-size "$PAGE" --quiet
-expect_rc 0 "the rerun after exit 75"
+expect_done "the rerun after exit 75"
 check_one_place busy busy_target enrich_failures master_table id
 sql -c "ALTER TABLE expected RENAME TO expected_slow; ALTER TABLE expected_plain RENAME TO expected"
 check_against_expected busy busy_target

@@ -13,10 +13,10 @@ run_case() {
     n=$(q "SELECT count(*) FROM master_table")
     load_expected "$keytype"
     run_pgenrich "init_$keytype" init --dsn "$IT_DSN"
-    expect_rc 0 "pgenrich init ($keytype)"
+    expect_done "pgenrich init ($keytype)"
     run_pgenrich "run_$keytype" run --dsn "$IT_DSN" --job "$job" --base-url "$MOCK_URL" \
         --page-size 500 --concurrency 64 --quiet
-    expect_rc 0 "pgenrich run ($keytype)"
+    expect_done "pgenrich run ($keytype)"
     check_summary_shape "run_$keytype"
 
     check_against_expected "$job"

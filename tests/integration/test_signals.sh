@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# test_signals: SIGTERM is a graceful stop. (1) The lookups in flight finish within
+# --drain-timeout, then everything settled commits and the run exits 75 ("interrupted,
+# resumable"): every lookup that was sent is committed. (2) Lookups slower than the drain
+# timeout are abandoned when it expires: exit 75 soon after it. (3) A second signal abandons
+# them at once. (4) A resume then ends exact (exit 5: done, with the mock's not-found IDs in
+# the ledger).
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+N=3000
+seed_bigint "$N"
+load_expected bigint
+args=(run --dsn "$IT_DSN" --job sig --page-size 500 --flush-rows 200 --flush-interval 0.2
+    --concurrency 100 --max-attempts 1)
+committed() {
+    q "SELECT (SELECT count(*) FROM standardized_locations)
+            + (SELECT count(*) FROM enrich_failures WHERE job = 'sig')"
+}
+wait_requests() {
+    for _ in $(seq 1 100); do
+        [ "$(mock_stat requests)" -ge "$1" ] && return
+        sleep 0.05
+    done
+    fail "the mock saw fewer than $1 requests after 5 s"
+}
+
+# --- 1. SIGTERM: the lookups in flight finish, then exit 75 ---------------------------------
+start_mock --latency-ms 1500
+start_pgenrich drain "${args[@]}" --base-url "$MOCK_URL" --drain-timeout 10
+wait_requests 100
+t0=$SECONDS
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 30
+expect_rc 75 "SIGTERM with lookups in flight"
+took=$((SECONDS - t0))
+assert_le "seconds from SIGTERM to the exit (--drain-timeout 10)" "$took" 6
+assert_stderr_has drain 'event=interrupted' 'event=drained' 'event=resumable'
+sent=$(mock_stat requests)
+assert_eq "outcomes committed after the drain (every lookup sent, none abandoned)" "$sent" "$(committed)"
+log "drained: $sent lookups sent and committed, exit 75 after ${took}s"
+stop_mock_pid "$MOCK_PID"
+
+# --- 2. lookups slower than the drain timeout are abandoned when it expires -----------------
+start_mock --latency-ms 8000
+before=$(committed)
+start_pgenrich timeout "${args[@]}" --base-url "$MOCK_URL" --drain-timeout 1
+wait_requests 100
+t0=$SECONDS
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 30
+expect_rc 75 "SIGTERM past the drain timeout"
+took=$((SECONDS - t0))
+assert_le "seconds from SIGTERM to the exit (--drain-timeout 1)" "$took" 4
+assert_stderr_has timeout 'event=drain_timeout'
+assert_eq "outcomes committed (the abandoned lookups are left for the resume)" "$before" "$(committed)"
+
+# --- 3. a second signal abandons the lookups at once ----------------------------------------
+start_pgenrich twice "${args[@]}" --base-url "$MOCK_URL" --drain-timeout 60
+for _ in $(seq 1 100); do
+    grep -q 'event=resume ' "$IT_TMP/twice.err" 2>/dev/null && break
+    sleep 0.05
+done
+sleep 0.5
+t0=$SECONDS
+kill -TERM "$PGENRICH_PID"
+sleep 0.3
+kill -INT "$PGENRICH_PID"
+wait_pgenrich 30
+expect_rc 75 "two signals"
+took=$((SECONDS - t0))
+assert_le "seconds from the first signal to the exit (the second one stops at once)" "$took" 3
+assert_stderr_has twice 'abandoning the lookups in flight'
+stop_mock_pid "$MOCK_PID"
+
+# --- 4. the resume ends exact ----------------------------------------------------------------
+start_mock
+run_pgenrich resume "${args[@]}" --base-url "$MOCK_URL"
+expect_rc 5 "the resume (done, with failures in the ledger)"
+check_against_expected sig
