@@ -5,7 +5,8 @@
 # the target. Against the mock (no faults, so one request per ID): --only-missing sends
 # exactly one request per missing ID, --refresh-older-than exactly one per stale row, both
 # together one per missing or stale ID, and a rerun of a finished keyset job looks up the
-# IDs added past its checkpoint and only those, its checkpoint unfinished meanwhile.
+# IDs added past its checkpoint and only those, its checkpoint unfinished meanwhile; after a
+# kill -9 the same --only-missing command looks up only what is still missing.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -73,6 +74,7 @@ explain() {
 }
 
 explain missing_plan --only-missing
+# shellcheck disable=SC2016
 grep -qE '^-- parameters: \$1 = .big.$' "$IT_TMP/missing_plan.out" ||
     fail "--explain does not show the page query's parameters"
 [ "$(grep -cE 'Anti Join' "$IT_TMP/missing_plan.out")" -eq 2 ] ||
@@ -84,6 +86,7 @@ explain stale_plan --refresh-older-than 30d
 grep -qE 'Join' "$IT_TMP/stale_plan.out" || fail "--refresh-older-than: no join"
 grep -q 'fetched_at <' "$IT_TMP/stale_plan.out" ||
     fail "--refresh-older-than: fetched_at is not tested on the joined row"
+# shellcheck disable=SC2016
 grep -qF '"big"."id" <= $2' "$IT_TMP/stale_plan.out" ||
     fail "--refresh-older-than alone: the page query does not stop at the checkpoint"
 
@@ -202,3 +205,29 @@ n=$(requests_of nothing_new "${args[@]}")
 assert_eq "rerun with nothing new: requests" 0 "$n"
 assert_eq "checkpoint after a rerun with nothing new" "t|$((N + M))" \
     "$(q "SELECT finished, position FROM enrich_checkpoints WHERE job = 'inc'")"
+
+# --- 6. the filter is the resume: kill -9 an --only-missing pass, run it again --------------
+sql -c "DELETE FROM standardized_locations WHERE id % 5 = 2"
+load_expected bigint
+count_missing="SELECT count(*) FROM ($missing_sql) m"
+before=$(q "$count_missing")
+start_pgenrich killed "${slow[@]}" --concurrency 2 --only-missing
+for _ in $(seq 1 300); do
+    [ "$(q "$count_missing")" -lt $((before - 100)) ] && break
+    kill -0 "$PGENRICH_PID" 2>/dev/null || fail "the --only-missing pass ended before the kill"
+    sleep 0.05
+done
+kill -KILL "$PGENRICH_PID"
+wait_pgenrich 10
+left=$(q "$count_missing")
+log "kill -9 with $left of $before missing IDs left"
+if [ "$left" -eq 0 ] || [ "$left" -ge "$before" ]; then
+    fail "the kill came too early or too late: $left of $before missing IDs left"
+fi
+assert_eq "checkpoint after the kill" "f|$((N + M))" \
+    "$(q "SELECT finished, position FROM enrich_checkpoints WHERE job = 'inc'")"
+n=$(requests_of after_kill "${args[@]}" --only-missing)
+assert_eq "--only-missing after kill -9: requests" "$left" "$n"
+assert_eq "checkpoint after the rerun" "t|$((N + M))" \
+    "$(q "SELECT finished, position FROM enrich_checkpoints WHERE job = 'inc'")"
+check_against_expected inc
