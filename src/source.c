@@ -275,44 +275,50 @@ static char *filter_clause(Source *s, const SourceOpts *opts, const char *qtable
     int pjob = 0, pwhen = 0, pend = 0;
     Buf b;
     buf_init(&b, SQL_MAX);
-    bool ok = buf_puts(&b, "");
+    if (!buf_puts(&b, ""))
+        goto failed;
     if (missing || refresh || resume) {
+        if (opts->target_table == NULL ||
+            (ledger && (opts->failures_table == NULL || opts->job == NULL)))
+            goto failed;
+        if ((qt = db_quote_ident(s->conn, opts->target_table)) == NULL ||
+            (ledger && (qf = db_quote_ident(s->conn, opts->failures_table)) == NULL))
+            goto failed;
         snprintf(age, sizeof age, "%.0f seconds", opts->refresh_older_than);
-        ok = ok && opts->target_table != NULL && (!ledger || opts->failures_table != NULL) &&
-             (!ledger || opts->job != NULL) &&
-             (qt = db_quote_ident(s->conn, opts->target_table)) != NULL &&
-             (!ledger || (qf = db_quote_ident(s->conn, opts->failures_table)) != NULL) &&
-             (!ledger || (pjob = add_param(s, opts->job)) > 0) &&
-             (!(resume || refresh) || (pwhen = add_param(s, resume ? opts->skip_since : age)) > 0);
-        ok = ok && buf_printf(&b,
-                              " AND %sEXISTS (SELECT 1 FROM %s AS pgenrich_t WHERE pgenrich_t.id = "
-                              "%s.%s",
-                              refresh && !missing ? "" : "NOT ", qt, qtable, qkey);
+        if ((ledger && (pjob = add_param(s, opts->job)) == 0) ||
+            ((resume || refresh) && (pwhen = add_param(s, resume ? opts->skip_since : age)) == 0))
+            goto failed;
+        bool ok = buf_printf(&b,
+                             " AND %sEXISTS (SELECT 1 FROM %s AS pgenrich_t WHERE pgenrich_t.id = "
+                             "%s.%s",
+                             refresh && !missing ? "" : "NOT ", qt, qtable, qkey);
         if (ok && resume)
             ok = buf_printf(&b, " AND pgenrich_t.fetched_at >= $%d::timestamptz", pwhen);
         else if (ok && refresh)
             ok = buf_printf(&b, " AND pgenrich_t.fetched_at %s now() - $%d::interval",
                             missing ? ">=" : "<", pwhen);
-        ok = ok && buf_puts(&b, ")");
-        if (ok && ledger)
-            ok = buf_printf(&b,
-                            " AND NOT EXISTS (SELECT 1 FROM %s AS pgenrich_f WHERE pgenrich_f.job "
-                            "= $%d AND pgenrich_f.id = %s.%s",
-                            qf, pjob, qtable, qkey) &&
-                 (!resume ||
-                  buf_printf(&b, " AND pgenrich_f.last_seen >= $%d::timestamptz", pwhen)) &&
-                 buf_puts(&b, ")");
+        if (!ok || !buf_puts(&b, ")"))
+            goto failed;
+        if (ledger &&
+            (!buf_printf(&b,
+                         " AND NOT EXISTS (SELECT 1 FROM %s AS pgenrich_f WHERE pgenrich_f.job = "
+                         "$%d AND pgenrich_f.id = %s.%s",
+                         qf, pjob, qtable, qkey) ||
+             (resume && !buf_printf(&b, " AND pgenrich_f.last_seen >= $%d::timestamptz", pwhen)) ||
+             !buf_puts(&b, ")")))
+            goto failed;
     }
-    if (ok && opts->end_key != NULL)
-        ok = (pend = add_param(s, opts->end_key)) > 0 &&
-             buf_printf(&b, " AND %s.%s <= $%d", qtable, qkey, pend);
+    if (opts->end_key != NULL && ((pend = add_param(s, opts->end_key)) == 0 ||
+                                  !buf_printf(&b, " AND %s.%s <= $%d", qtable, qkey, pend)))
+        goto failed;
     free(qt);
     free(qf);
-    if (!ok) {
-        buf_free(&b);
-        return NULL;
-    }
     return b.data;
+failed:
+    free(qt);
+    free(qf);
+    buf_free(&b);
+    return NULL;
 }
 
 /* Source table mode: the page queries over table.key [with the filter]. */
