@@ -30,11 +30,17 @@ const char config_usage[] =
     "            --db-retry-timeout S (60: reconnect to a lost database this long; 0 = no)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
+    "incremental: --only-missing (IDs with no target row and no ledger entry) "
+    "--refresh-older-than\n"
+    "            DURATION (30d, 12h, 90m, 3600s: IDs whose row is older) --explain (print the\n"
+    "            page query's plan and exit)\n"
     "\n"
     "       pgenrich retry-failed --job NAME [--reason R] [run options]\n"
     "            looks up again the IDs in the job's failure ledger (only those with reason R)\n";
 
-enum OptType { OT_STR, OT_INT, OT_DOUBLE, OT_SIZE, OT_FLAG, OT_PAGING };
+enum OptType { OT_STR, OT_INT, OT_DOUBLE, OT_SIZE, OT_FLAG, OT_PAGING, OT_DURATION };
+
+#define DURATION_MAX (100.0 * 365 * 86400) /* seconds */
 
 typedef struct OptSpec {
     const char *name;
@@ -77,6 +83,9 @@ static const OptSpec opts[] = {
     {"retry-after-max", OT_DOUBLE, OFF(retry_after_max), 0, 86400, true},
     {"drain-timeout", OT_DOUBLE, OFF(drain_timeout), 0, 86400, true},
     {"db-retry-timeout", OT_DOUBLE, OFF(db_retry_timeout), 0, 86400, true},
+    {"only-missing", OT_FLAG, OFF(only_missing), 0, 0, true},
+    {"refresh-older-than", OT_DURATION, OFF(refresh_older_than), 1, DURATION_MAX, true},
+    {"explain", OT_FLAG, OFF(explain), 0, 0, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -121,6 +130,35 @@ static bool parse_number(const char *s, double *out)
     return true;
 }
 
+bool config_parse_duration(const char *s, double *seconds)
+{
+    static const struct {
+        char unit;
+        double seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 7 * 86400}};
+    double v = 0, mult = 1;
+    const char *p = s;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (*p - '0');
+        if (v > DURATION_MAX)
+            return false;
+    }
+    if (*p != '\0') {
+        size_t i = 0;
+        while (i < sizeof units / sizeof units[0] && units[i].unit != *p)
+            i++;
+        if (i == sizeof units / sizeof units[0] || p[1] != '\0')
+            return false;
+        mult = units[i].seconds;
+    }
+    if (v * mult > DURATION_MAX)
+        return false;
+    *seconds = v * mult;
+    return true;
+}
+
 static bool set_option(Config *c, const OptSpec *o, const char *arg, char *err, size_t errlen)
 {
     char *field = (char *)c + o->offset;
@@ -136,6 +174,16 @@ static bool set_option(Config *c, const OptSpec *o, const char *arg, char *err, 
         return true;
     case OT_FLAG:
         *(bool *)(void *)field = true;
+        return true;
+    case OT_DURATION:
+        if (!config_parse_duration(arg, &v) || v < o->min || v > o->max) {
+            snprintf(err, errlen,
+                     "--%s must be a duration such as 30d, 12h, 90m or 3600s (at least 1s), "
+                     "not \"%.40s\"",
+                     o->name, arg);
+            return false;
+        }
+        *(double *)(void *)field = v;
         return true;
     case OT_PAGING:
         if (strcmp(arg, "keyset") == 0)
@@ -196,6 +244,25 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
             snprintf(err, errlen, "--base-url must not hold braces, spaces, '?' or '#'");
             return false;
         }
+    }
+    bool incremental = c->only_missing || c->refresh_older_than > 0;
+    if (incremental && c->cmd == CMD_RETRY_FAILED) {
+        snprintf(err, errlen,
+                 "--only-missing and --refresh-older-than do not apply to "
+                 "retry-failed (it reads the ledger)");
+        return false;
+    }
+    if (incremental && c->paging_offset) {
+        snprintf(err, errlen,
+                 "--only-missing and --refresh-older-than need --paging keyset "
+                 "(skipping rows would shift the offsets)");
+        return false;
+    }
+    if (c->refresh_older_than > 0 && !c->only_missing && c->restart) {
+        snprintf(err, errlen,
+                 "--refresh-older-than alone covers the job's checkpoint, which "
+                 "--restart forgets: add --only-missing, or drop --restart");
+        return false;
     }
     if (c->backoff_cap < c->backoff_base) {
         snprintf(err, errlen, "--backoff-cap must not be below --backoff-base");

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "compat.h"
 
 typedef enum Command {
     CMD_NONE,
@@ -56,6 +57,10 @@ typedef struct Config {
     /* Faults. */
     double drain_timeout;    /* seconds in-flight lookups get after SIGINT/SIGTERM: 10 */
     double db_retry_timeout; /* seconds to reconnect to a lost database: 60; 0 = give up */
+    /* Incremental runs (keyset only; README "Incremental nightly runs"). */
+    bool only_missing;         /* false: only IDs with no target row and no ledger entry */
+    double refresh_older_than; /* seconds: 0 = off; else IDs whose row's fetched_at is older */
+    bool explain;              /* false: print EXPLAIN of the first page query and exit */
 } Config;
 
 /* Fill c with the defaults. */
@@ -81,6 +86,12 @@ bool config_set(Config *c, const char *name, const char *value, char *err, size_
  * settings). `have_providers`: a job file supplied the provider chain, so --base-url is not
  * required. */
 bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen);
+
+/* Parse a duration: a whole number with one unit, s, m, h, d or w (seconds, minutes, hours,
+ * days, weeks: "30d", "12h", "90m", "3600s"); a bare number is seconds. No sign, spaces or
+ * fractions. Returns true with the seconds in *seconds, false (leaving it) otherwise or
+ * past 100 years. */
+bool config_parse_duration(const char *s, double *seconds) WUR;
 
 /* The usage text. */
 extern const char config_usage[];

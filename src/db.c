@@ -644,6 +644,26 @@ done:
     return ok;
 }
 
+bool db_reopen_checkpoint(PGconn *c, const DbNames *names, const char *job, bool *was_finished,
+                          char *err, size_t errlen)
+{
+    *was_finished = false;
+    char *sql = checkpoint_sql(c, names, "UPDATE ",
+                               " SET finished = false, updated_at = now() WHERE job = $1 AND "
+                               "finished",
+                               err, errlen);
+    if (sql == NULL)
+        return false;
+    const char *params[1] = {job};
+    PGresult *r =
+        exec_params(c, sql, 1, params, PGRES_COMMAND_OK, "reopening the checkpoint", err, errlen);
+    bool ok = r != NULL;
+    *was_finished = ok && strcmp(PQcmdTuples(r), "0") != 0;
+    PQclear(r);
+    free(sql);
+    return ok;
+}
+
 bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err, size_t errlen)
 {
     char *sql = checkpoint_sql(c, names, "DELETE FROM ", " WHERE job = $1", err, errlen);

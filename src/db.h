@@ -83,6 +83,12 @@ bool db_check_shape(PGconn *c, const DbNames *names, const char *key_type, char 
 bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
                         char **paging_out, char **since_out, char *err, size_t errlen) WUR;
 
+/* A new run of a job whose checkpoint is finished: set finished back to false (the run's last
+ * flush sets it again), so that the checkpoint never reads "complete" while a pass runs or
+ * after one is interrupted. *was_finished tells whether it was set. Blocking. */
+bool db_reopen_checkpoint(PGconn *c, const DbNames *names, const char *job, bool *was_finished,
+                          char *err, size_t errlen) WUR;
+
 /* Forget the job's checkpoint (for --restart). */
 bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char *err,
                          size_t errlen) WUR;

@@ -17,6 +17,7 @@
 #include "joblock.h"
 #include "log.h"
 #include "scheduler.h"
+#include "source.h"
 #include "token.h"
 
 static DbNames names_of(const Config *c)
@@ -118,6 +119,36 @@ static bool fit_open_files(int concurrency, char *err, size_t errlen)
     return true;
 }
 
+/* --explain: the plan of the first page query, from the SourceOpts scheduler_new builds. */
+static int explain_page(const Config *c, PGconn *conn, const SchedSetup *setup)
+{
+    char err[512];
+    SourceOpts so = {.table = c->source_table,
+                     .key = c->key_column,
+                     .where = c->where,
+                     .page_size = c->page_size,
+                     .paging = c->paging_offset ? PAGING_OFFSET : PAGING_KEYSET,
+                     .start_key = setup->start_key,
+                     .start_offset = setup->start_offset,
+                     .skip_since = setup->skip_since,
+                     .only_missing = c->only_missing,
+                     .refresh_older_than = c->refresh_older_than,
+                     .end_key = setup->end_key,
+                     .target_table = c->target_table,
+                     .from_ledger = c->cmd == CMD_RETRY_FAILED,
+                     .failures_table = c->failures_table,
+                     .job = c->job,
+                     .reason = c->reason};
+    char *plan = source_explain(conn, &so, err, sizeof err);
+    if (plan == NULL) {
+        log_error("%s", err);
+        return EXIT_RUNTIME;
+    }
+    fputs(plan, stdout);
+    free(plan);
+    return EXIT_OK;
+}
+
 static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
@@ -129,7 +160,11 @@ static int cmd_run(const Config *c, JobFile *jf)
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME;
     const char *want_paging = c->paging_offset ? "offset" : "keyset";
-    bool retry_failed = c->cmd == CMD_RETRY_FAILED;
+    bool retry_failed = c->cmd == CMD_RETRY_FAILED, reopened = false;
+    /* An incremental pass runs over the whole key space (--refresh-older-than alone: up to
+     * the checkpoint, see below); the anti-joins skip what it, or a crashed run of it, has
+     * done, so it needs no position to resume. */
+    bool incremental = c->only_missing || c->refresh_older_than > 0;
 
     if (jf->n_providers == 0 && !jobfile_default_chain(c->base_url, jf, err, sizeof err)) {
         rc = EXIT_CONFIG;
@@ -151,7 +186,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         rc = EXIT_DB;
         goto failed;
     }
-    switch (joblock_take(sink, c->checkpoint_table, c->job, err, sizeof err)) {
+    switch (c->explain ? JOBLOCK_TAKEN : /* it changes nothing */
+                joblock_take(sink, c->checkpoint_table, c->job, err, sizeof err)) {
     case JOBLOCK_TAKEN:
         break;
     case JOBLOCK_BUSY:
@@ -175,11 +211,23 @@ static int cmd_run(const Config *c, JobFile *jf)
         log_info("event=retry_failed job=\"%s\" reason=\"%s\" ids=%lld", c->job,
                  c->reason ? c->reason : "any", pending);
     }
-    if (!retry_failed && c->restart && !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
+    if (!retry_failed && c->restart && !c->explain &&
+        !db_reset_checkpoint(src, &names, c->job, err, sizeof err))
         goto failed;
-    if (!retry_failed &&
+    if (!retry_failed && !(c->restart && c->explain) &&
         !db_load_checkpoint(src, &names, c->job, &position, &paging, &since, err, sizeof err))
         goto failed;
+    /* Stale rows past the checkpoint are not the job's yet, and a missing ID there must not
+     * be passed over: --refresh-older-than alone stops at the position, so that the sink,
+     * which moves it forward to where the pass got, never moves it past an unread ID. */
+    if (c->refresh_older_than > 0 && !c->only_missing && !c->paging_offset && position == NULL) {
+        snprintf(err, sizeof err,
+                 "--refresh-older-than refreshes the IDs job %s has covered, and it has no "
+                 "checkpoint: run it first, or add --only-missing",
+                 c->job);
+        rc = EXIT_CONFIG;
+        goto failed;
+    }
     if (paging && strcmp(paging, want_paging) != 0) {
         snprintf(err, sizeof err,
                  "job %s was checkpointed with --paging %s; rerun with the same paging or "
@@ -198,9 +246,16 @@ static int cmd_run(const Config *c, JobFile *jf)
             goto failed;
         }
     }
-    if (!retry_failed && position)
-        log_info("event=resume job=\"%s\" paging=%s after=\"%.80s\"", c->job, want_paging,
-                 position);
+    /* A finished keyset job goes on after its position: the IDs added since are read. */
+    if (!retry_failed && !c->explain && position &&
+        !db_reopen_checkpoint(src, &names, c->job, &reopened, err, sizeof err))
+        goto failed;
+    if (!retry_failed && incremental)
+        log_info("event=start job=\"%s\" paging=keyset only_missing=%s refresh_older_than_s=%.0f",
+                 c->job, c->only_missing ? "true" : "false", c->refresh_older_than);
+    else if (!retry_failed && position)
+        log_info("event=%s job=\"%s\" paging=%s after=\"%.80s\"", reopened ? "continue" : "resume",
+                 c->job, want_paging, position);
     else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
 
@@ -212,18 +267,23 @@ static int cmd_run(const Config *c, JobFile *jf)
     SchedSetup setup = {
         .source_conn = src,
         .sink_conn = sink,
-        .start_key = c->paging_offset ? NULL : position,
+        .start_key = c->paging_offset || incremental ? NULL : position,
         .start_offset = start_offset,
         .key_order = key_order,
         /* A resume skips the IDs this pass has committed past the checkpoint (keyset only:
          * skipping rows would shift offsets). */
-        .skip_since = c->paging_offset ? NULL : since,
+        .skip_since = c->paging_offset || incremental ? NULL : since,
+        .end_key = incremental && !c->only_missing ? position : NULL,
         .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
         .conninfo = dsn_of(c),
         .db_opts = db_opts_of(c),
     };
+    if (c->explain) {
+        rc = explain_page(c, src, &setup);
+        goto done;
+    }
     src = sink = NULL; /* the scheduler owns them now */
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
     if (sched == NULL)

@@ -25,6 +25,7 @@ typedef struct SchedSetup {
     const char *key_order;         /* the key's type and collation (db_key_type order_out) */
     const char *skip_since;        /* keyset: skip IDs with a target row or a ledger entry of
                                       the job written since then (timestamptz text), or NULL */
+    const char *end_key;           /* keyset: read no key above this one, or NULL */
     const char *const *tokens;     /* per provider, parallel to providers: the bearer token
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */

@@ -34,8 +34,8 @@ struct Source {
     int page_size;
     char *sql_first; /* keyset from the start: only the fixed parameters */
     char *sql_next;  /* keyset after $N, or offset $1 (N = nfixed + 1) */
-    char *fixed[2];  /* ledger: job, then reason if any; a resume: job, pass start; they come
-                        before the position */
+    char *fixed[3];  /* ledger: job, then reason if any; table: the filter's values (see
+                        filter_clause), then end_key if any; they come before the position */
     int nfixed;
     char *last_key;   /* keyset: text of the last key delivered (NULL: from the start) */
     long long offset; /* offset: rows delivered so far, including the start offset */
@@ -248,30 +248,77 @@ static bool setup_ledger(Source *s, const SourceOpts *opts)
     return opts->start_key == NULL || (s->last_key = strdup(opts->start_key)) != NULL;
 }
 
-/* The resume's filter ($1 the job, $2 the pass's start): not the IDs whose outcome this
- * pass has committed already. Names are quoted identifiers. */
-static char *skip_clause(Source *s, const SourceOpts *opts, const char *qtable, const char *qkey)
+/* Append one fixed parameter (they come before the position); returns its number, the n of
+ * $n, or 0 when out of room or memory. */
+static int add_param(Source *s, const char *value)
 {
-    if (opts->target_table == NULL || opts->failures_table == NULL || opts->job == NULL)
-        return NULL;
-    char *qt = db_quote_ident(s->conn, opts->target_table);
-    char *qf = db_quote_ident(s->conn, opts->failures_table);
+    if (s->nfixed >= (int)ARRAY_LEN(s->fixed) || (s->fixed[s->nfixed] = strdup(value)) == NULL)
+        return 0;
+    return ++s->nfixed;
+}
+
+/* The joins that narrow a keyset pass over the source, each probing a primary key: the
+ * target's (id) and the ledger's (job, id), one index lookup per source row read.
+ *   resume:        NOT EXISTS (t, fetched_at >= since) AND NOT EXISTS (f, last_seen >= since)
+ *   only_missing:  NOT EXISTS (t) AND NOT EXISTS (f)
+ *   refresh:       EXISTS (t, fetched_at < now() - age)
+ *   both:          NOT EXISTS (t, fetched_at >= now() - age) AND NOT EXISTS (f)
+ * then "AND key <= end_key" if set. Names are quoted identifiers; the values become fixed
+ * parameters. Returns "" when none applies, NULL on failure (a name the mode needs is
+ * missing, or memory). */
+static char *filter_clause(Source *s, const SourceOpts *opts, const char *qtable, const char *qkey)
+{
+    bool missing = opts->only_missing, refresh = opts->refresh_older_than > 0;
+    bool resume = !missing && !refresh && opts->skip_since != NULL;
+    bool ledger = missing || resume;
+    char *qt = NULL, *qf = NULL, age[64];
+    int pjob = 0, pwhen = 0, pend = 0;
     Buf b;
     buf_init(&b, SQL_MAX);
-    bool ok = qt != NULL && qf != NULL &&
-              buf_printf(&b,
-                         " AND NOT EXISTS (SELECT 1 FROM %s AS pgenrich_t WHERE pgenrich_t.id = "
-                         "%s.%s AND pgenrich_t.fetched_at >= $2::timestamptz) AND NOT EXISTS "
-                         "(SELECT 1 FROM %s AS pgenrich_f WHERE pgenrich_f.job = $1 AND "
-                         "pgenrich_f.id = %s.%s AND pgenrich_f.last_seen >= $2::timestamptz)",
-                         qt, qtable, qkey, qf, qtable, qkey);
+    if (!buf_puts(&b, ""))
+        goto failed;
+    if (missing || refresh || resume) {
+        if (opts->target_table == NULL ||
+            (ledger && (opts->failures_table == NULL || opts->job == NULL)))
+            goto failed;
+        if ((qt = db_quote_ident(s->conn, opts->target_table)) == NULL ||
+            (ledger && (qf = db_quote_ident(s->conn, opts->failures_table)) == NULL))
+            goto failed;
+        snprintf(age, sizeof age, "%.0f seconds", opts->refresh_older_than);
+        if ((ledger && (pjob = add_param(s, opts->job)) == 0) ||
+            ((resume || refresh) && (pwhen = add_param(s, resume ? opts->skip_since : age)) == 0))
+            goto failed;
+        bool ok = buf_printf(&b,
+                             " AND %sEXISTS (SELECT 1 FROM %s AS pgenrich_t WHERE pgenrich_t.id = "
+                             "%s.%s",
+                             refresh && !missing ? "" : "NOT ", qt, qtable, qkey);
+        if (ok && resume)
+            ok = buf_printf(&b, " AND pgenrich_t.fetched_at >= $%d::timestamptz", pwhen);
+        else if (ok && refresh)
+            ok = buf_printf(&b, " AND pgenrich_t.fetched_at %s now() - $%d::interval",
+                            missing ? ">=" : "<", pwhen);
+        if (!ok || !buf_puts(&b, ")"))
+            goto failed;
+        if (ledger &&
+            (!buf_printf(&b,
+                         " AND NOT EXISTS (SELECT 1 FROM %s AS pgenrich_f WHERE pgenrich_f.job = "
+                         "$%d AND pgenrich_f.id = %s.%s",
+                         qf, pjob, qtable, qkey) ||
+             (resume && !buf_printf(&b, " AND pgenrich_f.last_seen >= $%d::timestamptz", pwhen)) ||
+             !buf_puts(&b, ")")))
+            goto failed;
+    }
+    if (opts->end_key != NULL && ((pend = add_param(s, opts->end_key)) == 0 ||
+                                  !buf_printf(&b, " AND %s.%s <= $%d", qtable, qkey, pend)))
+        goto failed;
     free(qt);
     free(qf);
-    if (!ok) {
-        buf_free(&b);
-        return NULL;
-    }
     return b.data;
+failed:
+    free(qt);
+    free(qf);
+    buf_free(&b);
+    return NULL;
 }
 
 /* Source table mode: the page queries over table.key [with the filter]. */
@@ -283,19 +330,14 @@ static bool setup_table(Source *s, const SourceOpts *opts)
     char *skip = NULL;
     if (qtable == NULL || qkey == NULL)
         goto done;
-    if (opts->paging == PAGING_KEYSET && opts->skip_since != NULL) {
-        if ((skip = skip_clause(s, opts, qtable, qkey)) == NULL)
-            goto done;
-        if ((s->fixed[s->nfixed++] = strdup(opts->job)) == NULL ||
-            (s->fixed[s->nfixed++] = strdup(opts->skip_since)) == NULL)
-            goto done;
-    }
     if (opts->paging == PAGING_KEYSET) {
-        const char *after = skip ? "> $3" : "> $1";
-        s->sql_first = build_sql(qkey, qtable, "IS NOT NULL", opts->where, skip ? skip : "",
-                                 opts->page_size, "");
-        s->sql_next =
-            build_sql(qkey, qtable, after, opts->where, skip ? skip : "", opts->page_size, "");
+        char after[32];
+        if ((skip = filter_clause(s, opts, qtable, qkey)) == NULL)
+            goto done;
+        snprintf(after, sizeof after, "> $%d", s->nfixed + 1);
+        s->sql_first =
+            build_sql(qkey, qtable, "IS NOT NULL", opts->where, skip, opts->page_size, "");
+        s->sql_next = build_sql(qkey, qtable, after, opts->where, skip, opts->page_size, "");
         if (s->sql_first == NULL)
             goto done;
         if (opts->start_key != NULL && (s->last_key = strdup(opts->start_key)) == NULL)
@@ -322,14 +364,19 @@ static void free_queries(Source *s)
     free(s->last_key);
 }
 
+/* The names the mode needs are there, and the page size makes sense. */
+static bool opts_usable(const SourceOpts *opts)
+{
+    bool named = opts->from_ledger ? opts->failures_table != NULL && opts->job != NULL
+                                   : opts->table != NULL && opts->key != NULL;
+    return named && opts->page_size > 0;
+}
+
 Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, source_page_fn fn,
                    void *ud)
 {
     Source *s = NULL;
-    bool named = opts->from_ledger ? opts->failures_table != NULL && opts->job != NULL
-                                   : opts->table != NULL && opts->key != NULL;
-    if (!named || opts->page_size <= 0 || PQstatus(conn) != CONNECTION_OK ||
-        PQsetnonblocking(conn, 1) != 0)
+    if (!opts_usable(opts) || PQstatus(conn) != CONNECTION_OK || PQsetnonblocking(conn, 1) != 0)
         goto failed;
     s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -358,6 +405,26 @@ failed:
     return NULL;
 }
 
+/* The next page's query; its parameters go into params (room for nfixed + 1), their count
+ * into *nparams; num holds the offset's text. */
+static const char *page_query(const Source *s, const char **params, int *nparams, char num[32])
+{
+    const char *sql = s->sql_next;
+    int n = s->nfixed;
+    for (int i = 0; i < s->nfixed; i++)
+        params[i] = s->fixed[i];
+    if (s->paging == PAGING_OFFSET) {
+        snprintf(num, 32, "%lld", s->offset);
+        params[n++] = num;
+    } else if (s->last_key != NULL) {
+        params[n++] = s->last_key;
+    } else {
+        sql = s->sql_first;
+    }
+    *nparams = n;
+    return sql;
+}
+
 bool source_fetch(Source *s)
 {
     if (s->state != SRC_IDLE)
@@ -368,18 +435,8 @@ bool source_fetch(Source *s)
     }
     char num[32];
     const char *params[ARRAY_LEN(s->fixed) + 1] = {NULL};
-    const char *sql = s->sql_next;
-    int nparams = s->nfixed;
-    for (int i = 0; i < s->nfixed; i++)
-        params[i] = s->fixed[i];
-    if (s->paging == PAGING_OFFSET) {
-        snprintf(num, sizeof num, "%lld", s->offset);
-        params[nparams++] = num;
-    } else if (s->last_key != NULL) {
-        params[nparams++] = s->last_key;
-    } else {
-        sql = s->sql_first;
-    }
+    int nparams = 0;
+    const char *sql = page_query(s, params, &nparams, num);
     s->failed = false;
     /* Parameter types left to the server: the position takes the key column's type (or
      * bigint for OFFSET), so a text key needs no cast and a bigint key is compared as a
@@ -418,6 +475,53 @@ bool source_attach(Source *s, PGconn *conn)
     s->conn = conn;
     ev_io_set(&s->io, PQsocket(conn), EV_READ);
     return true;
+}
+
+char *source_explain(PGconn *conn, const SourceOpts *opts, char *err, size_t errlen)
+{
+    Source s = {.conn = conn, .paging = opts->paging, .page_size = opts->page_size};
+    char num[32];
+    const char *params[ARRAY_LEN(s.fixed) + 1] = {NULL};
+    int nparams = 0;
+    PGresult *r = NULL;
+    Buf q, out;
+    buf_init(&q, SQL_MAX);
+    buf_init(&out, SQL_MAX);
+    bool ok = false;
+    if (!opts_usable(opts) ||
+        !(opts->from_ledger ? setup_ledger(&s, opts) : setup_table(&s, opts))) {
+        snprintf(err, errlen, "cannot build the page query (a table name is missing, or memory)");
+        goto done;
+    }
+    const char *sql = page_query(&s, params, &nparams, num);
+    if (!buf_printf(&q, "EXPLAIN %s", sql))
+        goto oom;
+    r = PQexecParams(conn, q.data, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 1) {
+        db_error(conn, r, "EXPLAIN of the page query", err, errlen);
+        goto done;
+    }
+    if (!buf_printf(&out, "%s\n-- parameters:", sql))
+        goto oom;
+    for (int i = 0; i < nparams; i++)
+        if (!buf_printf(&out, " $%d = '%s'", i + 1, params[i]))
+            goto oom;
+    if (!buf_puts(&out, nparams ? "\n" : " none\n"))
+        goto oom;
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!buf_printf(&out, "%s\n", PQgetvalue(r, i, 0)))
+            goto oom;
+    ok = true;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+done:
+    PQclear(r);
+    free_queries(&s);
+    buf_free(&q);
+    if (!ok)
+        buf_free(&out);
+    return out.data;
 }
 
 bool source_busy(const Source *s)

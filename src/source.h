@@ -29,7 +29,17 @@ typedef struct SourceOpts {
      * with last_seen >= skip_since: their outcome is committed already (timestamptz text;
      * NULL: skip nothing). Two index probes per candidate row, on the primary keys. */
     const char *skip_since;
-    const char *target_table; /* one identifier, quoted by source; with skip_since */
+    const char *target_table; /* one identifier, quoted by source; with skip_since, only_missing
+                               * and refresh_older_than */
+    /* Keyset, table mode: an incremental pass (README "Incremental nightly runs"). With
+     * only_missing, only the IDs with no row in target_table and no entry of job in
+     * failures_table; with refresh_older_than > 0 (seconds), only the IDs whose target row
+     * has a fetched_at older than that at the page query's time; with both, the IDs that are
+     * either. Each is an anti-join (or a semi-join) probing those tables' primary keys. They
+     * supersede skip_since: what a pass has committed is neither missing nor stale. */
+    bool only_missing;
+    double refresh_older_than;
+    const char *end_key; /* keyset: read no key above this one (its text form); NULL = none */
 
     /* Ledger mode (retry-failed): when from_ledger, pages are the IDs of job's rows in
      * failures_table (only those with this reason, unless reason is NULL), in id order:
@@ -82,6 +92,12 @@ bool source_conn_lost(const Source *s);
  * (ownership passes whatever the outcome), from the same position. Only while no query
  * runs. Returns false if conn is unusable (then it is closed and the old one stays). */
 bool source_attach(Source *s, PGconn *conn) WUR;
+
+/* EXPLAIN of the first page query that a Source made with opts would send: the same SQL
+ * text and parameters, planned but not run, on conn (blocking; connected; left open and
+ * otherwise as it was). Returns the page query, a line "-- parameters: ..." and the plan's
+ * lines, each ending in '\n' (caller frees), or NULL with a one-line reason in err. */
+char *source_explain(PGconn *conn, const SourceOpts *opts, char *err, size_t errlen) WUR;
 
 /* Stops its watchers, cancels a query in flight, closes the connection. NULL is fine. */
 void source_free(Source *s);

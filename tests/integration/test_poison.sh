@@ -71,7 +71,7 @@ assert_eq "unloadable in the summary" "$(q "SELECT count(*) FROM want WHERE want
 assert_eq "checkpoint at the end" "$N|t" \
     "$(q "SELECT position, finished FROM enrich_checkpoints WHERE job = 'poison'")"
 
-# A rerun of the finished job reads nothing and changes nothing.
+# A rerun of the finished job (no new IDs) reads nothing and changes nothing.
 before=$(q "SELECT md5(string_agg(id || reason, ',' ORDER BY id)) FROM enrich_failures")
 run_pgenrich rerun run --dsn "$IT_DSN" --job poison --base-url "$MOCK_URL" --quiet
 expect_done "the rerun"

@@ -2,7 +2,7 @@
 # test_resume: kill -9 mid-run leaves a consistent state (every ID up to the checkpoint is
 # settled); a rerun of the same job finishes the rest with exactly one row per ID and looks up
 # only what the killed run had not committed; SIGTERM exits 75 with the checkpoint saved;
-# --restart starts over; a rerun of a finished job reads nothing.
+# --restart starts over; a rerun of a finished job with no new IDs reads nothing.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
