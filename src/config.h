@@ -1,6 +1,6 @@
-/* config: the command line of `pgenrich init` and `pgenrich run`, with defaults and
- * validation. Pure: no I/O beyond what it is given; strings point into argv or are
- * static defaults, so there is nothing to free. */
+/* config: the command line of `pgenrich init`, `run`, `retry-failed` and `status`, with defaults
+ * and validation. Pure: no I/O beyond what it is given; strings point into argv or are static
+ * defaults, so there is nothing to free. */
 #ifndef PGENRICH_CONFIG_H
 #define PGENRICH_CONFIG_H
 
@@ -12,6 +12,7 @@ typedef enum Command {
     CMD_INIT,
     CMD_RUN,
     CMD_RETRY_FAILED,
+    CMD_STATUS,
     CMD_HELP,
     CMD_VERSION
 } Command;
@@ -52,6 +53,9 @@ typedef struct Config {
     /* Database sessions (src/db.h, DbConnOpts). */
     double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
     int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
+    const char *runs_table;   /* run history: enrich_runs */
+    const char *format;       /* status output: "text" (default) or "json" */
+    int history;              /* status: how many of the last runs to show: 10 */
 } Config;
 
 /* Fill c with the defaults. */

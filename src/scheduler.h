@@ -28,6 +28,7 @@ typedef struct SchedSetup {
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
     size_t n_providers;
+    long long run_id; /* the run's history row (db_run_begin), or 0: SinkOpts.run_id */
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */
