@@ -109,6 +109,8 @@ static bool text_runner(const RunsReport *r, Buf *b)
 static bool text_run(const RunsRun *u, Buf *b)
 {
     char dur[32], rate[32], code[16];
+    /* retry-failed pages the ledger: it has no place in the source to show. */
+    bool ledger = u->command != NULL && strcmp(u->command, "retry-failed") == 0;
     runs_format_duration(u->duration_s, dur, sizeof dur);
     if (u->has_rate)
         snprintf(rate, sizeof rate, "%.1f", u->ids_per_s);
@@ -122,8 +124,10 @@ static bool text_run(const RunsRun *u, Buf *b)
                       u->command ? u->command : "?", u->started_at ? u->started_at : "?",
                       u->ended_at ? u->ended_at : "-", dur, u->state ? u->state : "?", code,
                       u->rows_loaded, u->failures, rate) &&
-           put_clean(b, u->checkpoint_from ? u->checkpoint_from : "(start)") &&
-           buf_puts(b, " -> ") && put_clean(b, u->checkpoint_to ? u->checkpoint_to : "(start)") &&
+           (ledger ? buf_puts(b, "(the failure ledger)")
+                   : put_clean(b, u->checkpoint_from ? u->checkpoint_from : "(start)") &&
+                         buf_puts(b, " -> ") &&
+                         put_clean(b, u->checkpoint_to ? u->checkpoint_to : "(start)")) &&
            buf_putc(b, '\n');
 }
 
@@ -176,6 +180,14 @@ bool runs_report_text(const RunsReport *r, Buf *b)
 static json_object *jstr(const char *s)
 {
     return s != NULL ? json_object_new_string(s) : NULL;
+}
+
+/* A number printed with `decimals` places rather than json-c's 17 significant digits. */
+static json_object *jnum(double v, int decimals)
+{
+    char text[64];
+    snprintf(text, sizeof text, "%.*f", decimals, v);
+    return json_object_new_double_s(v, text);
 }
 
 /* Add v under key; false when v should exist but could not be made. */
@@ -241,15 +253,14 @@ static json_object *json_run(const RunsRun *u)
         put(o, "state", jstr(u->state), u->state == NULL) &&
         put(o, "exit_status", u->has_exit ? json_object_new_int(u->exit_status) : NULL,
             !u->has_exit) &&
-        put(o, "duration_s", isfinite(u->duration_s) ? json_object_new_double(u->duration_s) : NULL,
+        put(o, "duration_s", isfinite(u->duration_s) ? jnum(u->duration_s, 3) : NULL,
             !isfinite(u->duration_s)) &&
         put(o, "rows_loaded", json_object_new_int64(u->rows_loaded), false) &&
         put(o, "failures", json_object_new_int64(u->failures), false) &&
         put(o, "kept", json_object_new_int64(u->kept), false) &&
         put(o, "requests", json_object_new_int64(u->requests), false) &&
         put(o, "retries", json_object_new_int64(u->retries), false) &&
-        put(o, "ids_per_s",
-            u->has_rate && isfinite(u->ids_per_s) ? json_object_new_double(u->ids_per_s) : NULL,
+        put(o, "ids_per_s", u->has_rate && isfinite(u->ids_per_s) ? jnum(u->ids_per_s, 1) : NULL,
             !(u->has_rate && isfinite(u->ids_per_s))) &&
         put(o, "checkpoint_from", jstr(u->checkpoint_from), u->checkpoint_from == NULL) &&
         put(o, "checkpoint_to", jstr(u->checkpoint_to), u->checkpoint_to == NULL);

@@ -156,7 +156,7 @@ static void test_text(void **state)
     assert_non_null(strstr(b.data, " running "));
     assert_non_null(strstr(b.data, " interrupted "));
     assert_non_null(strstr(b.data, "a\"b\\c? -> zz\n"));
-    assert_non_null(strstr(b.data, "(start) -> (start)\n"));
+    assert_non_null(strstr(b.data, " (the failure ledger)\n"));
     assert_non_null(strstr(b.data, "no_location=4 not_found=30 (34 in all)\n"));
     buf_free(&b);
 
