@@ -83,8 +83,10 @@ static bool text_checkpoint(const RunsReport *r, Buf *b)
 {
     if (!r->has_checkpoint)
         return buf_puts(b, "checkpoint: none\n");
+    bool offset = r->paging != NULL && strcmp(r->paging, "offset") == 0;
     bool ok = buf_puts(b, "checkpoint: ") &&
-              (r->position ? buf_puts(b, "after ") && put_clean(b, r->position)
+              (r->position ? buf_puts(b, "after ") && put_clean(b, r->position) &&
+                                 (!offset || buf_puts(b, " rows"))
                            : buf_puts(b, "nothing settled yet")) &&
               buf_printf(b,
                          " (%s paging)%s, %lld rows loaded, %lld failures, pass started %s, "
