@@ -1,4 +1,4 @@
--- pgenrich schema: the three tables a job writes to. This file is a template compiled into
+-- pgenrich schema: the four tables a job writes to. This file is a template compiled into
 -- the binary; db_init_schema fills in the placeholders (table names quoted as identifiers,
 -- the id type copied from the source key column) and runs it in one transaction, after
 -- checking that tables which already exist have an id of that same type.
@@ -81,3 +81,38 @@ CREATE TABLE IF NOT EXISTS {{checkpoints}} (
     started_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The run history: one row per `run` or `retry-failed`, inserted once the job's lock is
+-- taken and the checkpoint read, updated by every flush in the flush's own transaction (so
+-- the counts are exactly what committed) and closed at the end with the exit status.
+-- state is 'running' until then, and then done (exit 0 or 5), interrupted (75) or failed;
+-- a row left 'running' with no ended_at whose runner no longer holds the job's lock is a
+-- run that was killed (`pgenrich status` shows it so). db_pid is the PostgreSQL backend
+-- of the session that held the lock, to tell that runner apart. failures counts the
+-- ledger lines written and failures_by_reason every failure line by its reason (kept ones
+-- too, like the run's summary); checkpoint_from and checkpoint_to are the positions before
+-- and after the run (NULL: from the start, or retry-failed, which has none).
+CREATE TABLE IF NOT EXISTS {{runs}} (
+    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job text NOT NULL,
+    command text NOT NULL,
+    host text NOT NULL,
+    pid int NOT NULL,
+    version text NOT NULL,
+    db_pid int,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    ended_at timestamptz,
+    exit_status int,
+    state text NOT NULL DEFAULT 'running',
+    rows_loaded bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    failures_by_reason jsonb NOT NULL DEFAULT '{}',
+    kept bigint NOT NULL DEFAULT 0,
+    requests bigint NOT NULL DEFAULT 0,
+    retries bigint NOT NULL DEFAULT 0,
+    ids_per_s double precision,
+    checkpoint_from text,
+    checkpoint_to text
+);
+CREATE INDEX IF NOT EXISTS {{runs_index}} ON {{runs}} (job, started_at DESC);

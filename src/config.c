@@ -36,7 +36,9 @@ const char config_usage[] =
     "            page query's plan and exit)\n"
     "\n"
     "       pgenrich retry-failed --job NAME [--reason R] [run options]\n"
-    "            looks up again the IDs in the job's failure ledger (only those with reason R)\n";
+    "            looks up again the IDs in the job's failure ledger (only those with reason R)\n"
+    "       pgenrich status --job NAME [--format text|json] [--history N (10)] [table options]\n"
+    "            the job's checkpoint, IDs left, its runner, its last N runs and failures\n";
 
 enum OptType { OT_STR, OT_INT, OT_DOUBLE, OT_SIZE, OT_FLAG, OT_PAGING, OT_DURATION };
 
@@ -86,6 +88,9 @@ static const OptSpec opts[] = {
     {"only-missing", OT_FLAG, OFF(only_missing), 0, 0, true},
     {"refresh-older-than", OT_DURATION, OFF(refresh_older_than), 1, DURATION_MAX, true},
     {"explain", OT_FLAG, OFF(explain), 0, 0, true},
+    {"runs-table", OT_STR, OFF(runs_table), 0, 0, false},
+    {"format", OT_STR, OFF(format), 0, 0, true},
+    {"history", OT_INT, OFF(history), 1, 1000, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -117,6 +122,9 @@ void config_defaults(Config *c)
     c->db_keepalive = 30;
     c->drain_timeout = 10;
     c->db_retry_timeout = 60;
+    c->runs_table = "enrich_runs";
+    c->format = "text";
+    c->history = 10;
 }
 
 static bool parse_number(const char *s, double *out)
@@ -217,6 +225,14 @@ static bool set_option(Config *c, const OptSpec *o, const char *arg, char *err, 
 
 bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen)
 {
+    if (c->format != NULL && strcmp(c->format, "text") != 0 && strcmp(c->format, "json") != 0) {
+        snprintf(err, errlen, "--format must be text or json, not \"%.40s\"", c->format);
+        return false;
+    }
+    if (c->cmd == CMD_STATUS && c->job == NULL) {
+        snprintf(err, errlen, "status needs --job NAME");
+        return false;
+    }
     if (c->cmd != CMD_RUN && c->cmd != CMD_RETRY_FAILED)
         return true;
     if (c->job == NULL) {
@@ -304,7 +320,7 @@ bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errle
 {
     struct option longopts[sizeof opts / sizeof opts[0] + 1];
     if (argc < 2) {
-        snprintf(err, errlen, "no command given (init or run)");
+        snprintf(err, errlen, "no command given (init, run, retry-failed or status)");
         return false;
     }
     const char *cmd = argv[1];
@@ -314,6 +330,8 @@ bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errle
         c->cmd = CMD_RUN;
     else if (strcmp(cmd, "retry-failed") == 0)
         c->cmd = CMD_RETRY_FAILED;
+    else if (strcmp(cmd, "status") == 0)
+        c->cmd = CMD_STATUS;
     else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         c->cmd = CMD_HELP;
         return true;
@@ -321,8 +339,8 @@ bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errle
         c->cmd = CMD_VERSION;
         return true;
     } else {
-        snprintf(err, errlen, "unknown command \"%.40s\" (expected init, run or retry-failed)",
-                 cmd);
+        snprintf(err, errlen,
+                 "unknown command \"%.40s\" (expected init, run, retry-failed or status)", cmd);
         return false;
     }
 

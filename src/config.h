@@ -1,6 +1,6 @@
-/* config: the command line of `pgenrich init` and `pgenrich run`, with defaults and
- * validation. Pure: no I/O beyond what it is given; strings point into argv or are
- * static defaults, so there is nothing to free. */
+/* config: the command line of `pgenrich init`, `run`, `retry-failed` and `status`, with defaults
+ * and validation. Pure: no I/O beyond what it is given; strings point into argv or are static
+ * defaults, so there is nothing to free. */
 #ifndef PGENRICH_CONFIG_H
 #define PGENRICH_CONFIG_H
 
@@ -13,6 +13,7 @@ typedef enum Command {
     CMD_INIT,
     CMD_RUN,
     CMD_RETRY_FAILED,
+    CMD_STATUS,
     CMD_HELP,
     CMD_VERSION
 } Command;
@@ -61,6 +62,9 @@ typedef struct Config {
     bool only_missing;         /* false: only IDs with no target row and no ledger entry */
     double refresh_older_than; /* seconds: 0 = off; else IDs whose row's fetched_at is older */
     bool explain;              /* false: print EXPLAIN of the first page query and exit */
+    const char *runs_table;   /* run history: enrich_runs */
+    const char *format;       /* status output: "text" (default) or "json" */
+    int history;              /* status: how many of the last runs to show: 10 */
 } Config;
 
 /* Fill c with the defaults. */

@@ -398,7 +398,8 @@ static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
 {
     bool ok = false, in_tx = false;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL, *qr = NULL, *qri = NULL;
+    char index_name[128];
     Buf sql;
     buf_init(&sql, SQL_MAX);
 
@@ -413,12 +414,17 @@ bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char 
      * as a string literal, outside the block's dollar-quoted body. */
     if (qf != NULL)
         lf = db_quote_literal(c, qf);
-    if (qt == NULL || qf == NULL || qc == NULL || lf == NULL) {
+    /* The server truncates a long index name to 63 bytes, as it would its own. */
+    snprintf(index_name, sizeof index_name, "%.100s_job_started", names->runs);
+    qr = db_quote_ident(c, names->runs);
+    qri = db_quote_ident(c, index_name);
+    if (qt == NULL || qf == NULL || qc == NULL || lf == NULL || qr == NULL || qri == NULL) {
         db_error(c, NULL, "quoting table names", err, errlen);
         goto done;
     }
-    const char *const keys[] = {"target", "failures", "checkpoints", "key_type", "failures_text"};
-    const char *const vals[] = {qt, qf, qc, key_type, lf};
+    const char *const keys[] = {"target",        "failures", "checkpoints", "key_type",
+                                "failures_text", "runs",     "runs_index"};
+    const char *const vals[] = {qt, qf, qc, key_type, lf, qr, qri};
     if (!render(schema_sql, keys, vals, ARRAY_LEN(keys), &sql, err, errlen))
         goto done;
 
@@ -451,6 +457,8 @@ done:
     free(qf);
     free(qc);
     free(lf);
+    free(qr);
+    free(qri);
     return ok;
 }
 
@@ -716,5 +724,79 @@ done:
     PQclear(r);
     buf_free(&sql);
     free(q);
+    return ok;
+}
+
+/* head + quoted run-history table name + tail, malloc'd. */
+static char *runs_sql(PGconn *c, const DbNames *names, const char *head, const char *tail,
+                      char *err, size_t errlen)
+{
+    char *q = db_quote_ident(c, names->runs);
+    if (q == NULL) {
+        db_error(c, NULL, "quoting the runs table name", err, errlen);
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    if (!buf_puts(&b, head) || !buf_puts(&b, q) || !buf_puts(&b, tail)) {
+        snprintf(err, errlen, "out of memory");
+        buf_free(&b);
+    }
+    free(q);
+    return b.data;
+}
+
+bool db_run_begin(PGconn *c, const DbNames *names, const DbRunStart *rs, long long *run_id,
+                  char *err, size_t errlen)
+{
+    bool ok = false;
+    char pid[32];
+    *run_id = 0;
+    char *sql = runs_sql(c, names, "INSERT INTO ",
+                         " (job, command, host, pid, version, db_pid, checkpoint_from, "
+                         "checkpoint_to) VALUES ($1, $2, $3, $4, $5, pg_catalog.pg_backend_pid(), "
+                         "$6, $6) RETURNING run_id",
+                         err, errlen);
+    if (sql == NULL)
+        return false;
+    snprintf(pid, sizeof pid, "%ld", rs->pid);
+    const char *params[6] = {rs->job, rs->command, rs->host, pid, rs->version, rs->checkpoint_from};
+    PGresult *r = exec_params(c, sql, 6, params, PGRES_TUPLES_OK, "recording the run", err, errlen);
+    if (r == NULL)
+        goto done;
+    if (PQntuples(r) != 1 || (*run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10)) <= 0) {
+        snprintf(err, errlen, "recording the run: unexpected answer");
+        goto done;
+    }
+    ok = true;
+done:
+    PQclear(r);
+    free(sql);
+    return ok;
+}
+
+bool db_run_end(PGconn *c, const DbNames *names, long long run_id, int exit_status,
+                const char *state, long long requests, long long retries, char *err, size_t errlen)
+{
+    char id[32], code[16], req[32], ret[32];
+    /* The rate counts the outcomes the flushes committed, over the run's whole life. */
+    char *sql = runs_sql(c, names, "UPDATE ",
+                         " SET ended_at = now(), updated_at = now(), exit_status = $2, "
+                         "state = $3, requests = $4, retries = $5, ids_per_s = "
+                         "(rows_loaded + failures + kept) / greatest(extract(epoch FROM now() - "
+                         "started_at)::float8, 0.001) WHERE run_id = $1",
+                         err, errlen);
+    if (sql == NULL)
+        return false;
+    snprintf(id, sizeof id, "%lld", run_id);
+    snprintf(code, sizeof code, "%d", exit_status);
+    snprintf(req, sizeof req, "%lld", requests);
+    snprintf(ret, sizeof ret, "%lld", retries);
+    const char *params[5] = {id, code, state, req, ret};
+    PGresult *r =
+        exec_params(c, sql, 5, params, PGRES_COMMAND_OK, "closing the run's record", err, errlen);
+    bool ok = r != NULL;
+    PQclear(r);
+    free(sql);
     return ok;
 }

@@ -17,6 +17,7 @@ typedef struct DbNames {
     const char *target;      /* default standardized_locations */
     const char *failures;    /* default enrich_failures */
     const char *checkpoints; /* default enrich_checkpoints */
+    const char *runs;        /* default enrich_runs */
 } DbNames;
 
 /* Session settings that keep a connection from hanging: TCP keepalives (so that a dead
@@ -57,9 +58,9 @@ bool db_session_setup(PGconn *c, const DbConnOpts *opts, char *err, size_t errle
 bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char **order_out, char *err,
                  size_t errlen) WUR;
 
-/* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures
- * and checkpoint tables with the given names, id columns of key_type. A failures table made
- * by an older schema is migrated (it gains last_seen). If the target or the failures table
+/* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures,
+ * checkpoint and run-history tables with the given names, id columns of key_type. A failures table
+ * made by an older schema is migrated (it gains last_seen). If the target or the failures table
  * already exists with an id of another type, fails with a clear message.
  * key_type must look like a type name (format_type output); anything else is refused. */
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err,
@@ -98,6 +99,30 @@ bool db_reset_checkpoint(PGconn *c, const DbNames *names, const char *job, char 
  * are left. Blocking. */
 bool db_count_failures(PGconn *c, const DbNames *names, const char *job, const char *reason,
                        long long *count, char *err, size_t errlen) WUR;
+
+/* What a run's history row starts with (db_run_begin). */
+typedef struct DbRunStart {
+    const char *job;
+    const char *command;         /* "run" or "retry-failed" */
+    const char *host;            /* gethostname */
+    long pid;                    /* this process */
+    const char *version;         /* PGENRICH_VERSION */
+    const char *checkpoint_from; /* the position the run resumes after, or NULL */
+} DbRunStart;
+
+/* Insert the run's row into names->runs (state running, counts 0, checkpoint_to =
+ * checkpoint_from) and return its run_id in *run_id. db_pid is the backend of c: call it
+ * on the session that holds the job's lock, so that `status` can tell this run's lock from
+ * a later runner's. Blocking. */
+bool db_run_begin(PGconn *c, const DbNames *names, const DbRunStart *rs, long long *run_id,
+                  char *err, size_t errlen) WUR;
+
+/* Close the run's row: ended_at, exit_status, state (e.g. runs_state_of_exit), the final
+ * requests and retries, and ids_per_s over the committed outcomes (which the flushes
+ * counted into the row). Blocking. */
+bool db_run_end(PGconn *c, const DbNames *names, long long run_id, int exit_status,
+                const char *state, long long requests, long long retries, char *err,
+                size_t errlen) WUR;
 
 /* Copy the quoted form of ident into a new malloc'd string (PQescapeIdentifier + strdup);
  * NULL on failure. */

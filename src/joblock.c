@@ -25,33 +25,65 @@ static char *lock_name(const char *checkpoints, const char *job)
     return s;
 }
 
-/* Tell who holds the lock: the pgenrich process and host when its application_name says
- * so, else the PostgreSQL backend, client address and application. */
-static void describe_holder(PGconn *conn, const char *name, const char *job, char *err,
-                            size_t errlen)
+static bool query_holder(PGconn *conn, const char *name, JobLockHolder *h, char *err, size_t errlen)
 {
     static const char sql[] =
         "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), "
-        "coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') "
+        "coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "'') "
         "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " JOBLOCK_CLASS
         "::oid AND l.objid = ((pg_catalog.hashtext($1)::bigint + 4294967296) % "
         "4294967296)::oid AND l.objsubid = 2 LIMIT 1";
     const char *params[1] = {name};
+    memset(h, 0, sizeof *h);
     PGresult *r = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        db_error(conn, r, "looking up the job's lock", err, errlen);
+    else if (PQntuples(r) == 1) {
+        h->held = true;
+        h->backend_pid = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        snprintf(h->application, sizeof h->application, "%s", PQgetvalue(r, 0, 1));
+        snprintf(h->client, sizeof h->client, "%s", PQgetvalue(r, 0, 2));
+        snprintf(h->since, sizeof h->since, "%s", PQgetvalue(r, 0, 3));
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* Tell who holds the lock: the pgenrich process and host when its application_name says
+ * so, else the PostgreSQL backend, client address and application. */
+static void describe_holder(PGconn *conn, const char *name, const char *job, char *err,
+                            size_t errlen)
+{
+    JobLockHolder h;
+    char ignored[256];
+    if (query_holder(conn, name, &h, ignored, sizeof ignored) && h.held)
         snprintf(err, errlen,
-                 "job \"%s\" is already running: its lock is held by PostgreSQL backend pid %s "
+                 "job \"%s\" is already running: its lock is held by PostgreSQL backend pid %ld "
                  "(application \"%s\", client %s, connected %s); wait for that run to end or "
                  "stop it",
-                 job, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
-                 PQgetvalue(r, 0, 3));
+                 job, h.backend_pid, h.application, h.client, h.since);
     else
         snprintf(err, errlen,
                  "job \"%s\" is already running (its lock is held by another session); wait "
                  "for that run to end or stop it",
                  job);
-    PQclear(r);
+}
+
+bool joblock_holder(PGconn *conn, const char *checkpoints, const char *job, JobLockHolder *h,
+                    char *err, size_t errlen)
+{
+    char *name = lock_name(checkpoints, job);
+    if (name == NULL) {
+        memset(h, 0, sizeof *h);
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    bool ok = query_holder(conn, name, h, err, errlen);
+    free(name);
+    return ok;
 }
 
 JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,

@@ -25,4 +25,19 @@ typedef enum JobLockResult {
 JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,
                            size_t errlen) WUR;
 
+/* Who holds a job's lock. */
+typedef struct JobLockHolder {
+    bool held;
+    long backend_pid;     /* the PostgreSQL backend holding it */
+    char application[96]; /* its application_name ("pgenrich pid N on HOST" for a runner) */
+    char client[64];      /* client address, or "local" */
+    char since[32];       /* backend start, UTC, ISO 8601 */
+} JobLockHolder;
+
+/* Look up, without waiting or taking anything, who holds job's lock now (the same lock as
+ * joblock_take's). h->held is false when nobody does. Returns false with a reason in err
+ * when the database could not be asked. Blocking. */
+bool joblock_holder(PGconn *conn, const char *checkpoints, const char *job, JobLockHolder *h,
+                    char *err, size_t errlen) WUR;
+
 #endif

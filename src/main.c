@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -16,8 +17,10 @@
 #include "jobfile.h"
 #include "joblock.h"
 #include "log.h"
+#include "runs.h"
 #include "scheduler.h"
 #include "source.h"
+#include "status.h"
 #include "token.h"
 
 static DbNames names_of(const Config *c)
@@ -26,7 +29,8 @@ static DbNames names_of(const Config *c)
                  .key = c->key_column,
                  .target = c->target_table,
                  .failures = c->failures_table,
-                 .checkpoints = c->checkpoint_table};
+                 .checkpoints = c->checkpoint_table,
+                 .runs = c->runs_table};
     return n;
 }
 
@@ -74,6 +78,62 @@ done:
     if (conn)
         PQfinish(conn);
     return rc;
+}
+
+static int cmd_status(const Config *c)
+{
+    char err[512];
+    PGconn *conn = connect_db(c, err, sizeof err);
+    if (conn == NULL) {
+        log_error("%s", err);
+        return EXIT_DB;
+    }
+    StatusOpts so = {.names = names_of(c),
+                     .job = c->job,
+                     .where = c->where,
+                     .json = c->format != NULL && strcmp(c->format, "json") == 0,
+                     .history = c->history};
+    int rc = status_show(conn, &so, stdout, err, sizeof err);
+    if (rc != EXIT_OK)
+        log_error("%s", err);
+    PQfinish(conn);
+    return rc;
+}
+
+/* Write the run's row before the loop: a run killed at any point after this shows in the
+ * history. On the lock's session, so that the row names the backend holding it. */
+static bool begin_run(const Config *c, PGconn *lock_conn, const char *position, long long *run_id,
+                      char *err, size_t errlen)
+{
+    char host[256] = "";
+    DbNames names = names_of(c);
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    DbRunStart rs = {.job = c->job,
+                     .command = c->cmd == CMD_RETRY_FAILED ? "retry-failed" : "run",
+                     .host = host,
+                     .pid = (long)getpid(),
+                     .version = PGENRICH_VERSION,
+                     .checkpoint_from = position};
+    if (!db_run_begin(lock_conn, &names, &rs, run_id, err, errlen))
+        return false;
+    log_debug("event=run_recorded job=\"%s\" run_id=%lld", c->job, *run_id);
+    return true;
+}
+
+/* Close the run's row. The scheduler has closed its connections by now: a short one of
+ * its own. A failure leaves the row without an end (status shows it as killed): worth a
+ * warning, not a different exit status. */
+static void end_run(const Config *c, long long run_id, int rc, const SchedStats *st)
+{
+    char err[512];
+    DbNames names = names_of(c);
+    PGconn *conn = connect_db(c, err, sizeof err);
+    if (conn == NULL || !db_run_end(conn, &names, run_id, rc, runs_state_of_exit(rc),
+                                    st ? st->requests : 0, st ? st->retries : 0, err, sizeof err))
+        log_warn("event=run_record_failed run_id=%lld error=\"%s\"", run_id, err);
+    if (conn)
+        PQfinish(conn);
 }
 
 static void print_summary(const SchedStats *st)
@@ -159,6 +219,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     Scheduler *sched = NULL;
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME;
+    long long run_id = 0;
     const char *want_paging = c->paging_offset ? "offset" : "keyset";
     bool retry_failed = c->cmd == CMD_RETRY_FAILED, reopened = false;
     /* An incremental pass runs over the whole key space (--refresh-older-than alone: up to
@@ -259,6 +320,9 @@ static int cmd_run(const Config *c, JobFile *jf)
     else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
 
+    if (!begin_run(c, sink, retry_failed ? NULL : position, &run_id, err, sizeof err))
+        goto failed;
+
     loop = ev_default_loop(EVFLAG_AUTO);
     if (loop == NULL) {
         snprintf(err, sizeof err, "cannot initialise the event loop");
@@ -279,6 +343,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .n_providers = jf->n_providers,
         .conninfo = dsn_of(c),
         .db_opts = db_opts_of(c),
+        .run_id = run_id,
     };
     if (c->explain) {
         rc = explain_page(c, src, &setup);
@@ -320,6 +385,8 @@ static int cmd_run(const Config *c, JobFile *jf)
 failed:
     log_error("%s", err);
 done:
+    if (run_id > 0)
+        end_run(c, run_id, rc, sched ? scheduler_stats(sched) : NULL);
     scheduler_free(sched);
     if (src)
         PQfinish(src);
@@ -379,7 +446,13 @@ int main(int argc, char **argv)
         jobfile_free(&jf);
         return EXIT_RUNTIME;
     }
-    int rc = cfg.cmd == CMD_INIT ? cmd_init(&cfg) : cmd_run(&cfg, &jf);
+    int rc;
+    if (cfg.cmd == CMD_INIT)
+        rc = cmd_init(&cfg);
+    else if (cfg.cmd == CMD_STATUS)
+        rc = cmd_status(&cfg);
+    else
+        rc = cmd_run(&cfg, &jf);
     curl_global_cleanup();
     jobfile_free(&jf);
     return rc;

@@ -83,6 +83,7 @@ struct Scheduler {
     const Config *cfg;
     Source *source;
     Outbox *outbox;
+    Sink *sink; /* the outbox's, for sink_set_run_counts */
     Fetcher *fetcher;
     RateLimit rl;
     Window *win;
@@ -796,6 +797,7 @@ static void maybe_flush(Scheduler *s, bool force)
     char *position = current_position(s);
     if (s->phase == PH_FINISHING)
         s->final_sent = true;
+    sink_set_run_counts(s->sink, s->st.requests, s->st.retries);
     if (!outbox_flush(s->outbox, position, done))
         on_outbox_failed(s);
 }
@@ -1014,16 +1016,19 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
                   .key = cfg->key_column,
                   .target = cfg->target_table,
                   .failures = cfg->failures_table,
-                  .checkpoints = cfg->checkpoint_table},
+                  .checkpoints = cfg->checkpoint_table,
+                  .runs = cfg->runs_table},
         .job = cfg->job,
         .paging = cfg->paging_offset ? "offset" : "keyset",
         .no_checkpoint = cfg->cmd == CMD_RETRY_FAILED,
         .position_type = cfg->paging_offset ? "bigint" : setup->key_order,
+        .run_id = setup->run_id,
     };
     Sink *sink = sink_new(loop, sink_conn, &ko, err, errlen);
     sink_conn = NULL;
     if (sink == NULL)
         goto failed;
+    s->sink = sink; /* owned by the outbox */
     static const OutboxHooks hooks = {
         .done = on_outbox_done, .failed = on_outbox_failed, .lost = on_outbox_lost};
     s->outbox = outbox_new(sink, &hooks, s);

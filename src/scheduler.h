@@ -33,6 +33,7 @@ typedef struct SchedSetup {
     const char *conninfo; /* how source and sink connected (NULL: the PG* variables), to
                              connect again after a loss; copied */
     DbConnOpts db_opts;   /* and with which session settings */
+    long long run_id; /* the run's history row (db_run_begin), or 0: SinkOpts.run_id */
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */

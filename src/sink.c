@@ -1,7 +1,7 @@
 /* sink: one flush = one simple-protocol query string, so the whole flush is one implicit
  * transaction and costs one round trip per COPY plus one: [COPY rows; upsert; clear their
- * failures;] [COPY failures; upsert;] checkpoint (or nothing with no_checkpoint). Driven
- * by one ev_io on the socket. */
+ * failures;] [COPY failures; upsert;] checkpoint (or nothing with no_checkpoint); the run's
+ * history row (with a run_id). Driven by one ev_io on the socket. */
 #include "sink.h"
 #include "log.h"
 #include "pgwatch.h"
@@ -46,7 +46,10 @@ struct Sink {
     char *ckpt_head; /* checkpoint upsert up to the position value; NULL: no_checkpoint */
     char *ckpt_mid;  /* from after the position to the counts */
     char *ckpt_end;  /* after the counts: ON CONFLICT ... */
-    Buf query;       /* this flush's query string */
+    char *run_head;  /* run-row update up to the counts; NULL: no run_id */
+    char *run_end;   /* after the counts: the rest of it */
+    long long run_requests, run_retries; /* sink_set_run_counts */
+    Buf query;                           /* this flush's query string */
     /* The flush in progress. */
     bool busy;
     bool broken; /* the connection is in an unknown state: refuse further flushes */
@@ -267,6 +270,48 @@ static void on_later(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Build the fixed statements. Names are quoted identifiers, job and paging literals. */
+/* The run's row, after the flush's other statements: what this flush committed is added
+ * to it. Failure lines of IDs with a target row are counted as kept, as in the ledger's
+ * upsert above (the same test, after the same writes); failures_by_reason counts every
+ * failure line by reason, like the outbox's totals. */
+static bool build_run_sql(Sink *s, const char *qt, const char *qc, const char *qr, const char *ljob,
+                          bool has_ckpt, long long run_id)
+{
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    "UPDATE %s AS r SET updated_at = now(), kept = r.kept + k.n, "
+                    "failures_by_reason = (SELECT coalesce(pg_catalog.jsonb_object_agg(v.reason, "
+                    "v.n), '{}') FROM (SELECT u.reason, sum(u.n)::bigint AS n FROM "
+                    "(SELECT e.key, e.value::bigint FROM "
+                    "pg_catalog.jsonb_each_text(r.failures_by_reason) AS e UNION ALL "
+                    "SELECT x.reason, count(*) FROM " STAGE_FAILS " AS x GROUP BY x.reason) "
+                    "AS u(reason, n) GROUP BY u.reason) AS v), ",
+                    qr))
+        goto oom;
+    if (has_ckpt && !buf_printf(&b,
+                                "checkpoint_to = coalesce((SELECT c.position FROM %s AS c "
+                                "WHERE c.job = %s), r.checkpoint_to), ",
+                                qc, ljob))
+        goto oom;
+    s->run_head = b.data;
+    /* Then: rows_loaded = r.rows_loaded + N, failures = r.failures + F - k.n, ids_per_s =
+     * (... + N + F) / seconds, requests = R, retries = T, written per flush. */
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    " FROM (SELECT count(DISTINCT x.id) AS n FROM " STAGE_FAILS " AS x WHERE "
+                    "EXISTS (SELECT 1 FROM %s AS t WHERE t.id = x.id) AND NOT EXISTS "
+                    "(SELECT 1 FROM " STAGE_ROWS " AS w WHERE w.id = x.id)) AS k "
+                    "WHERE r.run_id = %lld",
+                    qt, run_id))
+        goto oom;
+    s->run_end = b.data;
+    return true;
+oom:
+    buf_free(&b);
+    return false;
+}
+
 static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, const char *ljob,
                       const char *lpaging, const char *ptype)
 {
@@ -347,7 +392,7 @@ oom:
 Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *err, size_t errlen)
 {
     Sink *s = NULL;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *ljob = NULL, *lpaging = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *qr = NULL, *ljob = NULL, *lpaging = NULL;
     PGresult *r = NULL;
     Buf ddl;
     buf_init(&ddl, SQL_MAX);
@@ -364,8 +409,10 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
     ljob = db_quote_literal(conn, opts->job);
     if (!opts->no_checkpoint)
         lpaging = db_quote_literal(conn, opts->paging);
+    if (opts->run_id > 0)
+        qr = db_quote_ident(conn, opts->names.runs);
     if (qt == NULL || qf == NULL || qc == NULL || ljob == NULL ||
-        (!opts->no_checkpoint && lpaging == NULL)) {
+        (!opts->no_checkpoint && lpaging == NULL) || (opts->run_id > 0 && qr == NULL)) {
         db_error(conn, NULL, "sink: quoting names", err, errlen);
         goto failed;
     }
@@ -397,6 +444,8 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
     }
     if (!build_sql(s, qt, qf, qc, ljob, lpaging, opts->position_type))
         goto oom;
+    if (opts->run_id > 0 && !build_run_sql(s, qt, qc, qr, ljob, !opts->no_checkpoint, opts->run_id))
+        goto oom;
     if (PQsetnonblocking(conn, 1) != 0) {
         db_error(conn, NULL, "sink", err, errlen);
         goto failed;
@@ -422,6 +471,8 @@ failed:
         free(s->ckpt_head);
         free(s->ckpt_mid);
         free(s->ckpt_end);
+        free(s->run_head);
+        free(s->run_end);
         free(s);
         s = NULL;
     }
@@ -432,6 +483,7 @@ done:
     free(qt);
     free(qf);
     free(qc);
+    free(qr);
     free(ljob);
     free(lpaging);
     return s;
@@ -460,6 +512,7 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
     bool has_rows = rows != NULL && rows->len > 0;
     bool has_fails = fails != NULL && fails->len > 0;
     bool has_ckpt = s->ckpt_head != NULL;
+    bool has_run = s->run_head != NULL;
     char *lpos = NULL;
     if (has_ckpt && position != NULL && (lpos = db_quote_literal(s->conn, position)) == NULL) {
         db_error(s->conn, NULL, "flush: quoting the position", s->err, sizeof s->err);
@@ -471,7 +524,15 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
     if (ok && has_ckpt)
         ok = buf_printf(&s->query, "%s%s%s%zu, %zu, %s%s", s->ckpt_head, lpos ? lpos : "NULL",
                         s->ckpt_mid, nrows, nfails, done ? "true" : "false", s->ckpt_end);
-    else if (ok && !has_rows && !has_fails)
+    if (ok && has_run)
+        ok = buf_printf(&s->query,
+                        "%s%srows_loaded = r.rows_loaded + %zu, failures = r.failures + %zu - k.n, "
+                        "ids_per_s = (r.rows_loaded + r.failures + r.kept + %zu) / "
+                        "greatest(extract(epoch FROM now() - r.started_at)::float8, 0.001), "
+                        "requests = %lld, retries = %lld%s",
+                        has_ckpt ? ";\n" : "", s->run_head, nrows, nfails, nrows + nfails,
+                        s->run_requests, s->run_retries, s->run_end);
+    else if (ok && !has_ckpt && !has_rows && !has_fails)
         /* Nothing to write: one empty round trip, so that fn still comes from the loop
          * after the server answered, like for any other flush. */
         ok = buf_puts(&s->query, "SELECT");
@@ -487,7 +548,7 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
         s->copies[s->ncopies++] = fails;
     s->copy_idx = 0;
     s->copying = false;
-    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 3 : 0) + (has_ckpt ? 1 : 0);
+    s->want_ok = (has_rows ? 3 : 0) + (has_fails ? 3 : 0) + (has_ckpt ? 1 : 0) + (has_run ? 1 : 0);
     if (s->want_ok == 0)
         s->want_ok = 1; /* the empty SELECT */
     s->got_ok = 0;
@@ -560,6 +621,12 @@ bool sink_busy(const Sink *s)
     return s->busy;
 }
 
+void sink_set_run_counts(Sink *s, long long requests, long long retries)
+{
+    s->run_requests = requests;
+    s->run_retries = retries;
+}
+
 const char *sink_last_error(const Sink *s)
 {
     return s->err;
@@ -580,5 +647,7 @@ void sink_free(Sink *s)
     free(s->ckpt_head);
     free(s->ckpt_mid);
     free(s->ckpt_end);
+    free(s->run_head);
+    free(s->run_end);
     free(s);
 }

@@ -1,8 +1,8 @@
 /* sink: loads settled lookups into PostgreSQL over its own non-blocking libpq connection.
  * One flush is one transaction: COPY rows into a staging table and upsert them into the
  * target (removing their failure records), COPY failures into a staging table and upsert
- * them into the failure ledger, and move the job's checkpoint (unless no_checkpoint); all
- * or nothing. */
+ * them into the failure ledger, move the job's checkpoint (unless no_checkpoint) and add
+ * the flush to the run's history row (with a run_id); all or nothing. */
 #ifndef PGENRICH_SINK_H
 #define PGENRICH_SINK_H
 
@@ -32,6 +32,11 @@ typedef struct SinkOpts {
      * order_out). It is spliced into SQL text, so it must come from the server's
      * format_type and quote_ident. Required unless no_checkpoint. */
     const char *position_type;
+    /* The run's row in names.runs (db_run_begin), or 0 for none. Each flush then also
+     * updates that row in its own transaction (updated_at, the committed counts, the
+     * checkpoint position after it), so the row is exact for what committed, even when
+     * the run is killed later. */
+    long long run_id;
 } SinkOpts;
 
 /* How a flush ended, for sink_done_fn. */
@@ -95,6 +100,10 @@ bool sink_conn_lost(const Sink *s);
  * (blocking: one short statement) and makes it non-blocking. Only while no flush runs.
  * Returns false with a message in err (then conn is closed and the old one stays). */
 bool sink_attach(Sink *s, PGconn *conn, char *err, size_t errlen) WUR;
+
+/* The run's requests and retries so far, written into the run's row by the next flush
+ * (nothing without a run_id). */
+void sink_set_run_counts(Sink *s, long long requests, long long retries);
 
 /* The one-line reason of the last failure (a refused sink_flush, or the last failed
  * flush); "" if none. Valid until the next sink_flush. */
