@@ -26,6 +26,7 @@ const char config_usage[] =
     "            job when a 429 asks it) --forbidden-threshold N (20 consecutive 403s from\n"
     "            a provider mean the credentials are refused)\n"
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
+    "metrics:    --metrics-listen HOST:PORT (none; Prometheus text format at /metrics)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
     "\n"
@@ -73,6 +74,7 @@ static const OptSpec opts[] = {
     {"reason", OT_STR, OFF(reason), 0, 0, true},
     {"forbidden-threshold", OT_INT, OFF(forbidden_threshold), 1, 1000000, true},
     {"retry-after-max", OT_DOUBLE, OFF(retry_after_max), 0, 86400, true},
+    {"metrics-listen", OT_STR, OFF(metrics_listen), 0, 0, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -102,6 +104,7 @@ void config_defaults(Config *c)
     c->retry_after_max = 60;
     c->statement_timeout = 300;
     c->db_keepalive = 30;
+    c->metrics_listen = NULL;
 }
 
 static bool parse_number(const char *s, double *out)

@@ -52,6 +52,8 @@ typedef struct Config {
     /* Database sessions (src/db.h, DbConnOpts). */
     double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
     int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
+
+    const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint; NULL: none */
 } Config;
 
 /* Fill c with the defaults. */

@@ -16,6 +16,7 @@
 #include "jobfile.h"
 #include "joblock.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "scheduler.h"
 #include "token.h"
 
@@ -114,6 +115,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
+    MetricsHttp *metrics = NULL;
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME;
     const char *want_paging = c->paging_offset ? "offset" : "keyset";
@@ -125,6 +127,12 @@ static int cmd_run(const Config *c, JobFile *jf)
     }
 
     if (!fit_open_files(c->concurrency, err, sizeof err)) {
+        rc = EXIT_CONFIG;
+        goto failed;
+    }
+    /* Bound before the database is touched: a port in use is a configuration error. */
+    if (c->metrics_listen &&
+        (metrics = metrics_http_open(c->metrics_listen, err, sizeof err)) == NULL) {
         rc = EXIT_CONFIG;
         goto failed;
     }
@@ -210,7 +218,10 @@ static int cmd_run(const Config *c, JobFile *jf)
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
     if (sched == NULL)
         goto failed;
+    if (metrics)
+        metrics_http_start(metrics, loop, scheduler_metrics, sched);
     rc = scheduler_run(sched);
+    metrics_http_stop(metrics);
     print_summary(scheduler_stats(sched));
     if (retry_failed) {
         long long left = 0;
@@ -228,6 +239,7 @@ static int cmd_run(const Config *c, JobFile *jf)
 failed:
     log_error("%s", err);
 done:
+    metrics_http_free(metrics); /* before the scheduler its callback reads */
     scheduler_free(sched);
     if (src)
         PQfinish(src);
