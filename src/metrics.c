@@ -181,8 +181,8 @@ static bool sample_start(Buf *out, const char *name, const char *key, const char
 {
     if (!buf_puts(out, name))
         return false;
-    if (key != NULL && !(buf_printf(out, "{%s=\"", key) && metrics_escape_label(out, value) &&
-                         buf_puts(out, "\"}")))
+    if (key != NULL && !(buf_printf(out, "{%s=\"", key) &&
+                         metrics_escape_label(out, value ? value : "") && buf_puts(out, "\"}")))
         return false;
     return buf_putc(out, ' ');
 }

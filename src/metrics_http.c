@@ -30,6 +30,7 @@ typedef struct Client {
     struct MetricsHttp *h;
     ClientState state;
     int fd;
+    double since; /* loop time of the accept */
     ev_io io;
     ev_timer timer;
     size_t req_len;
@@ -406,12 +407,38 @@ static void on_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
         accept_on(h, true);
 }
 
+/* Make room for a new connection when every slot is taken: close one that has answered
+ * and lingers, else the oldest that has sent no whole request yet (a scraper sends its
+ * request at once, so that is most likely an idle connection holding a slot). Returns
+ * whether a slot is free. */
+static bool make_room(MetricsHttp *h)
+{
+    Client *victim = NULL;
+    if (h->n_clients < METRICS_HTTP_CLIENTS)
+        return true;
+    for (int i = 0; i < METRICS_HTTP_CLIENTS; i++) {
+        Client *c = &h->clients[i];
+        if (c->state == CS_LINGER) {
+            victim = c;
+            break;
+        }
+        if (c->state == CS_READ && (victim == NULL || c->since < victim->since))
+            victim = c;
+    }
+    if (victim == NULL)
+        return false;
+    log_debug("event=metrics_connection_dropped state=%s",
+              victim->state == CS_READ ? "reading" : "lingering");
+    client_close(victim);
+    return true;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
     Listener *l = w->data;
     MetricsHttp *h = l->h;
-    while (h->n_clients < METRICS_HTTP_CLIENTS) {
+    while (make_room(h)) {
         int fd = accept(l->fd, NULL, NULL);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -434,8 +461,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         for (int i = 0; i < METRICS_HTTP_CLIENTS && c == NULL; i++)
             if (h->clients[i].state == CS_FREE)
                 c = &h->clients[i];
+        if (c == NULL) { /* not expected: make_room said there was one */
+            close(fd);
+            break;
+        }
         c->h = h;
         c->fd = fd;
+        c->since = ev_now(loop);
         c->state = CS_READ;
         c->req_len = 0;
         c->sent = 0;
@@ -448,7 +480,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         c->timer.data = c;
         ev_timer_start(loop, &c->timer);
     }
-    accept_on(h, false); /* full: the backlog waits until a connection ends */
+    accept_on(h, false); /* every slot is writing: the backlog waits until one ends */
 }
 
 /* ---------------------------------------------------------------- life cycle */
