@@ -282,7 +282,8 @@ bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out)
          sample_u(out, "pgenrich_rows_loaded_total", NULL, NULL,
                   g->rows_loaded > 0 ? (unsigned long long)g->rows_loaded : 0) &&
          family(out, "pgenrich_failures_total", "counter",
-                "Failures committed to the failure ledger, by reason.");
+                "Lookups that ended without a row, committed, by reason (those whose ID kept its "
+                "target row included).");
     for (int r = 0; ok && r < g->n_reasons; r++)
         ok = sample_u(out, "pgenrich_failures_total", "reason", g->reason_names[r],
                       g->failures[r] > 0 ? (unsigned long long)g->failures[r] : 0);

@@ -113,6 +113,7 @@ static void sock_name(int fd, char *out, size_t outlen, int *port)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
     char host[64] = "?", serv[16] = "?";
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
         (void)getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
@@ -127,6 +128,15 @@ static void set_port(struct sockaddr *sa, int port)
         ((struct sockaddr_in *)(void *)sa)->sin_port = htons((unsigned short)port);
     else if (sa->sa_family == AF_INET6)
         ((struct sockaddr_in6 *)(void *)sa)->sin6_port = htons((unsigned short)port);
+}
+
+/* Whether an address before ai in res is the same (a name listed twice in /etc/hosts). */
+static bool seen_before(const struct addrinfo *res, const struct addrinfo *ai)
+{
+    for (const struct addrinfo *p = res; p != ai; p = p->ai_next)
+        if (p->ai_addrlen == ai->ai_addrlen && memcmp(p->ai_addr, ai->ai_addr, ai->ai_addrlen) == 0)
+            return true;
+    return false;
 }
 
 /* A listening socket on ai, or -1 with errno set. */
@@ -174,6 +184,8 @@ MetricsHttp *metrics_http_open(const char *listen_addr, char *err, size_t errlen
     for (struct addrinfo *ai = res; ai != NULL && h->n_ls < LISTEN_MAX; ai = ai->ai_next) {
         if (bound_port > 0)
             set_port(ai->ai_addr, bound_port); /* port 0: the rest take the first one's */
+        if (seen_before(res, ai))
+            continue;
         int fd = listen_one(ai);
         if (fd < 0) {
             int e = errno;
@@ -197,6 +209,7 @@ MetricsHttp *metrics_http_open(const char *listen_addr, char *err, size_t errlen
         sock_name(fd, name, sizeof name, &p);
         if (bound_port < 0) {
             bound_port = p;
+            set_port(ai->ai_addr, p); /* so that seen_before matches a repeat of it */
             snprintf(h->addr, sizeof h->addr, "%s", name);
         }
         log_info("event=metrics_listen addr=%s", name);

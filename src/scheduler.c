@@ -31,6 +31,9 @@
 #include "utf8.h"
 #include "window.h"
 
+_Static_assert(METRICS_PROVIDERS_MAX >= PROVIDERS_MAX && METRICS_NAME_MAX > PROVIDER_NAME_MAX,
+               "the metrics registry holds every provider of a chain under its whole name");
+
 const char *const sched_reason_names[SCHED_REASONS] = {
     REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
     REASON_EXHAUSTED, REASON_FORBIDDEN,   REASON_UNLOADABLE};

@@ -141,8 +141,8 @@ static void test_exact_text_small_case(void **state)
     assert_non_null(strstr(t, "\npgenrich_ids_read_total 10\n"));
     assert_non_null(strstr(t, "\npgenrich_rows_loaded_total 42\n"));
     assert_family(t, "pgenrich_failures_total",
-                  "# HELP pgenrich_failures_total Failures committed to the failure ledger, by "
-                  "reason.\n"
+                  "# HELP pgenrich_failures_total Lookups that ended without a row, committed, by "
+                  "reason (those whose ID kept its target row included).\n"
                   "# TYPE pgenrich_failures_total counter\n"
                   "pgenrich_failures_total{reason=\"not_found\"} 2\n"
                   "pgenrich_failures_total{reason=\"no_location\"} 0\n"
