@@ -28,6 +28,7 @@ const char config_usage[] =
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
     "faults:     --drain-timeout S (10: on SIGINT/SIGTERM, in-flight lookups get this long)\n"
     "            --db-retry-timeout S (60: reconnect to a lost database this long; 0 = no)\n"
+    "metrics:    --metrics-listen HOST:PORT (none; Prometheus text format at /metrics)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
     "incremental: --only-missing (IDs with no target row and no ledger entry) "
@@ -91,6 +92,7 @@ static const OptSpec opts[] = {
     {"runs-table", OT_STR, OFF(runs_table), 0, 0, false},
     {"format", OT_STR, OFF(format), 0, 0, true},
     {"history", OT_INT, OFF(history), 1, 1000, true},
+    {"metrics-listen", OT_STR, OFF(metrics_listen), 0, 0, true},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -125,6 +127,7 @@ void config_defaults(Config *c)
     c->runs_table = "enrich_runs";
     c->format = "text";
     c->history = 10;
+    c->metrics_listen = NULL;
 }
 
 static bool parse_number(const char *s, double *out)

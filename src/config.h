@@ -65,6 +65,7 @@ typedef struct Config {
     const char *runs_table;   /* run history: enrich_runs */
     const char *format;       /* status output: "text" (default) or "json" */
     int history;              /* status: how many of the last runs to show: 10 */
+    const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint; NULL: none */
 } Config;
 
 /* Fill c with the defaults. */

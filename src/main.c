@@ -18,6 +18,7 @@
 #include "joblock.h"
 #include "log.h"
 #include "runs.h"
+#include "metrics_http.h"
 #include "scheduler.h"
 #include "source.h"
 #include "status.h"
@@ -217,6 +218,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     TokenChain tokens = {0};
     PGconn *src = NULL, *sink = NULL;
     Scheduler *sched = NULL;
+    MetricsHttp *metrics = NULL;
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME;
     long long run_id = 0;
@@ -233,6 +235,12 @@ static int cmd_run(const Config *c, JobFile *jf)
     }
 
     if (!fit_open_files(c->concurrency, err, sizeof err)) {
+        rc = EXIT_CONFIG;
+        goto failed;
+    }
+    /* Bound before the database is touched: a port in use is a configuration error. */
+    if (c->metrics_listen &&
+        (metrics = metrics_http_open(c->metrics_listen, err, sizeof err)) == NULL) {
         rc = EXIT_CONFIG;
         goto failed;
     }
@@ -353,7 +361,10 @@ static int cmd_run(const Config *c, JobFile *jf)
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
     if (sched == NULL)
         goto failed;
+    if (metrics)
+        metrics_http_start(metrics, loop, scheduler_metrics, sched);
     rc = scheduler_run(sched);
+    metrics_http_stop(metrics);
     const SchedStats *st = scheduler_stats(sched);
     print_summary(st);
     if (rc == EXIT_OK) {
@@ -385,6 +396,7 @@ static int cmd_run(const Config *c, JobFile *jf)
 failed:
     log_error("%s", err);
 done:
+    metrics_http_free(metrics); /* before the scheduler its callback reads */
     if (run_id > 0)
         end_run(c, run_id, rc, sched ? scheduler_stats(sched) : NULL);
     scheduler_free(sched);

@@ -23,6 +23,7 @@
 #include "jobfile.h"
 #include "joblock.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "ratelimit.h"
 #include "redial.h"
@@ -31,6 +32,9 @@
 #include "source.h"
 #include "utf8.h"
 #include "window.h"
+
+_Static_assert(METRICS_PROVIDERS_MAX >= PROVIDERS_MAX && METRICS_NAME_MAX > PROVIDER_NAME_MAX,
+               "the metrics registry holds every provider of a chain under its whole name");
 
 const char *const sched_reason_names[SCHED_REASONS] = {
     REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
@@ -114,6 +118,12 @@ struct Scheduler {
     uint64_t rng;
     double started;
     SchedStats st;
+
+    Metrics metrics;
+    bool numeric_position; /* the checkpoint position is a number (metrics) */
+    bool flush_has_pos;    /* the flush under way moves it to flush_pos */
+    double flush_pos;
+    double flush_started; /* ev_time() */
 };
 
 static void pump(Scheduler *s);
@@ -183,7 +193,26 @@ static void on_page(void *ud, PGresult *res, const char *err)
         return;
     }
     s->st.ids_read += n;
+    metrics_page(&s->metrics, n, ev_now(s->loop));
     pump(s);
+}
+
+/* A key type whose values are numbers, as db_key_type spells it. */
+static bool numeric_type(const char *type)
+{
+    return type != NULL && (strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 ||
+                            strcmp(type, "bigint") == 0 || strncmp(type, "numeric", 7) == 0);
+}
+
+/* The value of a checkpoint position, when positions are numbers (offset paging, an
+ * integer or numeric key); false for NULL and for other keys. */
+static bool position_number(const Scheduler *s, const char *position, double *out)
+{
+    char *end;
+    if (!s->numeric_position || position == NULL || position[0] == '\0')
+        return false;
+    *out = strtod(position, &end);
+    return *end == '\0';
 }
 
 /* The checkpoint position for everything settled so far, or NULL if nothing is. */
@@ -357,6 +386,7 @@ static void schedule_retry(Scheduler *s, Lookup *l, double retry_after)
     if (retry_after > delay)
         delay = retry_after;
     s->st.retries++;
+    metrics_retry(&s->metrics, l->prov);
     ev_timer_init(&l->retry, on_retry_due, delay, 0.);
     l->retry.data = l;
     ev_timer_start(s->loop, &l->retry);
@@ -466,6 +496,9 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
 
     RetryAction act = retry_classify(r->terr, r->status, &reason);
+    double took = now - l->sent_at;
+    if (act != RA_PARSE) /* a 200 is counted once its body is read */
+        metrics_request(&s->metrics, l->prov, metrics_outcome(r->terr, r->status), took);
     bool throttled = r->terr == TE_NONE && r->status == 429;
     bool healthy = act != RA_RETRY;
     adapt_rate(s, l, throttled, healthy);
@@ -497,6 +530,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         if (!json_content_type(r->content_type)) {
             char why[80] = "content type "; /* the header, cut on a character */
             text_append(why, sizeof why, 1, r->content_type);
+            metrics_request(&s->metrics, l->prov, MO_BAD_RESPONSE, took);
             bad_response(s, l, why, r);
             break;
         }
@@ -504,6 +538,11 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         char err[128];
         MapResult m = provider_map(&p->conf->map, r->body, r->body_len, s->cfg->max_depth, &row,
                                    err, sizeof err);
+        metrics_request(&s->metrics, l->prov,
+                        m == MAP_FOUND  ? MO_OK
+                        : m == MAP_MISS ? MO_MISS
+                                        : MO_BAD_RESPONSE,
+                        took);
         if (m == MAP_FOUND)
             emit_row(s, l, &row);
         else if (m == MAP_MISS)
@@ -744,6 +783,9 @@ static void on_outbox_failed(void *ud)
 static void on_outbox_done(void *ud)
 {
     Scheduler *s = ud;
+    metrics_flush(&s->metrics, ev_time() - s->flush_started);
+    if (s->flush_has_pos)
+        metrics_checkpoint(&s->metrics, true, s->flush_pos);
     switch (s->phase) {
     case PH_FINISHING:
         if (s->final_sent)
@@ -798,6 +840,8 @@ static void maybe_flush(Scheduler *s, bool force)
     if (s->phase == PH_FINISHING)
         s->final_sent = true;
     sink_set_run_counts(s->sink, s->st.requests, s->st.retries);
+    s->flush_has_pos = position_number(s, position, &s->flush_pos);
+    s->flush_started = ev_time();
     if (!outbox_flush(s->outbox, position, done))
         on_outbox_failed(s);
 }
@@ -985,6 +1029,11 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     if (s->win == NULL)
         goto oom;
     s->from_ledger = cfg->cmd == CMD_RETRY_FAILED;
+    metrics_init(&s->metrics, ev_now(loop));
+    s->numeric_position = !s->from_ledger && (cfg->paging_offset || numeric_type(setup->key_order));
+    double at = (double)setup->start_offset; /* a resume starts at its checkpoint */
+    if (cfg->paging_offset ? at > 0 : position_number(s, setup->start_key, &at))
+        metrics_checkpoint(&s->metrics, s->numeric_position, at);
     rl_init(&s->rl, cfg->rate, cfg->rate > 0 ? fmax(1.0, cfg->rate / 20.0) : 1.0, ev_now(loop));
     aimd_init(&s->aimd, cfg->rate, ev_now(loop));
 
@@ -1052,6 +1101,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
                                 setup->tokens ? setup->tokens[i] : NULL, err, errlen);
         if (p->profile < 0)
             goto failed;
+        (void)metrics_add_provider(&s->metrics, p->conf->name); /* index i, like provs */
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
                      BREAKER_COOLDOWN, BREAKER_COOLDOWN_MAX, ev_now(loop));
     }
@@ -1116,6 +1166,24 @@ int scheduler_run(Scheduler *s)
     ev_signal_stop(s->loop, &s->sigint);
     ev_signal_stop(s->loop, &s->sigterm);
     return s->exit_code < 0 ? EXIT_OK : s->exit_code;
+}
+
+bool scheduler_metrics(void *ud, Buf *out)
+{
+    Scheduler *s = ud;
+    const OutboxTotals *t = outbox_totals(s->outbox);
+    MetricsGauges g = {
+        .rate_limit = s->cfg->rate,
+        .rate = aimd_rate(&s->aimd),
+        .in_flight = (long long)fetcher_in_flight(s->fetcher),
+        .rows_loaded = t->rows_loaded,
+        .failures_kept = t->kept,
+        .reason_names = sched_reason_names,
+        .failures = t->by_reason,
+        .n_reasons = SCHED_REASONS,
+        .source_lag = metrics_source_lag(&s->metrics, window_settled(s->win), ev_now(s->loop)),
+    };
+    return metrics_render(&s->metrics, &g, out);
 }
 
 const SchedStats *scheduler_stats(const Scheduler *s)

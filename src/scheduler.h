@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <libpq-fe.h>
+#include "buf.h"
 #include "compat.h"
 #include "config.h"
 #include "db.h"
@@ -62,6 +63,10 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
 
 /* Run the job to its end; returns one of the EXIT_* statuses. */
 int scheduler_run(Scheduler *s);
+
+/* The metrics_http render callback (ud: the Scheduler): append the job's Prometheus
+ * exposition, read as of now, to out. Returns false when out's cap is reached. */
+bool scheduler_metrics(void *ud, Buf *out) WUR;
 
 /* The run's figures, complete once scheduler_run has returned. */
 const SchedStats *scheduler_stats(const Scheduler *s);
