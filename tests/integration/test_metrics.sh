@@ -171,6 +171,6 @@ wait "$PROM_PID" 2>/dev/null || true
 
 # --- 4. the job ends as it would without metrics --------------------------------------------
 wait_pgenrich 150
-expect_rc 0 "the metered job"
+expect_done "the metered job"
 check_summary_shape job
 check_against_expected metrics
