@@ -454,7 +454,7 @@ bool config_apply_args(Config *c, int argc, char **argv, char *err, size_t errle
         longopts[i].flag = NULL;
         longopts[i].val = 0;
     }
-    memset(&longopts[N_OPTS], 0, sizeof longopts[N_OPTS]);
+    memset(&longopts[N_OPTS], 0, sizeof longopts[0]);
 
     optind = 0; /* glibc: 0 also resets its internal state */
     opterr = 0;
