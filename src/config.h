@@ -50,7 +50,8 @@ typedef struct Config {
      * line (0 otherwise), so that errors and check-config can name it. */
     unsigned char origin[CONFIG_SETTINGS_MAX];
     int origin_line[CONFIG_SETTINGS_MAX];
-    const char *dsn;              /* NULL: DATABASE_URL, else libpq's PG* variables */
+    const char *dsn;              /* NULL: libpq's PG* variables (config_apply_env puts a
+                                     DATABASE_URL here) */
     const char *source_table;     /* master_table */
     const char *key_column;       /* id */
     const char *where;            /* optional filter on the source, or NULL */
