@@ -1,6 +1,7 @@
 /* jobfile: the INI job file read with libinih. inih splits lines into sections and
  * key = value pairs; this file checks every section, key and value, builds the provider
- * chain and hands [job] settings to config_set, naming FILE:LINE: KEY in every error. */
+ * chain and hands the settings of [job], [source], [target] and [limits] to config.c,
+ * naming FILE:LINE: KEY in every error. */
 #include "jobfile.h"
 
 #include <errno.h>
@@ -38,7 +39,7 @@ typedef struct ProvDraft {
     bool ptr_set[COL_COUNT]; /* overridden (ptr may be NULL: `none`) */
 } ProvDraft;
 
-typedef enum SectionKind { SEC_NONE, SEC_JOB, SEC_PROVIDER } SectionKind;
+typedef enum SectionKind { SEC_NONE, SEC_SETTINGS, SEC_PROVIDER } SectionKind;
 
 typedef struct LoadState {
     const char *fname;
@@ -56,10 +57,10 @@ typedef struct LoadState {
     /* the handler: the section the keys belong to */
     int section_seen; /* value of `sections` when the current section was entered */
     SectionKind kind;
+    ConfigSection settings; /* SEC_SETTINGS: which one */
     ProviderConf *prov;
     ProvDraft *draft;
-    char **job_keys; /* [job] keys given so far (borrowed from jf->strings) */
-    size_t n_job_keys, cap_job_keys;
+    int key_line[CONFIG_SETTINGS_MAX]; /* where each setting was given; 0: not yet */
 
     /* the first error */
     bool failed;
@@ -229,12 +230,18 @@ static bool begin_section(LoadState *st, const char *section)
         fail(st, line, "[%.40s...]: section name too long", section);
         return false;
     }
-    if (strcmp(section, "job") == 0) {
-        st->kind = SEC_JOB;
-        return true;
+    for (int i = 0; i < CONFIG_SEC_COUNT; i++) {
+        if (strcmp(section, config_section_names[i]) == 0) {
+            st->kind = SEC_SETTINGS;
+            st->settings = (ConfigSection)i;
+            return true;
+        }
     }
     if (strncmp(section, "provider ", 9) != 0) {
-        fail(st, line, "[%s]: unknown section (expected [job] or [provider NAME])", section);
+        fail(st, line,
+             "[%s]: unknown section (expected [job], [source], [target], [limits] or "
+             "[provider NAME])",
+             section);
         return false;
     }
     name = section + 9;
@@ -278,10 +285,13 @@ static bool begin_section(LoadState *st, const char *section)
 
 /* ---- keys ---- */
 
-static bool job_key(LoadState *st, const char *key, const char *value)
+/* A setting in [job] (which takes any) or in its own section. */
+static bool settings_key(LoadState *st, const char *key, const char *value)
 {
+    const char *here = config_section_names[st->settings];
     char why[MSG_MAX];
     char *copy;
+    int i;
 
     if (strcmp(key, "token") == 0) {
         fail(st, st->line,
@@ -290,32 +300,34 @@ static bool job_key(LoadState *st, const char *key, const char *value)
              key);
         return false;
     }
-    for (size_t i = 0; i < st->n_job_keys; i++) {
-        if (strcmp(st->job_keys[i], key) == 0) {
-            fail(st, st->line, "%s: given twice in [job]", key);
-            return false;
-        }
+    i = config_find(key);
+    if (i < 0) {
+        fail(st, st->line, "%s: unknown key in [%s]", key, here);
+        return false;
     }
-    if (st->n_job_keys == st->cap_job_keys) {
-        size_t cap = st->cap_job_keys ? st->cap_job_keys * 2 : 16;
-        char **grown = realloc(st->job_keys, cap * sizeof *grown);
-        if (!grown) {
-            fail(st, st->line, "out of memory");
-            return false;
-        }
-        st->job_keys = grown;
-        st->cap_job_keys = cap;
+    if (st->settings != CONFIG_SEC_JOB && st->settings != config_section(i)) {
+        ConfigSection want = config_section(i);
+        if (want == CONFIG_SEC_JOB)
+            fail(st, st->line, "%s: belongs in [job], not [%s]", key, here);
+        else
+            fail(st, st->line, "%s: belongs in [%s] (or [job]), not [%s]", key,
+                 config_section_names[want], here);
+        return false;
+    }
+    if (st->key_line[i] != 0) {
+        fail(st, st->line, "%s: given twice (first on line %d)", key, st->key_line[i]);
+        return false;
     }
     copy = jf_strdup(st->jf, value);
-    if (!copy || !(st->job_keys[st->n_job_keys] = jf_strdup(st->jf, key))) {
+    if (!copy) {
         fail(st, st->line, "out of memory");
         return false;
     }
-    if (!config_set(st->cfg, key, copy, why, sizeof why)) {
+    if (!config_set_at(st->cfg, i, copy, CONFIG_FROM_FILE, st->line, why, sizeof why)) {
         fail(st, st->line, "%s: %s", key, why);
         return false;
     }
-    st->n_job_keys++;
+    st->key_line[i] = st->line;
     return true;
 }
 
@@ -410,16 +422,25 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
 {
     ProviderConf *p = st->prov;
     ProvDraft *d = st->draft;
-    char why[MSG_MAX];
-    int col;
-    long bit = provider_key_bit(key, &col);
+    char why[MSG_MAX], name[64];
+    int col = -1;
+    long bit = -1;
     const char *copy = NULL;
+    size_t len = strlen(key);
+
+    /* token-env = token_env, map.geo-label = map.geo_label; messages quote the key as
+     * written */
+    if (len < sizeof name) {
+        for (size_t i = 0; i <= len; i++)
+            name[i] = key[i] == '-' ? '_' : key[i];
+        bit = provider_key_bit(name, &col);
+    }
 
     if (bit < 0) {
         fail(st, st->line, "%s: unknown key in [provider %s]", key, p->name);
         return false;
     }
-    if (bit == K_TOKEN && (d->seen & K_TOKEN) && strcmp(key, d->token_key) != 0) {
+    if (bit == K_TOKEN && (d->seen & K_TOKEN) && strcmp(name, d->token_key) != 0) {
         fail(st, st->line,
              "%s: %s was given on line %d: at most one of token, token_env and "
              "token_file per provider",
@@ -462,7 +483,7 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
         copy = d->presence = jf_strdup(st->jf, value);
         break;
     case K_TOKEN:
-        if (!token_source(p, d, key, value, why, sizeof why))
+        if (!token_source(p, d, name, value, why, sizeof why))
             goto bad;
         d->token_line = st->line;
         if (p->token_from != TOKEN_FROM_ENV && p->token_from != TOKEN_FROM_FILE)
@@ -533,8 +554,8 @@ static int on_pair(void *user, const char *section, const char *key, const char 
     case SEC_NONE:
         fail(st, st->line, "%s: key before any section", key);
         break;
-    case SEC_JOB:
-        ok = job_key(st, key, value);
+    case SEC_SETTINGS:
+        ok = settings_key(st, key, value);
         break;
     case SEC_PROVIDER:
         ok = provider_key(st, key, value);
@@ -699,7 +720,6 @@ bool jobfile_load_string(const char *text, const char *name_for_errors, Config *
 failed:
     if (!ok && err && errlen > 0)
         sanitize(err);
-    free(st.job_keys);
     return ok;
 }
 
@@ -801,4 +821,63 @@ void jobfile_free(JobFile *jf)
         free(jf->strings[i]);
     free(jf->strings);
     memset(jf, 0, sizeof *jf);
+}
+
+/* One provider line; the value shown with control characters as '?'. */
+static void dump_line(FILE *out, const char *prov, const char *key, const char *value,
+                      const char *note)
+{
+    fprintf(out, "provider.%s.%s = ", prov, key);
+    for (const char *c = value; *c; c++)
+        fputc((unsigned char)*c < 0x20 || *c == 0x7F ? '?' : *c, out);
+    if (note)
+        fprintf(out, "  # %s", note);
+    fputc('\n', out);
+}
+
+void jobfile_dump(const JobFile *jf, FILE *out)
+{
+    char buf[2 * JOBFILE_LINE_MAX + 64];
+
+    for (size_t i = 0; i < jf->n_providers; i++) {
+        const ProviderConf *p = &jf->providers[i];
+        config_mask_dsn(p->url, buf, sizeof buf);
+        dump_line(out, p->name, "url", buf, NULL);
+        dump_line(out, p->name, "method", p->post ? "POST" : "GET", NULL);
+        if (p->body)
+            dump_line(out, p->name, "body", p->body, NULL);
+        for (size_t h = 0; h < p->n_headers; h++) {
+            const char *colon = strchr(p->headers[h], ':');
+            size_t n = (size_t)(colon - p->headers[h]);
+            if (config_secret_name(p->headers[h], n))
+                snprintf(buf, sizeof buf, "%.*s: ****", (int)n, p->headers[h]);
+            else
+                snprintf(buf, sizeof buf, "%s", p->headers[h]);
+            dump_line(out, p->name, "header", buf, NULL);
+        }
+        switch (p->token_from) {
+        case TOKEN_FROM_DEFAULT:
+            dump_line(out, p->name, "token", i == 0 ? "inherit" : "none",
+                      i == 0 ? "default: the first provider gets the global token"
+                             : "default: a later provider gets none");
+            break;
+        case TOKEN_FROM_INHERIT:
+            dump_line(out, p->name, "token", "inherit", NULL);
+            break;
+        case TOKEN_FROM_NONE:
+            dump_line(out, p->name, "token", "none", NULL);
+            break;
+        case TOKEN_FROM_ENV:
+            dump_line(out, p->name, "token_env", p->token_ref, NULL);
+            break;
+        case TOKEN_FROM_FILE:
+            dump_line(out, p->name, "token_file", p->token_ref, NULL);
+            break;
+        }
+        dump_line(out, p->name, "presence", p->map.presence, NULL);
+        for (int c = 0; c < COL_COUNT; c++) {
+            snprintf(buf, sizeof buf, "map.%s", provider_column_names[c]);
+            dump_line(out, p->name, buf, p->map.ptr[c] ? p->map.ptr[c] : "none", NULL);
+        }
+    }
 }

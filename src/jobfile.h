@@ -1,12 +1,15 @@
-/* jobfile: the INI job file (`pgenrich run --config FILE`), read with libinih. A [job]
- * section holds settings named like the flags (concurrency = 128); each [provider NAME]
- * section is one provider, in chain order. Flags given on the command line override the
- * file; main applies them after jobfile_load. The format is described in docs/jobfile.md. */
+/* jobfile: the INI job file (`pgenrich run --config FILE`), read with libinih. The
+ * [source], [target] and [limits] sections hold the settings config.c puts there, named
+ * like the flags (concurrency = 128, or page_size = 500); [job] holds the job's own and
+ * accepts any setting; each [provider NAME] section is one provider, in chain order. The
+ * environment and then the flags override the file; main applies them after jobfile_load.
+ * The format is described in docs/jobfile.md. */
 #ifndef PGENRICH_JOBFILE_H
 #define PGENRICH_JOBFILE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "compat.h"
 #include "config.h"
 #include "provider.h"
@@ -57,9 +60,12 @@ typedef struct JobFile {
     size_t n_strings, cap_strings;
 } JobFile;
 
-/* Read path into cfg ([job] settings through config_set) and jf (the provider chain).
- * *jf is zeroed first (whatever it held is dropped, not freed). A file with no [provider]
- * section leaves the chain empty. Unknown sections or keys, bad values, a provider without
+/* Read path into cfg (the settings through config_set_at, CONFIG_FROM_FILE with their line)
+ * and jf (the provider chain). *jf is zeroed first (whatever it held is dropped, not
+ * freed). A file with no [provider] section leaves the chain empty. Unknown sections or
+ * keys, a setting in another specific section than its own (the message names the right
+ * one), a setting given twice (also across sections, or spelled once with '-' and once
+ * with '_'), bad values, a provider without
  * url, duplicate provider names, more than PROVIDERS_MAX providers, a line over
  * JOBFILE_LINE_MAX, a file over JOBFILE_SIZE_MAX or holding a NUL byte: false, with
  * "FILE:LINE: KEY: reason" (or "FILE:LINE: reason", "FILE: reason") in err, one line of
@@ -82,6 +88,11 @@ bool jobfile_load_string(const char *text, const char *name_for_errors, Config *
  * built into jf's storage. base_url must start with http:// or https:// and hold no
  * braces, '?', '#', space or control character. False with a reason in err otherwise. */
 bool jobfile_default_chain(const char *base_url, JobFile *jf, char *err, size_t errlen) WUR;
+
+/* Print the chain for check-config, one "provider.NAME.key = value" line per key (every
+ * mapping pointer included), with a URL's secrets and the values of headers named like
+ * secrets (config_secret_name) shown as ****; token sources are named, never read. */
+void jobfile_dump(const JobFile *jf, FILE *out);
 
 /* Free every string jf owns and zero it; a zeroed jf is fine. */
 void jobfile_free(JobFile *jf);

@@ -24,6 +24,8 @@
 #include "status.h"
 #include "token.h"
 
+extern char **environ;
+
 static DbNames names_of(const Config *c)
 {
     DbNames n = {.source = c->source_table,
@@ -413,27 +415,67 @@ done:
     return rc;
 }
 
+/* check-config: what run would load and check before it connects, printed; nothing is
+ * connected. */
+static int cmd_check_config(const Config *c, JobFile *jf)
+{
+    char err[512];
+    TokenChain tokens = {0};
+    bool ok =
+        (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, sizeof err)) &&
+        token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err, sizeof err);
+    token_chain_free(&tokens);
+    if (!ok) {
+        fprintf(stderr, "%s\n", err);
+        return EXIT_CONFIG;
+    }
+    for (char **e = environ; *e; e++) {
+        size_t n = strcspn(*e, "=");
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)n, *e);
+        if (config_env_unknown(name))
+            fprintf(stderr, "warning: %s is not a pgenrich setting (ignored)\n", name);
+    }
+    config_dump(c, stdout);
+    jobfile_dump(jf, stdout);
+    return EXIT_OK;
+}
+
+/* Defaults < job file < environment < flags; the flags are read twice: first for the
+ * command and --config, then again on top of the file and the environment. */
+static bool load_config(Config *c, JobFile *jf, int argc, char **argv, bool *usage, char *err,
+                        size_t errlen)
+{
+    config_defaults(c);
+    *usage = !config_apply_args(c, argc, argv, err, errlen);
+    if (*usage)
+        return false;
+    if (c->cmd == CMD_HELP || c->cmd == CMD_VERSION)
+        return true;
+    const char *path = c->config_file;
+    Command cmd = c->cmd;
+    config_defaults(c);
+    c->cmd = cmd;
+    c->config_file = path; /* names the file in errors */
+    return (!path || jobfile_load(path, c, jf, err, errlen)) &&
+           config_apply_env(c, environ, err, errlen) &&
+           config_apply_args(c, argc, argv, err, errlen) &&
+           config_validate(c, jf->n_providers > 0, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
     Config cfg;
     JobFile jf;
     char err[512];
+    bool usage = false;
     memset(&jf, 0, sizeof jf);
-    if (!config_parse(&cfg, argc, argv, err, sizeof err)) {
-        fprintf(stderr, "pgenrich: %s\n%s", err, config_usage);
+    if (!load_config(&cfg, &jf, argc, argv, &usage, err, sizeof err)) {
+        /* check-config prints the bare FILE:LINE: KEY: reason, as a compiler does */
+        fprintf(stderr, "%s%s\n%s", cfg.cmd == CMD_CHECK_CONFIG ? "" : "pgenrich: ", err,
+                usage ? config_usage : "");
+        jobfile_free(&jf);
         return EXIT_CONFIG;
-    }
-    if (cfg.config_file) {
-        /* the file first, then the flags again on top of it: flags override */
-        const char *path = cfg.config_file;
-        config_defaults(&cfg);
-        if (!jobfile_load(path, &cfg, &jf, err, sizeof err) ||
-            !config_apply_args(&cfg, argc, argv, err, sizeof err) ||
-            !config_validate(&cfg, jf.n_providers > 0, err, sizeof err)) {
-            fprintf(stderr, "pgenrich: %s\n", err);
-            jobfile_free(&jf);
-            return EXIT_CONFIG;
-        }
     }
     switch (cfg.cmd) {
     case CMD_HELP:
@@ -445,6 +487,11 @@ int main(int argc, char **argv)
                curl_version_info(CURLVERSION_NOW)->version);
         jobfile_free(&jf);
         return EXIT_OK;
+    case CMD_CHECK_CONFIG: {
+        int rc = cmd_check_config(&cfg, &jf);
+        jobfile_free(&jf);
+        return rc;
+    }
     default:
         break;
     }

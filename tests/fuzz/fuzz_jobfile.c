@@ -1,7 +1,9 @@
 /* Fuzz target: any bytes as a job file, through jobfile_load_string. Checks what main and
  * the scheduler rely on: a loaded chain holds only valid names, URL templates, headers and
- * pointers; an error is one printable line that names the file; jobfile_free releases
- * everything either way. Built with libFuzzer, or replayed by replay.c. */
+ * pointers; every setting the file gave is marked as from the file, with its line; what
+ * check-config prints of it is printable lines; an error is one printable line that names
+ * the file; jobfile_free releases everything either way. Built with libFuzzer, or replayed
+ * by replay.c. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,23 @@ static void check_provider(const ProviderConf *p)
         CHECK(p->map.ptr[c] == NULL || pointer_ok(p->map.ptr[c]));
 }
 
+/* check-config's output: lines of printable characters. */
+static void check_dump(const Config *cfg, const JobFile *jf)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return;
+    config_dump(cfg, out);
+    jobfile_dump(jf, out);
+    CHECK(fclose(out) == 0);
+    CHECK(len > 0 && text[len - 1] == '\n');
+    for (size_t i = 0; i < len; i++)
+        CHECK(text[i] == '\n' || ((unsigned char)text[i] >= 0x20 && text[i] != 0x7F));
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char fname[] = "fuzz.ini";
@@ -69,10 +88,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(text, data, size); /* an embedded NUL just ends the text early */
     text[size] = '\0';
+    /* the masker takes any text (a dsn or URL from the environment is not checked) */
+    char masked[64];
+    config_mask_dsn(text, masked, sizeof masked);
+    CHECK(strlen(masked) < sizeof masked);
     config_defaults(&cfg);
     err[0] = '\0';
     bool ok = jobfile_load_string(text, fname, &cfg, &jf, err, sizeof err);
     if (ok) {
+        int lines = 1;
+        for (const char *p = text; *p; p++)
+            lines += *p == '\n';
+        for (size_t i = 0; i < config_n_settings(); i++) {
+            CHECK(cfg.origin[i] == CONFIG_FROM_DEFAULT || cfg.origin[i] == CONFIG_FROM_FILE);
+            CHECK(cfg.origin[i] == CONFIG_FROM_DEFAULT ||
+                  (cfg.origin_line[i] >= 1 && cfg.origin_line[i] <= lines));
+        }
+        check_dump(&cfg, &jf);
         CHECK(jf.n_providers <= PROVIDERS_MAX);
         for (size_t i = 0; i < jf.n_providers; i++) {
             check_provider(&jf.providers[i]);

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -211,7 +213,7 @@ static void test_config_set(void **state)
     assert_true(config_set(&c, "db-keepalive", "0", err, sizeof err));
     assert_int_equal(c.db_keepalive, 0);
     assert_false(config_set(&c, "db-keepalive", "soon", err, sizeof err));
-    assert_non_null(strstr(err, "--db-keepalive"));
+    assert_non_null(strstr(err, "must be an integer"));
     assert_true(config_set(&c, "paging", "offset", err, sizeof err));
     assert_true(c.paging_offset);
     assert_true(config_set(&c, "restart", "yes", err, sizeof err));
@@ -234,6 +236,297 @@ static void test_config_set(void **state)
     assert_int_equal(c.concurrency, 128); /* kept from the file */
 }
 
+/* One table: every setting has a section, is found by its name with '-' or '_', and maps to
+ * PGENRICH_<NAME> and back. */
+static void test_table(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256];
+    size_t n = config_n_settings();
+    assert_true(n > 20 && n <= CONFIG_SETTINGS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = config_name((int)i);
+        char under[64], env[80];
+        size_t k;
+        assert_int_equal(config_find(name), (int)i);
+        assert_true(config_section((int)i) < CONFIG_SEC_COUNT);
+        for (k = 0; name[k]; k++)
+            under[k] = name[k] == '-' ? '_' : name[k];
+        under[k] = '\0';
+        assert_int_equal(config_find(under), (int)i);
+        snprintf(env, sizeof env, "PGENRICH_%s", under);
+        for (k = 9; env[k]; k++)
+            env[k] = (char)(env[k] >= 'a' && env[k] <= 'z' ? env[k] - 'a' + 'A' : env[k]);
+        assert_false(config_env_unknown(env));
+    }
+    assert_int_equal(config_section(config_find("dsn")), CONFIG_SEC_SOURCE);
+    assert_int_equal(config_section(config_find("page-size")), CONFIG_SEC_SOURCE);
+    assert_int_equal(config_section(config_find("flush-interval")), CONFIG_SEC_TARGET);
+    assert_int_equal(config_section(config_find("forbidden-threshold")), CONFIG_SEC_LIMITS);
+    assert_int_equal(config_section(config_find("job")), CONFIG_SEC_JOB);
+    assert_string_equal(config_section_names[CONFIG_SEC_LIMITS], "limits");
+    assert_int_equal(config_find("config"), -1);
+    assert_int_equal(config_find("help"), -1);
+    assert_int_equal(config_find("Page-Size"), -1);
+    assert_int_equal(config_find("page--size"), -1);
+    config_defaults(&c);
+    assert_false(config_set_at(&c, -1, "1", CONFIG_FROM_FILE, 1, err, sizeof err));
+}
+
+static void test_env(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256] = "";
+    char *env[] = {"HOME=/root",
+                   "PGENRICH_CONCURRENCY=32",
+                   "PGENRICH_PAGE_SIZE=500",
+                   "PGENRICH_DSN=host=db password=x",
+                   "PGENRICH_TOKEN=s3cret",    /* the token: never a setting */
+                   "PGENRICH_TEST_DSN=host=t", /* the tests' own: ignored */
+                   "PGENRICH_BIN=/x/pgenrich",
+                   "PGENRICH_RESTART=yes",
+                   "PGENRICH_WHERE=", /* empty: unset */
+                   "pgenrich_rate=5", /* not upper case: not ours */
+                   "PGENRICH_rate=5",
+                   "DATABASE_URL=postgres://ignored",
+                   "NOEQUALS",
+                   NULL};
+    config_defaults(&c);
+    assert_true(config_apply_env(&c, env, err, sizeof err));
+    assert_int_equal(c.concurrency, 32);
+    assert_int_equal(c.page_size, 500);
+    assert_string_equal(c.dsn, "host=db password=x");
+    assert_true(c.restart);
+    assert_null(c.where);
+    assert_true(c.rate == 0.0);
+    assert_int_equal(c.origin[config_find("concurrency")], CONFIG_FROM_ENV);
+    assert_int_equal(c.origin[config_find("dsn")], CONFIG_FROM_ENV); /* not DATABASE_URL */
+    assert_int_equal(c.origin[config_find("timeout")], CONFIG_FROM_DEFAULT);
+
+    /* DATABASE_URL: only when nothing else named a dsn */
+    char *env2[] = {"DATABASE_URL=postgres://u@h/db", NULL};
+    config_defaults(&c);
+    assert_true(config_apply_env(&c, env2, err, sizeof err));
+    assert_string_equal(c.dsn, "postgres://u@h/db");
+    assert_int_equal(c.origin[config_find("dsn")], CONFIG_FROM_DATABASE_URL);
+    config_defaults(&c);
+    assert_true(config_set(&c, "dsn", "host=file", err, sizeof err));
+    assert_true(config_apply_env(&c, env2, err, sizeof err));
+    assert_string_equal(c.dsn, "host=file");
+    assert_true(config_apply_env(&c, NULL, err, sizeof err));
+
+    /* errors name the variable */
+    char *bad[] = {"PGENRICH_CONCURRENCY=0", NULL};
+    config_defaults(&c);
+    assert_false(config_apply_env(&c, bad, err, sizeof err));
+    assert_string_equal(err,
+                        "PGENRICH_CONCURRENCY: must be an integer between 1 and 10000, not \"0\"");
+    char *bad2[] = {"PGENRICH_PAGING=sideways", NULL};
+    assert_false(config_apply_env(&c, bad2, err, sizeof err));
+    assert_string_equal(err, "PGENRICH_PAGING: must be keyset or offset, not \"sideways\"");
+    char *bad3[] = {"PGENRICH_QUIET=maybe", NULL};
+    assert_false(config_apply_env(&c, bad3, err, sizeof err));
+    assert_string_equal(err, "PGENRICH_QUIET: must be true or false, not \"maybe\"");
+
+    assert_true(config_env_unknown("PGENRICH_FROBNICATE"));
+    assert_true(config_env_unknown("PGENRICH_TEST_DSN"));
+    assert_false(config_env_unknown("PGENRICH_TOKEN"));
+    assert_false(config_env_unknown("PGENRICH_MAX_ATTEMPTS"));
+    assert_false(config_env_unknown("HOME"));
+    assert_false(config_env_unknown("DATABASE_URL"));
+}
+
+/* defaults < job file < environment < flags, as main applies them. */
+static void test_precedence(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256] = "";
+    char *env[] = {"PGENRICH_CONCURRENCY=32", "PGENRICH_RATE=7", NULL};
+    config_defaults(&c);
+    assert_true(
+        config_set_at(&c, config_find("concurrency"), "128", CONFIG_FROM_FILE, 3, err, sizeof err));
+    assert_true(
+        config_set_at(&c, config_find("rate"), "500", CONFIG_FROM_FILE, 4, err, sizeof err));
+    assert_true(
+        config_set_at(&c, config_find("timeout"), "9", CONFIG_FROM_FILE, 5, err, sizeof err));
+    assert_true(config_apply_env(&c, env, err, sizeof err));
+    assert_true(config_apply_args(&c, ARGC("run", "--rate", "1", "--job", "j"),
+                                  ARGV("run", "--rate", "1", "--job", "j"), err, sizeof err));
+    assert_int_equal(c.concurrency, 32); /* env over file */
+    assert_true(c.rate == 1.0);          /* flag over env over file */
+    assert_true(c.timeout == 9.0);       /* file over default */
+    assert_int_equal(c.max_attempts, 5); /* default */
+    assert_int_equal(c.origin[config_find("concurrency")], CONFIG_FROM_ENV);
+    assert_int_equal(c.origin[config_find("rate")], CONFIG_FROM_FLAG);
+    assert_int_equal(c.origin[config_find("timeout")], CONFIG_FROM_FILE);
+    assert_int_equal(c.origin_line[config_find("timeout")], 5);
+}
+
+/* check-config FILE: FILE is the job file; it is checked as run, but may hold --reason. */
+static void test_check_config_args(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256] = "";
+    assert_true(PARSE(&c, err, "check-config", "nightly.ini", "--rate", "5"));
+    assert_int_equal(c.cmd, CMD_CHECK_CONFIG);
+    assert_string_equal(c.config_file, "nightly.ini");
+    assert_true(c.rate == 5.0);
+    assert_true(PARSE(&c, err, "check-config", "--config", "other.ini"));
+    assert_string_equal(c.config_file, "other.ini");
+    assert_false(PARSE(&c, err, "check-config", "a.ini", "b.ini"));
+    assert_non_null(strstr(err, "b.ini"));
+    assert_false(PARSE(&c, err, "check-config", "a.ini", "--bogus"));
+    assert_non_null(strstr(err, "--bogus"));
+    /* without a file: the flags (and the environment) alone, validated as run */
+    assert_false(PARSE(&c, err, "check-config", "--base-url", "http://h"));
+    assert_non_null(strstr(err, "--job"));
+    assert_true(PARSE(&c, err, "check-config", "--job", "j", "--base-url", "http://h", "--reason",
+                      "bad_response", "--where", "true"));
+}
+
+/* A cross-setting error names the setting where it was given. */
+static void test_validate_names_origin(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256] = "";
+    char *env[] = {"PGENRICH_BACKOFF_CAP=0.1", NULL};
+    config_defaults(&c);
+    c.cmd = CMD_RUN;
+    c.job = "j";
+    c.base_url = "http://h";
+    c.config_file = "nightly.ini";
+    assert_true(config_set_at(&c, config_find("backoff-cap"), "0.1", CONFIG_FROM_FILE, 12, err,
+                              sizeof err));
+    assert_false(config_validate(&c, false, err, sizeof err));
+    assert_string_equal(err, "nightly.ini:12: backoff-cap: must not be below backoff-base (0.2)");
+    assert_true(config_apply_env(&c, env, err, sizeof err));
+    assert_false(config_validate(&c, false, err, sizeof err));
+    assert_string_equal(err, "PGENRICH_BACKOFF_CAP: must not be below backoff-base (0.2)");
+    assert_false(
+        PARSE(&c, err, "run", "--job", "j", "--base-url", "http://h", "--backoff-cap", "0.1"));
+    assert_string_equal(err, "--backoff-cap must not be below backoff-base (0.2)");
+    config_defaults(&c);
+    c.cmd = CMD_RUN;
+    c.job = "j";
+    c.config_file = "nightly.ini";
+    assert_true(config_set_at(&c, config_find("base-url"), "ftp://h", CONFIG_FROM_FILE, 3, err,
+                              sizeof err));
+    assert_false(config_validate(&c, false, err, sizeof err));
+    assert_string_equal(err, "nightly.ini:3: base-url: must start with http:// or https://");
+}
+
+static void mask(const char *in, const char *want)
+{
+    char out[256];
+    config_mask_dsn(in, out, sizeof out);
+    if (strcmp(out, want) != 0)
+        fail_msg("mask(\"%s\"): got \"%s\", want \"%s\"", in, out, want);
+}
+
+static void test_mask_dsn(void **state)
+{
+    (void)state;
+    /* keyword = value */
+    mask("host=db user=u password=s3cret dbname=x", "host=db user=u password=**** dbname=x");
+    mask("password = 's3 cr\\'et' host=db", "password = **** host=db");
+    mask("host=db password='' sslpassword=pw", "host=db password=**** sslpassword=****");
+    mask("password=a\\ b host=h", "password=**** host=h");
+    mask("  host=db  ", "  host=db  ");
+    mask("host=db sslkey=/k.pem", "host=db sslkey=/k.pem");
+    mask("", "");
+    /* what does not parse is hidden whole */
+    mask("mydb", "****");
+    mask("host=db password='unterminated", "****");
+    mask("=x", "****");
+    /* URIs */
+    mask("postgres://u:s3cret@db:5432/x?sslmode=require",
+         "postgres://u:****@db:5432/x?sslmode=require");
+    mask("postgresql://u@db/x?password=s3cret&application_name=p",
+         "postgresql://u@db/x?password=****&application_name=p");
+    mask("postgresql://db/x", "postgresql://db/x");
+    mask("postgres://u:p@ss@db/x", "postgres://u:****@db/x");
+    mask("postgres://u:p/w@db/x", "postgres://u:****@db/x");
+    mask("postgresql://u@db/x?sslkey=/k.pem", "postgresql://u@db/x?sslkey=/k.pem");
+    /* http(s) URLs: userinfo and secret-named query parameters */
+    mask("https://api.example.com/v1/{id}?api_key=k&select=a#frag",
+         "https://api.example.com/v1/{id}?api_key=****&select=a#frag");
+    mask("https://user:pw@api.example.com/{id}", "https://user:****@api.example.com/{id}");
+    mask("http://h/{id}?access_token=t&x&Signature=s",
+         "http://h/{id}?access_token=****&x&Signature=****");
+    mask("http://h/{id}#?token=t", "http://h/{id}#?token=t");
+    /* a short buffer cuts, never overflows */
+    char small[8];
+    config_mask_dsn("host=db password=s3cret", small, sizeof small);
+    assert_string_equal(small, "host=db");
+    config_mask_dsn("password=s3cret", small, sizeof small);
+    assert_string_equal(small, "passwor");
+    config_mask_dsn("password=s3cret", small, 0);
+}
+
+static void test_secret_name(void **state)
+{
+    (void)state;
+    const char *yes[] = {"Authorization",   "X-Api-Key", "x-auth-token", "Cookie",
+                         "X-Secret",        "password",  "sslpassword",  "api_key",
+                         "X-Amz-Signature", "Session-Id"};
+    const char *no[] = {"X-Client", "Accept", "Content-Type", "select", "id", "User-Agent"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        assert_true(config_secret_name(yes[i], strlen(yes[i])));
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_false(config_secret_name(no[i], strlen(no[i])));
+    assert_false(config_secret_name("X-Api-Key", 5)); /* only the first len bytes */
+}
+
+static void test_dump(void **state)
+{
+    (void)state;
+    Config c;
+    char err[256] = "";
+    char *text = NULL;
+    size_t len = 0;
+    char *env[] = {"PGENRICH_CONCURRENCY=32", "PGENRICH_WHERE=kind = 'a\nb'", NULL};
+    config_defaults(&c);
+    c.config_file = "nightly.ini";
+    assert_true(config_set_at(&c, config_find("dsn"), "host=db password=s3cret", CONFIG_FROM_FILE,
+                              7, err, sizeof err));
+    assert_true(config_set_at(&c, config_find("base-url"), "https://u:pw@h/", CONFIG_FROM_FILE, 2,
+                              err, sizeof err));
+    assert_true(config_apply_env(&c, env, err, sizeof err));
+    assert_true(config_apply_args(&c, ARGC("run", "--rate", "1.5", "--restart"),
+                                  ARGV("run", "--rate", "1.5", "--restart"), err, sizeof err));
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_dump(&c, out);
+    assert_int_equal(fclose(out), 0);
+    assert_non_null(strstr(text, "\nsource.dsn = host=db password=****        # nightly.ini:7\n"));
+    assert_non_null(strstr(text, "job.base-url = https://u:****@h/"));
+    assert_non_null(
+        strstr(text, "\nlimits.concurrency = 32                   # PGENRICH_CONCURRENCY\n"));
+    assert_non_null(strstr(text, "\nlimits.rate = 1.5                         # --rate\n"));
+    assert_non_null(strstr(text, "\njob.restart = true                        # --restart\n"));
+    assert_non_null(strstr(text, "\nsource.where = kind = 'a?b'               # PGENRICH_WHERE\n"));
+    assert_non_null(strstr(text, "\nsource.paging = keyset                    # default\n"));
+    assert_non_null(strstr(text, "\njob.token-file = (none)                   # default\n"));
+    assert_non_null(strstr(text, "\ntarget.flush-rows = 10000 "));
+    assert_non_null(strstr(text, "\nlimits.max-body = 1048576 "));
+    assert_null(strstr(text, "s3cret"));
+    assert_null(strstr(text, "pw@"));
+    /* sections in order, each setting once */
+    assert_true(strstr(text, "job.job") < strstr(text, "source.dsn"));
+    assert_true(strstr(text, "source.dsn") < strstr(text, "target.target-table"));
+    assert_true(strstr(text, "target.target-table") < strstr(text, "limits.concurrency"));
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, config_n_settings());
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +539,14 @@ int main(void)
         cmocka_unit_test(test_reparse_resets_state),
         cmocka_unit_test(test_retry_failed_and_job_file),
         cmocka_unit_test(test_config_set),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_env),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_check_config_args),
+        cmocka_unit_test(test_validate_names_origin),
+        cmocka_unit_test(test_mask_dsn),
+        cmocka_unit_test(test_secret_name),
+        cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,6 +217,114 @@ static void test_token_keys(void **state)
     jobfile_free(&jf);
 }
 
+/* [source], [target] and [limits] hold their settings; [job] still takes any; keys with '_'
+ * or '-'; each setting remembers its line. */
+static void test_sections(void **state)
+{
+    (void)state;
+    Loaded l;
+    assert_true(load(&l, "[job]\n"
+                         "job = nightly\n"
+                         "max_attempts = 3\n" /* [job] takes any setting */
+                         "[source]\n"
+                         "dsn = host=db password=x\n"
+                         "source_table = things\n"
+                         "page-size = 500\n"
+                         "paging = offset\n"
+                         "statement_timeout = 60\n"
+                         "[target]\n"
+                         "target-table = t\n"
+                         "flush_rows = 100\n"
+                         "[limits]\n"
+                         "concurrency = 16\n"
+                         "retry_after_max = 5\n"
+                         "backoff-base = 0.5\n"));
+    assert_string_equal(l.cfg.job, "nightly");
+    assert_int_equal(l.cfg.max_attempts, 3);
+    assert_string_equal(l.cfg.dsn, "host=db password=x");
+    assert_string_equal(l.cfg.source_table, "things");
+    assert_int_equal(l.cfg.page_size, 500);
+    assert_true(l.cfg.paging_offset);
+    assert_true(l.cfg.statement_timeout == 60.0);
+    assert_string_equal(l.cfg.target_table, "t");
+    assert_int_equal(l.cfg.flush_rows, 100);
+    assert_int_equal(l.cfg.concurrency, 16);
+    assert_true(l.cfg.retry_after_max == 5.0);
+    assert_true(l.cfg.backoff_base == 0.5);
+    int i = config_find("page-size");
+    assert_int_equal(l.cfg.origin[i], CONFIG_FROM_FILE);
+    assert_int_equal(l.cfg.origin_line[i], 7);
+    i = config_find("max-attempts");
+    assert_int_equal(l.cfg.origin[i], CONFIG_FROM_FILE);
+    assert_int_equal(l.cfg.origin_line[i], 3);
+    i = config_find("rate");
+    assert_int_equal(l.cfg.origin[i], CONFIG_FROM_DEFAULT);
+    assert_int_equal(l.jf.n_providers, 0);
+    jobfile_free(&l.jf);
+
+    /* a section may come back, and sit between providers */
+    assert_true(load(&l, "[limits]\nrate = 5\n[provider p]\nurl = http://h/{id}\n"
+                         "[limits]\ntimeout = 2\n"));
+    assert_true(l.cfg.rate == 5.0);
+    assert_true(l.cfg.timeout == 2.0);
+    assert_int_equal(l.jf.n_providers, 1);
+    jobfile_free(&l.jf);
+
+    /* provider keys take '-' for '_' too */
+    assert_true(load(&l, "[provider p]\nurl = http://h/{id}\nmap.geo-label = /g\n"
+                         "[provider q]\nurl = http://h/{id}\ntoken-env = Q_TOKEN\n"));
+    assert_string_equal(l.jf.providers[0].map.ptr[COL_GEO_LABEL], "/g");
+    assert_int_equal(l.jf.providers[1].token_from, TOKEN_FROM_ENV);
+    assert_string_equal(l.jf.providers[1].token_ref, "Q_TOKEN");
+    jobfile_free(&l.jf);
+    assert_false(load(&l, "[provider q]\nurl = http://h/{id}\ntoken-env = A\ntoken_env = B\n"));
+    assert_string_equal(l.err, "t.ini:4: token_env: given twice in [provider q]");
+    jobfile_free(&l.jf);
+    assert_false(load(&l, "[provider q]\nurl = http://h/{id}\ntoken-env = A\ntoken = none\n"));
+    assert_string_equal(l.err, "t.ini:4: token: token_env was given on line 3: at most one of "
+                               "token, token_env and token_file per provider");
+    jobfile_free(&l.jf);
+}
+
+/* What check-config prints of the chain: header values named like secrets and URL secrets
+ * masked, token sources named. */
+static void test_dump(void **state)
+{
+    (void)state;
+    Loaded l;
+    char *text = NULL;
+    size_t len = 0;
+    assert_true(load(&l,
+                     "[provider a]\n"
+                     "url = https://u:hunter2@h/x/{id}?api_key=k3y&select=id\n"
+                     "header = X-Api-Key: abc123\n"
+                     "header = X-Client: pgenrich\n"
+                     "header = X-Auth-Token: zz9\n"
+                     "[provider b]\nurl = http://h/{id}\ntoken_env = B_TOKEN\nmap.label = none\n"
+                     "method = POST\nbody = {\"id\": {id}}\n"));
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    jobfile_dump(&l.jf, out);
+    assert_int_equal(fclose(out), 0);
+    assert_non_null(
+        strstr(text, "provider.a.url = https://u:****@h/x/{id}?api_key=****&select=id\n"));
+    assert_non_null(strstr(text, "provider.a.header = X-Api-Key: ****\n"));
+    assert_non_null(strstr(text, "provider.a.header = X-Client: pgenrich\n"));
+    assert_non_null(strstr(text, "provider.a.header = X-Auth-Token: ****\n"));
+    assert_non_null(strstr(text, "provider.a.token = inherit  # default"));
+    assert_non_null(strstr(text, "provider.a.presence = /location\n"));
+    assert_non_null(strstr(text, "provider.b.method = POST\n"));
+    assert_non_null(strstr(text, "provider.b.body = {\"id\": {id}}\n"));
+    assert_non_null(strstr(text, "provider.b.token_env = B_TOKEN\n"));
+    assert_non_null(strstr(text, "provider.b.map.label = none\n"));
+    assert_null(strstr(text, "hunter2"));
+    assert_null(strstr(text, "abc123"));
+    assert_null(strstr(text, "zz9"));
+    assert_null(strstr(text, "k3y"));
+    free(text);
+    jobfile_free(&l.jf);
+}
+
 /* A token pasted where its source belongs is never repeated in the message. */
 static void test_token_not_echoed(void **state)
 {
@@ -314,11 +422,13 @@ typedef struct BadCase {
 
 static const BadCase bad_cases[] = {
     /* sections */
-    {"[jobs]\nx = 1\n", "t.ini:1: [jobs]: unknown section (expected [job] or [provider NAME])"},
+    {"[jobs]\nx = 1\n", "t.ini:1: [jobs]: unknown section (expected [job], [source], [target], "
+                        "[limits] or [provider NAME])"},
     {"\n[job]\njob = a\n[Provider p]\nurl = http://h/{id}\n",
-     "t.ini:4: [Provider p]: unknown section (expected [job] or [provider NAME])"},
-    {"[provider]\nurl = http://h/{id}\n",
-     "t.ini:1: [provider]: unknown section (expected [job] or [provider NAME])"},
+     "t.ini:4: [Provider p]: unknown section (expected [job], [source], [target], [limits] or "
+     "[provider NAME])"},
+    {"[provider]\nurl = http://h/{id}\n", "t.ini:1: [provider]: unknown section (expected [job], "
+                                          "[source], [target], [limits] or [provider NAME])"},
     {"[provider a b]\nurl = http://h/{id}\n",
      "t.ini:1: [provider a b]: a provider name is 1 to 39 of A-Z a-z 0-9 _ . -"},
     {"[provider a/b]\nurl = http://h/{id}\n",
@@ -350,18 +460,35 @@ static const BadCase bad_cases[] = {
     {"job = a\n", "t.ini:1: job: key before any section"},
     {"[job]\njob = a\njust words\n",
      "t.ini:3: syntax error: expected [section], key = value or a comment"},
-    /* [job] */
+    /* [job] and the other settings sections */
     {"[job]\nconcurrency = 0\n",
-     "t.ini:2: concurrency: --concurrency must be an integer between 1 and 10000, not \"0\""},
-    {"[job]\nrestart = maybe\n", "t.ini:2: restart: restart must be true or false, not \"maybe\""},
-    {"[job]\njob = a\nfrobnicate = 1\n", "t.ini:3: frobnicate: unknown setting \"frobnicate\""},
-    {"[job]\nconfig = other.ini\n", "t.ini:2: config: unknown setting \"config\""},
+     "t.ini:2: concurrency: must be an integer between 1 and 10000, not \"0\""},
+    {"[job]\nrestart = maybe\n", "t.ini:2: restart: must be true or false, not \"maybe\""},
+    {"[job]\njob = a\nfrobnicate = 1\n", "t.ini:3: frobnicate: unknown key in [job]"},
+    {"[job]\nconfig = other.ini\n", "t.ini:2: config: unknown key in [job]"},
     {"[job]\ntoken = s3cret\n",
      "t.ini:2: token: the token is never read from a job file: set PGENRICH_TOKEN or token-file "
      "(token_env and token_file name a provider's own)"},
-    {"[job]\ntoken_env = X\n", "t.ini:2: token_env: unknown setting \"token_env\""},
-    {"[job]\njob = a\n\n\njob = b\n", "t.ini:5: job: given twice in [job]"},
-    {"[job]\njob =\n", "t.ini:2: job: --job must not be empty"},
+    {"[limits]\ntoken = s3cret\n",
+     "t.ini:2: token: the token is never read from a job file: set PGENRICH_TOKEN or token-file "
+     "(token_env and token_file name a provider's own)"},
+    {"[job]\ntoken_env = X\n", "t.ini:2: token_env: unknown key in [job]"},
+    {"[job]\njob = a\n\n\njob = b\n", "t.ini:5: job: given twice (first on line 2)"},
+    {"[job]\njob =\n", "t.ini:2: job: must not be empty"},
+    {"[source]\nconcurrency = 3\n",
+     "t.ini:2: concurrency: belongs in [limits] (or [job]), not [source]"},
+    {"[limits]\npage_size = 3\n",
+     "t.ini:2: page_size: belongs in [source] (or [job]), not [limits]"},
+    {"[target]\njob = a\n", "t.ini:2: job: belongs in [job], not [target]"},
+    {"[source]\nurl = http://h/{id}\n", "t.ini:2: url: unknown key in [source]"},
+    {"[source]\nPage-Size = 3\n", "t.ini:2: Page-Size: unknown key in [source]"},
+    /* one setting, once: across sections and spellings */
+    {"[source]\npage-size = 3\n[job]\npage_size = 4\n",
+     "t.ini:4: page_size: given twice (first on line 2)"},
+    {"[limits]\nrate = 3\n[limits]\nrate = 4\n", "t.ini:4: rate: given twice (first on line 2)"},
+    {"[Source]\npage-size = 3\n",
+     "t.ini:1: [Source]: unknown section (expected [job], [source], [target], [limits] or "
+     "[provider NAME])"},
     /* provider keys */
     {"[provider p]\nurl = http://h/{id}\nURL = http://h/{id}\n",
      "t.ini:3: URL: unknown key in [provider p]"},
@@ -457,10 +584,11 @@ static const BadCase bad_cases[] = {
     {"[provider p]\nurl = http://h/{id}\ntoken = none\ntoken_env = A\n",
      "t.ini:4: token_env: token was given on line 3: at most one of token, token_env and "
      "token_file per provider"},
-    {"[provider p]\nurl = http://h/{id}\ntoken-env = A\n",
-     "t.ini:3: token-env: unknown key in [provider p]"},
+    {"[provider p]\nurl = http://h/{id}\ntoken.env = A\n",
+     "t.ini:3: token.env: unknown key in [provider p]"},
     /* the error text is one printable line, whatever the file held */
-    {"[job\x1b]\nx = 1\n", "t.ini:1: [job?]: unknown section (expected [job] or [provider NAME])"},
+    {"[job\x1b]\nx = 1\n", "t.ini:1: [job?]: unknown section (expected [job], [source], [target], "
+                           "[limits] or [provider NAME])"},
 };
 
 static void test_errors(void **state)
@@ -487,7 +615,7 @@ static void test_first_error_wins(void **state)
                         "t.ini:2: syntax error: expected [section], key = value or a comment");
     jobfile_free(&l.jf);
     assert_false(load(&l, "[job]\njob = a\njob = b\nnonsense\n"));
-    assert_string_equal(l.err, "t.ini:3: job: given twice in [job]");
+    assert_string_equal(l.err, "t.ini:3: job: given twice (first on line 2)");
     jobfile_free(&l.jf);
     /* a header line without ']' that has no keys: the syntax error, not "no keys" */
     assert_false(load(&l, "[job]\njob = a\n[provider p\n[job]\nrate = 1\n"));
@@ -658,8 +786,8 @@ static void test_free_zeroed(void **state)
     jobfile_free(&jf);
     memset(&jf, 0xA5, sizeof jf);
     assert_false(jobfile_load_string("[x]\na=1\n", NULL, &cfg, &jf, err, sizeof err));
-    assert_string_equal(err,
-                        "<string>:1: [x]: unknown section (expected [job] or [provider NAME])");
+    assert_string_equal(err, "<string>:1: [x]: unknown section (expected [job], [source], "
+                             "[target], [limits] or [provider NAME])");
     jobfile_free(&jf);
     /* a small err buffer gets a cut message, never an overflow */
     char tiny[8];
@@ -675,6 +803,8 @@ int main(void)
         cmocka_unit_test(test_job_settings),
         cmocka_unit_test(test_provider_keys),
         cmocka_unit_test(test_token_keys),
+        cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_dump),
         cmocka_unit_test(test_token_not_echoed),
         cmocka_unit_test(test_comments),
         cmocka_unit_test(test_continuation_lines),
