@@ -28,6 +28,9 @@ const char config_usage[] =
     "loading:    --flush-rows N (10000) --flush-interval S (2)\n"
     "job:        --job NAME --restart (ignore the checkpoint) --quiet --verbose\n"
     "            --config FILE (INI job file: [job] settings and [provider NAME] chain)\n"
+    "logs:       --log-level error|warn|info|debug (info; --quiet: warn, --verbose: debug)\n"
+    "            --log-format logfmt|json (logfmt) --log-file F (else stderr; SIGHUP reopens)\n"
+    "            --progress-interval S (10: a progress line when stderr is no terminal; 0 none)\n"
     "\n"
     "       pgenrich retry-failed --job NAME [--reason R] [run options]\n"
     "            looks up again the IDs in the job's failure ledger (only those with reason R)\n";
@@ -73,6 +76,10 @@ static const OptSpec opts[] = {
     {"reason", OT_STR, OFF(reason), 0, 0, true},
     {"forbidden-threshold", OT_INT, OFF(forbidden_threshold), 1, 1000000, true},
     {"retry-after-max", OT_DOUBLE, OFF(retry_after_max), 0, 86400, true},
+    {"progress-interval", OT_DOUBLE, OFF(progress_interval), 0, 86400, false},
+    {"log-level", OT_STR, OFF(log_level), 0, 0, false},
+    {"log-format", OT_STR, OFF(log_format), 0, 0, false},
+    {"log-file", OT_STR, OFF(log_file), 0, 0, false},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -102,6 +109,7 @@ void config_defaults(Config *c)
     c->retry_after_max = 60;
     c->statement_timeout = 300;
     c->db_keepalive = 30;
+    c->progress_interval = 10;
 }
 
 static bool parse_number(const char *s, double *out)
@@ -161,8 +169,28 @@ static bool set_option(Config *c, const OptSpec *o, const char *arg, char *err, 
     return false;
 }
 
+/* The names log_level_parse and log_format_parse take (config stays free of log.c). */
+static bool one_of(const char *v, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(v, *names) == 0)
+            return true;
+    return false;
+}
+
 bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen)
 {
+    static const char *const levels[] = {"error", "warn", "warning", "info", "debug", NULL};
+    static const char *const formats[] = {"logfmt", "json", NULL};
+    if (c->log_level != NULL && !one_of(c->log_level, levels)) {
+        snprintf(err, errlen, "--log-level must be error, warn, info or debug, not \"%.40s\"",
+                 c->log_level);
+        return false;
+    }
+    if (c->log_format != NULL && !one_of(c->log_format, formats)) {
+        snprintf(err, errlen, "--log-format must be logfmt or json, not \"%.40s\"", c->log_format);
+        return false;
+    }
     if (c->cmd != CMD_RUN && c->cmd != CMD_RETRY_FAILED)
         return true;
     if (c->job == NULL) {

@@ -52,6 +52,12 @@ typedef struct Config {
     /* Database sessions (src/db.h, DbConnOpts). */
     double statement_timeout; /* seconds per SQL statement: 300; 0 = pgenrich sets none */
     int db_keepalive;         /* TCP keepalive idle seconds: 30; 0 = libpq's / the OS's */
+
+    /* Progress and logs (src/progress.h, src/log.h). */
+    double progress_interval; /* seconds between logfmt progress lines: 10; 0 = none */
+    const char *log_level;    /* NULL: info (--quiet: warn, --verbose: debug) */
+    const char *log_format;   /* NULL: logfmt; or json */
+    const char *log_file;     /* NULL: stderr */
 } Config;
 
 /* Fill c with the defaults. */

@@ -76,6 +76,28 @@ static void print_summary(const SchedStats *st)
     fflush(stdout);
 }
 
+/* The progress line's total: the IDs this run will read, estimated cheaply before the loop.
+ * A keyset resume counts those after the checkpoint's key, an offset resume the rows past
+ * its offset; either way the line shows this run's work. Not worth failing the run for:
+ * an error leaves the total unknown. */
+static long long estimate_ids(PGconn *src, const Config *c, const DbNames *names,
+                              const char *position, long long start_offset)
+{
+    char err[512];
+    long long n = -1;
+    bool exact = false;
+    const char *after = position && !c->paging_offset ? position : NULL;
+    if (!db_estimate_ids(src, names, c->where, after, &n, &exact, err, sizeof err)) {
+        log_warn("event=estimate_failed error=\"%s\" detail=\"the progress total is unknown\"",
+                 err);
+        return -1;
+    }
+    if (c->paging_offset && n >= 0)
+        n = n > start_offset ? n - start_offset : 0;
+    log_info("event=estimate ids=%lld exact=%s", n, exact ? "true" : "false");
+    return n;
+}
+
 /* Every request in flight holds a socket, and a name being resolved a pair more: make sure
  * --concurrency fits in the open-file limit before the first request, raising the soft limit
  * toward the hard one, rather than meet EMFILE as a storm of failed connections later. */
@@ -152,8 +174,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         !db_init_schema(src, &names, key_type, err, sizeof err) ||
         !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
+    long long pending = 0;
     if (retry_failed) {
-        long long pending = 0;
         if (!db_count_failures(src, &names, c->job, c->reason, &pending, err, sizeof err))
             goto failed;
         log_info("event=retry_failed job=\"%s\" reason=\"%s\" ids=%lld", c->job,
@@ -188,6 +210,8 @@ static int cmd_run(const Config *c, JobFile *jf)
     else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
 
+    long long total = retry_failed ? pending : estimate_ids(src, c, &names, position, start_offset);
+
     loop = ev_default_loop(EVFLAG_AUTO);
     if (loop == NULL) {
         snprintf(err, sizeof err, "cannot initialise the event loop");
@@ -205,6 +229,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .tokens = tokens.tokens,
         .providers = jf->providers,
         .n_providers = jf->n_providers,
+        .total_estimate = total,
     };
     src = sink = NULL; /* the scheduler owns them now */
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
@@ -281,6 +306,17 @@ int main(int argc, char **argv)
         log_level = LOG_WARN;
     if (cfg.verbose)
         log_level = LOG_DEBUG;
+    LogFormat log_format = LOG_FORMAT_LOGFMT;
+    /* config_validate has checked both names */
+    if (cfg.log_level != NULL && !log_level_parse(cfg.log_level, &log_level))
+        log_level = LOG_INFO;
+    if (cfg.log_format != NULL && !log_format_parse(cfg.log_format, &log_format))
+        log_format = LOG_FORMAT_LOGFMT;
+    if (!log_setup(log_format, cfg.log_file, err, sizeof err)) {
+        fprintf(stderr, "pgenrich: %s\n", err);
+        jobfile_free(&jf);
+        return EXIT_CONFIG;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("cannot initialise libcurl");
@@ -290,5 +326,6 @@ int main(int argc, char **argv)
     int rc = cfg.cmd == CMD_INIT ? cmd_init(&cfg) : cmd_run(&cfg, &jf);
     curl_global_cleanup();
     jobfile_free(&jf);
+    log_close();
     return rc;
 }

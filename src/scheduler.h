@@ -28,6 +28,8 @@ typedef struct SchedSetup {
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
     size_t n_providers;
+    long long total_estimate; /* IDs this run is expected to read, for the progress line;
+                                 <= 0: unknown */
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */
