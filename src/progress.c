@@ -135,6 +135,9 @@ size_t progress_tty_line(char *out, size_t cap, const ProgressView *v, int width
     progress_thousands(a, sizeof a, v->retries);
     snprintf(seg[SEG_RETRY], sizeof seg[SEG_RETRY], "retries %s", a);
     size_t fl = 0;
+    long long fails = 0;
+    for (int i = 0; i < v->n_reasons && v->by_reason; i++)
+        fails += v->by_reason[i];
     for (int i = 0; i < v->n_reasons && v->by_reason && v->reason_names; i++) {
         if (v->by_reason[i] <= 0)
             continue;
@@ -155,6 +158,13 @@ size_t progress_tty_line(char *out, size_t cap, const ProgressView *v, int width
         size_t len = strlen(seg[i]);
         size_t need = len + (used > 0 ? 2 : 0);
         keep[i] = len > 0 && (i == SEG_COUNT || used + need <= (size_t)width - 1);
+        if (i == SEG_FAIL && len > 0 && !keep[i]) {
+            /* too long by reason: the sum at least */
+            snprintf(seg[i], sizeof seg[i], "fail %lld", fails);
+            len = strlen(seg[i]);
+            need = len + (used > 0 ? 2 : 0);
+            keep[i] = used + need <= (size_t)width - 1;
+        }
         if (keep[i])
             used += need;
     }

@@ -131,7 +131,15 @@ static void test_tty_line(void **state)
             assert_non_null(strstr(line, "ETA 6m48s"));
     }
     progress_tty_line(line, sizeof line, &v, 60);
-    assert_string_equal(line, "nightly  123,456/4,000,000  3.1%  9,512 ids/s  ETA 6m48s");
+    assert_string_equal(line, "123,456/4,000,000  3.1%  9,512 ids/s  ETA 6m48s  fail 4");
+    progress_tty_line(line, sizeof line, &v, 58);
+    assert_string_equal(line, "123,456/4,000,000  3.1%  9,512 ids/s  ETA 6m48s  fail 4");
+    progress_tty_line(line, sizeof line, &v, 50);
+    assert_string_equal(line, "123,456/4,000,000  3.1%  9,512 ids/s  ETA 6m48s");
+    /* the failures by reason do not fit, their sum does */
+    progress_tty_line(line, sizeof line, &v, 80);
+    assert_string_equal(line, "nightly  123,456/4,000,000  3.1%  9,512 ids/s  ETA 6m48s  "
+                              "in-flight 256  fail 4");
     /* unknown total and rate */
     v = view(5, -1, 0);
     progress_tty_line(line, sizeof line, &v, 200);
