@@ -60,8 +60,8 @@ void progress_thousands(char *out, size_t cap, long long n);
 /* The terminal line, at most width - 1 columns (so the terminal never wraps it; width < 20
  * counts as 80): "job  done/total  pct%  N ids/s  ETA 6m47s  in-flight N  retries N  fail:
  * reason=N ..." (only reasons met; "fail N", their sum, when they do not fit), leaving out the
- * least useful parts when it is too wide. ASCII except for the job name, whose width is taken as its byte length. Returns
- * the length written to out (NUL-terminated; cap >= 1). */
+ * least useful parts when it is too wide. ASCII except for the job name, whose width is taken as
+ * its byte length. Returns the length written to out (NUL-terminated; cap >= 1). */
 size_t progress_tty_line(char *out, size_t cap, const ProgressView *v, int width);
 
 /* The logfmt message: "event=progress job=\"..\" done=N total=N|unknown percent=P|unknown
