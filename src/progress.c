@@ -114,8 +114,13 @@ size_t progress_tty_line(char *out, size_t cap, const ProgressView *v, int width
     if (width < 20)
         width = 80;
 
-    if (v->job != NULL)
+    if (v->job != NULL) {
+        /* no control character from a job name reaches the terminal */
         snprintf(seg[SEG_JOB], sizeof seg[SEG_JOB], "%.60s", v->job);
+        for (char *c = seg[SEG_JOB]; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    }
     progress_thousands(a, sizeof a, v->done);
     if (v->total > 0) {
         progress_thousands(b, sizeof b, v->total);

@@ -1029,10 +1029,11 @@ int scheduler_run(Scheduler *s)
     /* A person at a terminal gets the live line; a log (no terminal, or a log file) the
      * periodic one. Both are info: --quiet (warn) turns them off. */
     progress_rate_init(&s->prate, RATE_TAU, s->started, 0);
-    bool live = log_level >= LOG_INFO && log_status_ok();
+    bool show = log_level >= LOG_INFO;
+    bool live = show && log_status_ok();
     if (live)
         ev_timer_start(s->loop, &s->live_tick);
-    if ((!live || log_has_file()) && s->cfg->progress_interval > 0)
+    if (show && (!live || log_has_file()) && s->cfg->progress_interval > 0)
         ev_timer_start(s->loop, &s->progress);
     if (log_has_file())
         ev_signal_start(s->loop, &s->sighup);

@@ -144,6 +144,9 @@ static void test_tty_line(void **state)
     v = view(5, -1, 0);
     progress_tty_line(line, sizeof line, &v, 200);
     assert_string_equal(line, "nightly  5/?  ? ids/s  ETA --  in-flight 256  retries 12");
+    v.job = "a\033[2Jb";
+    progress_tty_line(line, sizeof line, &v, 200);
+    assert_string_equal(line, "a?[2Jb  5/?  ? ids/s  ETA --  in-flight 256  retries 12");
     /* a tiny buffer is cut, still terminated */
     n = progress_tty_line(line, 8, &v, 200);
     assert_int_equal(n, 7);
