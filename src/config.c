@@ -48,6 +48,9 @@ const char config_usage[] =
     "            --drain-timeout S (10: on SIGINT/SIGTERM, in-flight lookups get this long)\n"
     "            --metrics-listen HOST:PORT (none; Prometheus text format at /metrics)\n"
     "            --explain (print the page query's plan and exit)\n"
+    "            --log-level error|warn|info|debug (info; --quiet: warn, --verbose: debug)\n"
+    "            --log-format logfmt|json (logfmt) --log-file F (else stderr; SIGHUP reopens)\n"
+    "            --progress-interval S (10: a progress line when stderr is no terminal; 0 none)\n"
     "            --config FILE (INI job file: [job], [source], [target], [limits] and\n"
     "            [provider NAME] sections; [job] also takes any setting)\n"
     "\n"
@@ -117,6 +120,10 @@ static const OptSpec opts[] = {
     {"format", OT_STR, OFF(format), 0, 0, true, CONFIG_SEC_JOB},
     {"history", OT_INT, OFF(history), 1, 1000, true, CONFIG_SEC_JOB},
     {"metrics-listen", OT_STR, OFF(metrics_listen), 0, 0, true, CONFIG_SEC_JOB},
+    {"progress-interval", OT_DOUBLE, OFF(progress_interval), 0, 86400, false, CONFIG_SEC_JOB},
+    {"log-level", OT_STR, OFF(log_level), 0, 0, false, CONFIG_SEC_JOB},
+    {"log-format", OT_STR, OFF(log_format), 0, 0, false, CONFIG_SEC_JOB},
+    {"log-file", OT_STR, OFF(log_file), 0, 0, false, CONFIG_SEC_JOB},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -155,6 +162,7 @@ void config_defaults(Config *c)
     c->format = "text";
     c->history = 10;
     c->metrics_listen = NULL;
+    c->progress_interval = 10;
 }
 
 static bool parse_number(const char *s, double *out)
@@ -427,8 +435,28 @@ static void blame(const Config *c, const char *name, char *err, size_t errlen, c
     }
 }
 
+/* The names log_level_parse and log_format_parse take (config stays free of log.c). */
+static bool one_of(const char *v, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(v, *names) == 0)
+            return true;
+    return false;
+}
+
 bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen)
 {
+    static const char *const levels[] = {"error", "warn", "warning", "info", "debug", NULL};
+    static const char *const formats[] = {"logfmt", "json", NULL};
+    if (c->log_level != NULL && !one_of(c->log_level, levels)) {
+        blame(c, "log-level", err, errlen, "must be error, warn, info or debug, not \"%.40s\"",
+              c->log_level);
+        return false;
+    }
+    if (c->log_format != NULL && !one_of(c->log_format, formats)) {
+        blame(c, "log-format", err, errlen, "must be logfmt or json, not \"%.40s\"", c->log_format);
+        return false;
+    }
     if (c->format != NULL && strcmp(c->format, "text") != 0 && strcmp(c->format, "json") != 0) {
         blame(c, "format", err, errlen, "must be text or json, not \"%.40s\"", c->format);
         return false;

@@ -99,6 +99,11 @@ typedef struct Config {
     const char *format;         /* status output: "text" (default) or "json" */
     int history;                /* status: how many of the last runs to show: 10 */
     const char *metrics_listen; /* HOST:PORT of the Prometheus endpoint; NULL: none */
+    /* Progress and logs (src/progress.h, src/log.h). */
+    double progress_interval; /* seconds between logfmt progress lines: 10; 0 = none */
+    const char *log_level;    /* NULL: info (--quiet: warn, --verbose: debug) */
+    const char *log_format;   /* NULL: logfmt; or json */
+    const char *log_file;     /* NULL: stderr */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */

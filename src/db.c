@@ -800,3 +800,97 @@ bool db_run_end(PGconn *c, const DbNames *names, long long run_id, int exit_stat
     free(sql);
     return ok;
 }
+
+/* The planner's row estimate for sql ("Plan Rows" of the top node), or -1. */
+static double plan_rows(PGconn *c, const char *sql, int n, const char *const *params, char *err,
+                        size_t errlen)
+{
+    Buf b;
+    buf_init(&b, SQL_MAX);
+    double rows = -1;
+    if (!buf_printf(&b, "EXPLAIN (FORMAT JSON) %s", sql)) {
+        snprintf(err, errlen, "out of memory");
+        buf_free(&b);
+        return -1;
+    }
+    PGresult *r =
+        exec_params(c, b.data, n, params, PGRES_TUPLES_OK, "estimating the IDs", err, errlen);
+    const char *plan = r && PQntuples(r) >= 1 ? PQgetvalue(r, 0, 0) : NULL;
+    const char *at = plan ? strstr(plan, "\"Plan Rows\":") : NULL;
+    if (at != NULL) {
+        char *end;
+        double v = strtod(at + 12, &end);
+        if (end != at + 12 && v >= 0)
+            rows = v;
+    }
+    if (r != NULL && rows < 0)
+        snprintf(err, errlen, "estimating the IDs: no row estimate in the plan");
+    PQclear(r);
+    buf_free(&b);
+    return rows;
+}
+
+bool db_estimate_ids(PGconn *c, const DbNames *names, const char *where, const char *after,
+                     long long *count_out, bool *exact_out, char *err, size_t errlen)
+{
+    bool ok = false;
+    Buf sel, sql;
+    buf_init(&sel, SQL_MAX);
+    buf_init(&sql, SQL_MAX);
+    PGresult *r = NULL;
+    *count_out = -1;
+    *exact_out = false;
+    char *qt = db_quote_ident(c, names->source);
+    char *qk = db_quote_ident(c, names->key);
+    const char *params[1] = {after};
+    int np = after ? 1 : 0;
+    if (qt == NULL || qk == NULL) {
+        db_error(c, NULL, "quoting the source names", err, errlen);
+        goto done;
+    }
+    /* The same conditions as the source's pages (source.c build_sql), filter on lines of
+     * its own. */
+    bool built = buf_printf(&sel, "SELECT 1 FROM %s WHERE %s.%s %s", qt, qt, qk,
+                            after ? "> $1" : "IS NOT NULL");
+    if (built && where != NULL && *where != '\0')
+        built = buf_printf(&sel, " AND (\n%s\n)", where);
+    if (!built || !buf_printf(&sql, "SELECT 1 FROM %s", qt)) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    double table = plan_rows(c, sql.data, 0, NULL, err, errlen);
+    if (table < 0)
+        goto done;
+    if (table <= DB_ESTIMATE_COUNT_MAX) {
+        /* A small table is counted; the LIMIT bounds the cost of a planner that was
+         * wrong about its size. */
+        buf_reset(&sql);
+        if (!buf_printf(&sql, "SELECT count(*) FROM (%s LIMIT %d) AS pgenrich_n", sel.data,
+                        10 * DB_ESTIMATE_COUNT_MAX)) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        r = exec_params(c, sql.data, np, params, PGRES_TUPLES_OK, "counting the IDs", err, errlen);
+        if (r == NULL)
+            goto done;
+        long long n = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+        if (n >= 0 && n < 10 * DB_ESTIMATE_COUNT_MAX) {
+            *count_out = n;
+            *exact_out = true;
+            ok = true;
+            goto done;
+        }
+    }
+    double rows = plan_rows(c, sel.data, np, params, err, errlen);
+    if (rows < 0)
+        goto done;
+    *count_out = (long long)rows;
+    ok = true;
+done:
+    PQclear(r);
+    buf_free(&sel);
+    buf_free(&sql);
+    free(qt);
+    free(qk);
+    return ok;
+}

@@ -124,6 +124,18 @@ bool db_run_end(PGconn *c, const DbNames *names, long long run_id, int exit_stat
                 const char *state, long long requests, long long retries, char *err,
                 size_t errlen) WUR;
 
+/* Tables the planner puts at or below this many rows are counted; larger ones estimated. */
+#define DB_ESTIMATE_COUNT_MAX 100000
+
+/* How many IDs a pass over names->source will read: rows with a key (and matching where,
+ * when not NULL; and with a key above after, when not NULL: a keyset resume), for the
+ * progress line's total. Cheap: when the planner puts the whole table at or below
+ * DB_ESTIMATE_COUNT_MAX rows they are counted (*exact_out true), else the planner's
+ * estimate for the page query's conditions is taken (EXPLAIN; reltuples, or the table's
+ * size when it was never analyzed). Blocking. On failure *count_out is -1. */
+bool db_estimate_ids(PGconn *c, const DbNames *names, const char *where, const char *after,
+                     long long *count_out, bool *exact_out, char *err, size_t errlen) WUR;
+
 /* Copy the quoted form of ident into a new malloc'd string (PQescapeIdentifier + strdup);
  * NULL on failure. */
 char *db_quote_ident(PGconn *c, const char *ident) WUR;

@@ -152,6 +152,28 @@ static void print_summary(const SchedStats *st)
     fflush(stdout);
 }
 
+/* The progress line's total: the IDs this run will read, estimated cheaply before the loop.
+ * A keyset resume counts those after the checkpoint's key, an offset resume the rows past
+ * its offset; either way the line shows this run's work. Not worth failing the run for:
+ * an error leaves the total unknown. */
+static long long estimate_ids(PGconn *src, const Config *c, const DbNames *names,
+                              const char *position, long long start_offset)
+{
+    char err[512];
+    long long n = -1;
+    bool exact = false;
+    const char *after = position && !c->paging_offset ? position : NULL;
+    if (!db_estimate_ids(src, names, c->where, after, &n, &exact, err, sizeof err)) {
+        log_warn("event=estimate_failed error=\"%s\" detail=\"the progress total is unknown\"",
+                 err);
+        return -1;
+    }
+    if (c->paging_offset && n >= 0)
+        n = n > start_offset ? n - start_offset : 0;
+    log_info("event=estimate ids=%lld exact=%s", n, exact ? "true" : "false");
+    return n;
+}
+
 /* Every request in flight holds a socket, and a name being resolved a pair more: make sure
  * --concurrency fits in the open-file limit before the first request, raising the soft limit
  * toward the hard one, rather than meet EMFILE as a storm of failed connections later. */
@@ -275,8 +297,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         !db_init_schema(src, &names, key_type, err, sizeof err) ||
         !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
+    long long pending = 0;
     if (retry_failed) {
-        long long pending = 0;
         if (!db_count_failures(src, &names, c->job, c->reason, &pending, err, sizeof err))
             goto failed;
         log_info("event=retry_failed job=\"%s\" reason=\"%s\" ids=%lld", c->job,
@@ -330,6 +352,11 @@ static int cmd_run(const Config *c, JobFile *jf)
     else if (!retry_failed)
         log_info("event=start job=\"%s\" paging=%s", c->job, want_paging);
 
+    /* An incremental pass reads an unknown share of the source: no total until its end. */
+    long long total = retry_failed ? pending
+                      : c->only_missing || c->refresh_older_than > 0
+                          ? -1
+                          : estimate_ids(src, c, &names, position, start_offset);
     if (!begin_run(c, sink, retry_failed ? NULL : position, &run_id, err, sizeof err))
         goto failed;
 
@@ -354,6 +381,7 @@ static int cmd_run(const Config *c, JobFile *jf)
         .conninfo = dsn_of(c),
         .db_opts = db_opts_of(c),
         .run_id = run_id,
+        .total_estimate = total,
     };
     if (c->explain) {
         rc = explain_page(c, src, &setup);
@@ -499,6 +527,17 @@ int main(int argc, char **argv)
         log_level = LOG_WARN;
     if (cfg.verbose)
         log_level = LOG_DEBUG;
+    LogFormat log_format = LOG_FORMAT_LOGFMT;
+    /* config_validate has checked both names */
+    if (cfg.log_level != NULL && !log_level_parse(cfg.log_level, &log_level))
+        log_level = LOG_INFO;
+    if (cfg.log_format != NULL && !log_format_parse(cfg.log_format, &log_format))
+        log_format = LOG_FORMAT_LOGFMT;
+    if (!log_setup(log_format, cfg.log_file, err, sizeof err)) {
+        fprintf(stderr, "pgenrich: %s\n", err);
+        jobfile_free(&jf);
+        return EXIT_CONFIG;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("cannot initialise libcurl");
@@ -514,5 +553,6 @@ int main(int argc, char **argv)
         rc = cmd_run(&cfg, &jf);
     curl_global_cleanup();
     jobfile_free(&jf);
+    log_close();
     return rc;
 }

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "progress.h"
 #include "ratelimit.h"
 #include "redial.h"
 #include "retry.h"
@@ -40,7 +41,8 @@ const char *const sched_reason_names[SCHED_REASONS] = {
     REASON_NOT_FOUND, REASON_NO_LOCATION, REASON_BAD_RESPONSE, REASON_REJECTED,
     REASON_EXHAUSTED, REASON_FORBIDDEN,   REASON_UNLOADABLE};
 
-#define PROGRESS_INTERVAL    10.0 /* seconds between progress lines */
+#define LIVE_INTERVAL        0.25 /* seconds between redraws of the terminal's progress line */
+#define RATE_TAU             30.0 /* seconds: the progress rate's moving average */
 #define BREAKER_WINDOW       10.0 /* seconds of outcomes a breaker weighs */
 #define BREAKER_MIN_REQUESTS 20   /* outcomes needed before a breaker may open */
 #define BREAKER_THRESHOLD    0.5  /* share of transient failures that opens it */
@@ -105,8 +107,9 @@ struct Scheduler {
 
     ev_timer wake;       /* rate limit or breaker pause */
     ev_timer flush_tick; /* flush-interval */
-    ev_timer progress;
-    ev_signal sigint, sigterm;
+    ev_timer progress;   /* logfmt progress lines */
+    ev_timer live_tick;  /* the terminal's progress line */
+    ev_signal sigint, sigterm, sighup;
     int signals;
     bool draining;  /* after the first signal: no new IDs, in-flight ones may finish */
     ev_timer drain; /* --drain-timeout */
@@ -123,7 +126,10 @@ struct Scheduler {
     bool numeric_position; /* the checkpoint position is a number (metrics) */
     bool flush_has_pos;    /* the flush under way moves it to flush_pos */
     double flush_pos;
-    double flush_started; /* ev_time() */
+    double flush_started;     /* ev_time() */
+    long long settled;        /* IDs settled this run */
+    long long total_estimate; /* SchedSetup's */
+    ProgressRate prate;
 };
 
 static void pump(Scheduler *s);
@@ -258,6 +264,7 @@ static void lookup_free(Scheduler *s, Lookup *l)
 static void settle(Scheduler *s, Lookup *l)
 {
     window_settle(s->win, &l->slot);
+    s->settled++;
     lookup_free(s, l);
     if (!window_release(s->win))
         stop_job(s, EXIT_RUNTIME);
@@ -312,6 +319,12 @@ static void emit_failure(Scheduler *s, Lookup *l, const char *reason, long statu
         return;
     }
     outbox_count_failure(s->outbox, reason);
+    if (log_level >= LOG_DEBUG) {
+        int len;
+        const char *id = window_id(&l->slot, &len);
+        log_debug("event=id_failed id=\"%.*s\" reason=%s status=%ld attempts=%d error=\"%.*s\"",
+                  len > 200 ? 200 : len, id, reason, status, l->total_attempts, (int)elen, error);
+    }
     settle(s, l);
 }
 
@@ -387,6 +400,13 @@ static void schedule_retry(Scheduler *s, Lookup *l, double retry_after)
         delay = retry_after;
     s->st.retries++;
     metrics_retry(&s->metrics, l->prov);
+    if (log_level >= LOG_DEBUG) {
+        int len;
+        const char *id = window_id(&l->slot, &len);
+        log_debug("event=retry id=\"%.*s\" provider=%s attempt=%d delay_s=%.3f error=\"%s\"",
+                  len > 200 ? 200 : len, id, s->provs[l->prov].conf->name, l->attempts, delay,
+                  l->last_error);
+    }
     ev_timer_init(&l->retry, on_retry_due, delay, 0.);
     l->retry.data = l;
     ev_timer_start(s->loop, &l->retry);
@@ -994,17 +1014,58 @@ static void on_outbox_lost(void *ud)
     redial_start(s->sink_redial);
 }
 
+/* The progress as it stands; the rate is sampled too. */
+static void progress_view(Scheduler *s, ProgressView *v)
+{
+    const OutboxTotals *t = outbox_totals(s->outbox);
+    double now = ev_now(s->loop);
+    bool ended = window_ended(s->win);
+    *v = (ProgressView){
+        .job = s->cfg->job,
+        .done = s->settled,
+        .total = progress_total(s->total_estimate, s->st.ids_read, ended),
+        .ended = ended,
+        .elapsed = now - s->started,
+        .rate = progress_rate_update(&s->prate, now, s->settled),
+        .in_flight = (long long)fetcher_in_flight(s->fetcher),
+        .retries = s->st.retries,
+        .rows = t->rows_loaded,
+        .by_reason = t->by_reason,
+        .reason_names = sched_reason_names,
+        .n_reasons = SCHED_REASONS,
+    };
+}
+
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    (void)loop;
     (void)revents;
     Scheduler *s = w->data;
-    double el = ev_now(loop) - s->started;
-    long long settled = (long long)window_settled(s->win);
-    const OutboxTotals *t = outbox_totals(s->outbox);
-    log_info("event=progress ids_read=%lld settled=%lld rows_loaded=%lld failures=%lld "
-             "in_flight=%zu retries=%lld elapsed_s=%.1f ids_per_s=%.0f",
-             s->st.ids_read, settled, t->rows_loaded, t->failures, fetcher_in_flight(s->fetcher),
-             s->st.retries, el, el > 0 ? (double)settled / el : 0.0);
+    ProgressView v;
+    char line[1024];
+    progress_view(s, &v);
+    progress_log_line(line, sizeof line, &v);
+    log_info("%s", line);
+}
+
+static void on_live(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    Scheduler *s = w->data;
+    ProgressView v;
+    char line[512];
+    progress_view(s, &v);
+    progress_tty_line(line, sizeof line, &v, log_status_width());
+    log_status(line);
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    log_reopen();
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1114,8 +1175,13 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->wake.data = s;
     ev_timer_init(&s->flush_tick, on_flush_tick, cfg->flush_interval, cfg->flush_interval);
     s->flush_tick.data = s;
-    ev_timer_init(&s->progress, on_progress, PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+    ev_timer_init(&s->progress, on_progress, cfg->progress_interval, cfg->progress_interval);
     s->progress.data = s;
+    ev_timer_init(&s->live_tick, on_live, LIVE_INTERVAL, LIVE_INTERVAL);
+    s->live_tick.data = s;
+    ev_signal_init(&s->sighup, on_sighup, SIGHUP);
+    s->sighup.data = s;
+    s->total_estimate = setup->total_estimate;
     ev_signal_init(&s->sigint, on_signal, SIGINT);
     s->sigint.data = s;
     ev_signal_init(&s->sigterm, on_signal, SIGTERM);
@@ -1145,8 +1211,17 @@ int scheduler_run(Scheduler *s)
 {
     s->started = ev_now(s->loop);
     ev_timer_start(s->loop, &s->flush_tick);
-    if (!s->cfg->quiet)
+    /* A person at a terminal gets the live line; a log (no terminal, or a log file) the
+     * periodic one. Both are info: --quiet (warn) turns them off. */
+    progress_rate_init(&s->prate, RATE_TAU, s->started, 0);
+    bool show = log_level >= LOG_INFO;
+    bool live = show && log_status_ok();
+    if (live)
+        ev_timer_start(s->loop, &s->live_tick);
+    if (show && (!live || log_has_file()) && s->cfg->progress_interval > 0)
         ev_timer_start(s->loop, &s->progress);
+    if (log_has_file())
+        ev_signal_start(s->loop, &s->sighup);
     ev_signal_start(s->loop, &s->sigint);
     ev_signal_start(s->loop, &s->sigterm);
     maybe_fetch_page(s);
@@ -1161,6 +1236,10 @@ int scheduler_run(Scheduler *s)
     memcpy(s->st.by_reason, t->by_reason, sizeof s->st.by_reason);
     ev_timer_stop(s->loop, &s->flush_tick);
     ev_timer_stop(s->loop, &s->progress);
+    ev_timer_stop(s->loop, &s->live_tick);
+    ev_signal_stop(s->loop, &s->sighup);
+    if (live)
+        log_status(NULL); /* the summary starts on a clean line */
     ev_timer_stop(s->loop, &s->wake);
     ev_timer_stop(s->loop, &s->drain);
     ev_signal_stop(s->loop, &s->sigint);

@@ -31,10 +31,12 @@ typedef struct SchedSetup {
                                       or NULL for none; NULL array: none at all; never logged */
     const ProviderConf *providers; /* the chain, in order; must outlive the scheduler */
     size_t n_providers;
-    const char *conninfo; /* how source and sink connected (NULL: the PG* variables), to
-                             connect again after a loss; copied */
-    DbConnOpts db_opts;   /* and with which session settings */
-    long long run_id; /* the run's history row (db_run_begin), or 0: SinkOpts.run_id */
+    const char *conninfo;     /* how source and sink connected (NULL: the PG* variables), to
+                                 connect again after a loss; copied */
+    DbConnOpts db_opts;       /* and with which session settings */
+    long long run_id;         /* the run's history row (db_run_begin), or 0: SinkOpts.run_id */
+    long long total_estimate; /* IDs this run is expected to read, for the progress line;
+                                 <= 0: unknown */
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */

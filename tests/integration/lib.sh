@@ -381,12 +381,13 @@ checkpoint_of() {
     q "SELECT c FROM ${2:-enrich_checkpoints} c WHERE job = '$1'"
 }
 
-# assert_stderr_has LABEL TEXT...: run LABEL's stderr holds each TEXT (fixed strings).
+# assert_stderr_has LABEL TEXT...: run LABEL's stderr holds each TEXT (fixed strings), read
+# with the quoted values' \" and \\ escapes undone, so that TEXT is what the message said.
 assert_stderr_has() {
     local label=$1 t
     shift
     for t in "$@"; do
-        grep -qF -- "$t" "$IT_TMP/$label.err" ||
+        grep -qF -- "$t" <(sed -e 's/\\"/"/g' -e 's/\\\\/\\/g' "$IT_TMP/$label.err") ||
             LAST_RUN=$label fail "run $label: stderr does not mention '$t'"
     done
 }
