@@ -727,8 +727,31 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
     return NULL;
 }
 
+/* A paused provider's waiting lookups go on down the chain (the circuit breaker's
+ * fallback) rather than wait for its probes: IDs that keep failing there would otherwise be
+ * asked one per cooldown, up to a minute apart, and hold the end of the job. Fresh IDs
+ * still wait for the probe; the last provider keeps its own. */
+static void fail_over_paused(Scheduler *s, double now)
+{
+    for (int i = 0; i + 1 < s->n_provs; i++) {
+        Prov *p = &s->provs[i];
+        if (p->ready_head == NULL || breaker_wait(&p->breaker, now) <= 0)
+            continue;
+        Lookup *l = p->ready_head;
+        p->ready_head = p->ready_tail = NULL;
+        while (l != NULL) {
+            Lookup *next = l->ready_next;
+            final_failure(s, l, REASON_EXHAUSTED, l->last_status,
+                          l->last_error[0] ? l->last_error : "paused by its circuit breaker");
+            l = next;
+        }
+    }
+}
+
 static void pump(Scheduler *s)
 {
+    if (s->phase == PH_RUNNING)
+        fail_over_paused(s, ev_now(s->loop));
 again:
     while (s->phase == PH_RUNNING && fetcher_in_flight(s->fetcher) < (size_t)s->cfg->concurrency) {
         double now = ev_now(s->loop);

@@ -171,6 +171,6 @@ wait "$PROM_PID" 2>/dev/null || true
 
 # --- 4. the job ends as it would without metrics --------------------------------------------
 wait_pgenrich 150
-expect_done "the metered job"
+expect_rc 5 "the metered job (done; the mock's unknown IDs in the ledger)"
 check_summary_shape job
 check_against_expected metrics
