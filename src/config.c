@@ -53,6 +53,13 @@ const char config_usage[] =
     "            --progress-interval S (10: a progress line when stderr is no terminal; 0 none)\n"
     "            --config FILE (INI job file: [job], [source], [target], [limits] and\n"
     "            [provider NAME] sections; [job] also takes any setting)\n"
+    "[job] TLS:  --cacert FILE --capath DIR (else the system CA store) --client-cert FILE\n"
+    "            --client-key FILE (mutual TLS; the key must be chmod 600)\n"
+    "            --tls-min-version 1.2|1.3 --insecure (no verification: tests on loopback)\n"
+    "            --proxy URL|none (else http_proxy/https_proxy) --noproxy HOSTS (else no_proxy)\n"
+    "            (each also per provider: cacert = ... in [provider NAME])\n"
+    "[limits]+:  --provider-down-timeout S (300: no answer from a provider this long stops\n"
+    "            the job, resumable, exit 75; 0 = wait for ever)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
@@ -124,6 +131,15 @@ static const OptSpec opts[] = {
     {"log-level", OT_STR, OFF(log_level), 0, 0, false, CONFIG_SEC_JOB},
     {"log-format", OT_STR, OFF(log_format), 0, 0, false, CONFIG_SEC_JOB},
     {"log-file", OT_STR, OFF(log_file), 0, 0, false, CONFIG_SEC_JOB},
+    {"cacert", OT_STR, OFF(cacert), 0, 0, true, CONFIG_SEC_JOB},
+    {"capath", OT_STR, OFF(capath), 0, 0, true, CONFIG_SEC_JOB},
+    {"client-cert", OT_STR, OFF(client_cert), 0, 0, true, CONFIG_SEC_JOB},
+    {"client-key", OT_STR, OFF(client_key), 0, 0, true, CONFIG_SEC_JOB},
+    {"tls-min-version", OT_STR, OFF(tls_min_version), 0, 0, true, CONFIG_SEC_JOB},
+    {"insecure", OT_FLAG, OFF(insecure), 0, 0, true, CONFIG_SEC_JOB},
+    {"proxy", OT_STR, OFF(proxy), 0, 0, true, CONFIG_SEC_JOB},
+    {"noproxy", OT_STR, OFF(noproxy), 0, 0, true, CONFIG_SEC_JOB},
+    {"provider-down-timeout", OT_DOUBLE, OFF(provider_down_timeout), 0, 604800, true, LIM},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -163,6 +179,7 @@ void config_defaults(Config *c)
     c->history = 10;
     c->metrics_listen = NULL;
     c->progress_interval = 10;
+    c->provider_down_timeout = 300;
 }
 
 static bool parse_number(const char *s, double *out)
@@ -455,6 +472,12 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
     }
     if (c->log_format != NULL && !one_of(c->log_format, formats)) {
         blame(c, "log-format", err, errlen, "must be logfmt or json, not \"%.40s\"", c->log_format);
+        return false;
+    }
+    if (c->tls_min_version != NULL && strcmp(c->tls_min_version, "1.2") != 0 &&
+        strcmp(c->tls_min_version, "1.3") != 0) {
+        blame(c, "tls-min-version", err, errlen, "must be 1.2 or 1.3, not \"%.40s\"",
+              c->tls_min_version);
         return false;
     }
     if (c->format != NULL && strcmp(c->format, "text") != 0 && strcmp(c->format, "json") != 0) {
@@ -831,6 +854,8 @@ static void value_text(const Config *c, const OptSpec *o, char *buf, size_t len)
             snprintf(buf, len, "(none)");
         else if (strcmp(o->name, "dsn") == 0 || looks_like_url(v))
             config_mask_dsn(v, buf, len);
+        else if (strcmp(o->name, "proxy") == 0 && strchr(v, '@') != NULL)
+            snprintf(buf, len, "****%s", strrchr(v, '@')); /* user:password@host */
         else
             snprintf(buf, len, "%s", v);
         break;

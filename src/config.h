@@ -104,6 +104,18 @@ typedef struct Config {
     const char *log_level;    /* NULL: info (--quiet: warn, --verbose: debug) */
     const char *log_format;   /* NULL: logfmt; or json */
     const char *log_file;     /* NULL: stderr */
+    /* Connectivity (README "TLS, proxies and connection errors"): the defaults of every
+     * provider, which a [provider NAME] section may override. */
+    const char *cacert;           /* CA bundle file; NULL: the system store */
+    const char *capath;           /* CA directory; NULL: the system store */
+    const char *client_cert;      /* client certificate for mutual TLS; NULL: none */
+    const char *client_key;       /* its key; NULL: in client_cert's file */
+    const char *tls_min_version;  /* NULL: libcurl's; "1.2" or "1.3" */
+    bool insecure;                /* false; true verifies no certificate (tests only) */
+    const char *proxy;            /* NULL: http_proxy/https_proxy; "none": no proxy */
+    const char *noproxy;          /* NULL: no_proxy; hosts that bypass the proxy */
+    double provider_down_timeout; /* seconds without an answer from a provider before the
+                                     job stops, resumable: 300; 0 = wait for ever */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */

@@ -29,6 +29,7 @@ struct Req {
     bool too_large;
     fetch_done_fn fn;
     void *ud;
+    int tls_profile;  /* whose TLS settings the easy handle has; -1: libcurl's defaults */
     Req *prev, *next; /* in the active list, or next in the free list */
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -44,6 +45,8 @@ struct Fetcher {
     CURLM *multi;
     ev_timer timer;
     struct curl_slist *profiles[FETCHER_PROFILES_MAX]; /* header lists, see add_profile */
+    FetcherTls tls[FETCHER_PROFILES_MAX];              /* strings owned */
+    bool has_tls[FETCHER_PROFILES_MAX];                /* anything but the defaults */
     int n_profiles;
     FetcherOpts opts;
     char *user_agent;
@@ -166,33 +169,79 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
+/* The options every request has; also after curl_easy_reset. */
+static bool req_configure(Fetcher *f, Req *r)
+{
+    CURL *e = r->easy;
+    return curl_easy_setopt(e, CURLOPT_PRIVATE, r) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HEADERDATA, r) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, f->opts.timeout_ms) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_USERAGENT, f->user_agent) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->opts.max_body) == CURLE_OK;
+}
+
+/* The TLS and proxy options of profile p: the defaults come back with a reset, since
+ * libcurl has no way to say "the built-in CA store again" for CURLOPT_CAINFO. */
+static bool req_use_tls(Fetcher *f, Req *r, int p)
+{
+    if (r->tls_profile == p || (!f->has_tls[p] && r->tls_profile < 0))
+        return true;
+    CURL *e = r->easy;
+    if (r->tls_profile >= 0) {
+        curl_easy_reset(e);
+        r->tls_profile = -1;
+        if (!req_configure(f, r))
+            return false;
+    }
+    if (!f->has_tls[p])
+        return true;
+    const FetcherTls *t = &f->tls[p];
+    bool ok = true;
+    if (t->cacert)
+        ok = ok && curl_easy_setopt(e, CURLOPT_CAINFO, t->cacert) == CURLE_OK;
+    if (t->capath)
+        ok = ok && curl_easy_setopt(e, CURLOPT_CAPATH, t->capath) == CURLE_OK;
+    if (t->client_cert)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSLCERT, t->client_cert) == CURLE_OK;
+    if (t->client_key)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSLKEY, t->client_key) == CURLE_OK;
+    if (t->tls_min == 12 || t->tls_min == 13)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                                    t->tls_min == 13 ? (long)CURL_SSLVERSION_TLSv1_3
+                                                     : (long)CURL_SSLVERSION_TLSv1_2) == CURLE_OK;
+    if (t->insecure)
+        ok = ok && curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK &&
+             curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L) == CURLE_OK;
+    if (t->proxy)
+        ok = ok && curl_easy_setopt(e, CURLOPT_PROXY, t->proxy) == CURLE_OK;
+    if (t->noproxy)
+        ok = ok && curl_easy_setopt(e, CURLOPT_NOPROXY, t->noproxy) == CURLE_OK;
+    if (ok)
+        r->tls_profile = p;
+    return ok;
+}
+
 static Req *req_new(Fetcher *f)
 {
     Req *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
     r->f = f;
+    r->tls_profile = -1;
     r->easy = curl_easy_init();
     if (r->easy == NULL)
         goto failed;
     buf_init(&r->body, f->opts.max_body);
-    CURL *e = r->easy;
-    bool ok =
-        curl_easy_setopt(e, CURLOPT_PRIVATE, r) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, r) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, f->opts.timeout_ms) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_USERAGENT, f->user_agent) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->opts.max_body) == CURLE_OK;
-    if (!ok)
+    if (!req_configure(f, r))
         goto failed;
     return r;
 
@@ -261,6 +310,68 @@ static TransportErr map_curl_error(CURLcode rc, const Req *r)
     }
 }
 
+/* Whether curl's message reports a TLS alert from the server containing what. */
+static bool tls_alert(const char *msg, const char *what)
+{
+    const char *a = strstr(msg, "alert ");
+    return a != NULL && strstr(a, what) != NULL;
+}
+
+/* The finer cause of a failure, from curl's code and, where curl lumps causes together,
+ * its message (OpenSSL's alert names, the host-name check). */
+static ConnFault map_fault(CURLcode rc, const char *msg)
+{
+    switch (rc) {
+    case CURLE_OK:
+        return CF_NONE;
+    case CURLE_COULDNT_CONNECT:
+        return CF_REFUSED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return CF_TIMEOUT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return CF_RESOLVE;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return CF_RESOLVE_PROXY;
+#if LIBCURL_VERSION_NUM >= 0x074900
+    case CURLE_PROXY:
+        return CF_PROXY;
+#endif
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return strstr(msg, "host name") || strstr(msg, "hostname") ? CF_CERT_NAME
+                                                                   : CF_CERT_UNTRUSTED;
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return CF_CERT_UNTRUSTED;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+        return CF_TLS_LOCAL;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return CF_PROTOCOL;
+    case CURLE_URL_MALFORMAT:
+        return CF_URL;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        /* TLS 1.3 finishes the client's handshake before the server has looked at its
+         * certificate: a refusal comes as an alert on the first read. */
+        if (tls_alert(msg, "certificate required"))
+            return CF_CLIENT_CERT_REQUIRED;
+        if (tls_alert(msg, "unknown ca") || tls_alert(msg, "bad certificate") ||
+            tls_alert(msg, "certificate unknown") || tls_alert(msg, "certificate expired") ||
+            tls_alert(msg, "certificate revoked") || tls_alert(msg, "unsupported certificate"))
+            return CF_CLIENT_CERT_REFUSED;
+        return rc == CURLE_SSL_CONNECT_ERROR ? CF_TLS_HANDSHAKE : CF_RESET;
+    case CURLE_GOT_NOTHING:
+        return CF_RESET;
+    default:
+        return CF_OTHER;
+    }
+}
+
 static void check_multi_info(Fetcher *f)
 {
     CURLMsg *msg;
@@ -288,8 +399,11 @@ static void check_multi_info(Fetcher *f)
                      : r->errbuf[0] ? r->errbuf
                                     : curl_easy_strerror(rc),
         };
-        if (res.terr == TE_TOO_LARGE)
+        res.fault = res.terr == TE_NONE ? CF_NONE : map_fault(rc, res.error);
+        if (res.terr == TE_TOO_LARGE) {
             res.error = "body over the size cap";
+            res.fault = CF_NONE;
+        }
         r->fn(r->ud, &res);
         req_release(f, r);
     }
@@ -394,6 +508,55 @@ done:
     return rc;
 }
 
+static void tls_free(FetcherTls *t)
+{
+    free((char *)t->cacert);
+    free((char *)t->capath);
+    free((char *)t->client_cert);
+    free((char *)t->client_key);
+    free((char *)t->proxy);
+    free((char *)t->noproxy);
+    memset(t, 0, sizeof *t);
+}
+
+/* A copy of s, or NULL for NULL; *ok goes false when out of memory. */
+static const char *dup_opt(const char *s, bool *ok)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        *ok = false;
+    return d;
+}
+
+bool fetcher_profile_tls(Fetcher *f, int profile, const FetcherTls *tls, char *err, size_t errlen)
+{
+    if (profile < 0 || profile >= f->n_profiles) {
+        snprintf(err, errlen, "no such header profile");
+        return false;
+    }
+    FetcherTls *t = &f->tls[profile];
+    bool ok = true;
+    tls_free(t);
+    t->cacert = dup_opt(tls->cacert, &ok);
+    t->capath = dup_opt(tls->capath, &ok);
+    t->client_cert = dup_opt(tls->client_cert, &ok);
+    t->client_key = dup_opt(tls->client_key, &ok);
+    t->proxy = dup_opt(tls->proxy, &ok);
+    t->noproxy = dup_opt(tls->noproxy, &ok);
+    t->tls_min = tls->tls_min;
+    t->insecure = tls->insecure;
+    if (!ok) {
+        tls_free(t);
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    f->has_tls[profile] = t->cacert || t->capath || t->client_cert || t->client_key || t->proxy ||
+                          t->noproxy || t->tls_min || t->insecure;
+    return true;
+}
+
 bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, size_t body_len,
                    fetch_done_fn fn, void *ud)
 {
@@ -413,7 +576,7 @@ bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, s
     r->errbuf[0] = '\0';
     buf_reset(&r->body);
     CURL *e = r->easy;
-    bool ok = curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
+    bool ok = req_use_tls(f, r, profile) && curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
               curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->profiles[profile]) == CURLE_OK;
     if (ok && body) {
         ok = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) == CURLE_OK &&
@@ -462,8 +625,10 @@ void fetcher_free(Fetcher *f)
         ev_timer_stop(f->loop, &f->timer);
         curl_multi_cleanup(f->multi); /* closes sockets, calling on_curl_socket REMOVE */
     }
-    for (int i = 0; i < f->n_profiles; i++)
+    for (int i = 0; i < f->n_profiles; i++) {
         wipe_slist(f->profiles[i]);
+        tls_free(&f->tls[i]);
+    }
     free(f->user_agent);
     free(f);
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "compat.h"
+#include "connerr.h"
 #include "retry.h"
 
 struct ev_loop;
@@ -26,6 +27,8 @@ typedef struct FetchResult {
     const char *retry_after;  /* Retry-After header value or NULL; borrowed */
     const char *content_type; /* Content-Type header value or NULL; borrowed */
     const char *error;        /* curl's message for a transport error, else "" */
+    ConnFault fault;          /* the cause of a transport error in finer terms; CF_NONE
+                                 when terr is TE_NONE */
 } FetchResult;
 
 /* Called once per request when it ends, from the loop. The callback may start new
@@ -48,6 +51,25 @@ Fetcher *fetcher_new(struct ev_loop *loop, const FetcherOpts *opts, char *err, s
  * reason in err) when out of memory or slots. */
 int fetcher_add_profile(Fetcher *f, const char *const *headers, size_t n, bool post,
                         const char *token, char *err, size_t errlen) WUR;
+
+/* TLS and proxy settings of a profile. NULL strings and 0 leave libcurl's defaults: the
+ * system CA store, verification on, TLS 1.2 or whatever libcurl's minimum is, the proxy of
+ * the http_proxy/https_proxy/no_proxy environment. */
+typedef struct FetcherTls {
+    const char *cacert;      /* CA bundle file (PEM) */
+    const char *capath;      /* directory of hashed CA certificates (c_rehash) */
+    const char *client_cert; /* client certificate (PEM), for mutual TLS */
+    const char *client_key;  /* its private key (PEM); NULL: in client_cert's file */
+    int tls_min;             /* 0: libcurl's; 12: TLS 1.2; 13: TLS 1.3 */
+    bool insecure;           /* verify neither the peer's certificate nor its name */
+    const char *proxy;       /* [scheme://]host[:port]; "" ignores the environment's */
+    const char *noproxy;     /* hosts that bypass the proxy, comma separated ("*": all) */
+} FetcherTls;
+
+/* Give profile (from fetcher_add_profile) the TLS and proxy settings in tls; everything is
+ * copied. Returns false (with a reason in err) when out of memory or profile is unknown. */
+bool fetcher_profile_tls(Fetcher *f, int profile, const FetcherTls *tls, char *err,
+                         size_t errlen) WUR;
 
 /* Start a request to url with the headers of `profile`: a GET, or a POST of body_len bytes
  * of body (copied) when body is not NULL. fn(ud, result) is called when it ends. Returns

@@ -37,6 +37,7 @@ typedef struct ProvDraft {
     const char *presence; /* override, or NULL */
     const char *ptr[COL_COUNT];
     bool ptr_set[COL_COUNT]; /* overridden (ptr may be NULL: `none`) */
+    unsigned tls_seen;       /* bits of tls_keys[] given */
 } ProvDraft;
 
 typedef enum SectionKind { SEC_NONE, SEC_SETTINGS, SEC_PROVIDER } SectionKind;
@@ -418,6 +419,84 @@ static bool token_source(ProviderConf *p, ProvDraft *d, const char *key, const c
     return true;
 }
 
+/* The TLS and proxy keys of a provider section, named like the global settings. */
+static const char *const tls_keys[] = {"cacert",          "capath", "client_cert", "client_key",
+                                       "tls_min_version", "proxy",  "noproxy",     "insecure"};
+
+/* A path, a proxy or a host list: not empty, no control character. */
+static bool plain_value(const char *value, char *why, size_t whylen)
+{
+    if (value[0] == '\0') {
+        snprintf(why, whylen, "must not be empty");
+        return false;
+    }
+    for (const char *c = value; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7F) {
+            snprintf(why, whylen, "control character in the value");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One of tls_keys[t] = value for the current provider. */
+static bool provider_tls_key(LoadState *st, int t, const char *key, const char *value)
+{
+    ProviderTls *tls = &st->prov->tls;
+    char why[MSG_MAX];
+    const char **field = NULL;
+
+    if (st->draft->tls_seen & (1u << t)) {
+        fail(st, st->line, "%s: given twice in [provider %s]", key, st->prov->name);
+        return false;
+    }
+    st->draft->tls_seen |= 1u << t;
+    switch (t) {
+    case 0:
+        field = &tls->cacert;
+        break;
+    case 1:
+        field = &tls->capath;
+        break;
+    case 2:
+        field = &tls->client_cert;
+        break;
+    case 3:
+        field = &tls->client_key;
+        break;
+    case 4:
+        if (strcmp(value, "1.2") != 0 && strcmp(value, "1.3") != 0) {
+            fail(st, st->line, "%s: must be 1.2 or 1.3", key);
+            return false;
+        }
+        field = &tls->tls_min_version;
+        break;
+    case 5:
+        field = &tls->proxy;
+        break;
+    case 6:
+        field = &tls->noproxy;
+        break;
+    default:
+        if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
+            tls->insecure_set = true;
+            tls->insecure = strcmp(value, "true") == 0;
+            return true;
+        }
+        fail(st, st->line, "%s: must be true or false", key);
+        return false;
+    }
+    if (!plain_value(value, why, sizeof why)) {
+        fail(st, st->line, "%s: %s", key, why);
+        return false;
+    }
+    if ((*field = jf_strdup(st->jf, value)) == NULL) {
+        fail(st, st->line, "out of memory");
+        return false;
+    }
+    return true;
+}
+
 static bool provider_key(LoadState *st, const char *key, const char *value)
 {
     ProviderConf *p = st->prov;
@@ -434,6 +513,9 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
         for (size_t i = 0; i <= len; i++)
             name[i] = key[i] == '-' ? '_' : key[i];
         bit = provider_key_bit(name, &col);
+        for (size_t t = 0; bit < 0 && t < ARRAY_LEN(tls_keys); t++)
+            if (strcmp(name, tls_keys[t]) == 0)
+                return provider_tls_key(st, (int)t, key, value);
     }
 
     if (bit < 0) {
@@ -835,6 +917,45 @@ static void dump_line(FILE *out, const char *prov, const char *key, const char *
     fputc('\n', out);
 }
 
+void jobfile_effective_tls(const ProviderConf *p, const Config *cfg, ProviderTls *out)
+{
+    const ProviderTls *t = &p->tls;
+    *out = (ProviderTls){
+        .cacert = t->cacert ? t->cacert : cfg->cacert,
+        .capath = t->capath ? t->capath : cfg->capath,
+        .client_cert = t->client_cert ? t->client_cert : cfg->client_cert,
+        .client_key = t->client_key ? t->client_key : cfg->client_key,
+        .tls_min_version = t->tls_min_version ? t->tls_min_version : cfg->tls_min_version,
+        .proxy = t->proxy ? t->proxy : cfg->proxy,
+        .noproxy = t->noproxy ? t->noproxy : cfg->noproxy,
+        .insecure_set = true,
+        .insecure = t->insecure_set ? t->insecure : cfg->insecure,
+    };
+}
+
+/* The TLS keys a section gave (the others inherit the global settings, which
+ * config_dump prints). A proxy's userinfo is masked. */
+static void dump_tls(FILE *out, const ProviderConf *p, char *buf, size_t len)
+{
+    const ProviderTls *t = &p->tls;
+    const char *vals[] = {t->cacert,          t->capath, t->client_cert, t->client_key,
+                          t->tls_min_version, t->proxy,  t->noproxy};
+    for (size_t k = 0; k < ARRAY_LEN(vals); k++) {
+        const char *v = vals[k];
+        if (v == NULL)
+            continue;
+        if (k == 5 && strstr(v, "://") != NULL)
+            config_mask_dsn(v, buf, len);
+        else if (k == 5 && strchr(v, '@') != NULL)
+            snprintf(buf, len, "****%s", strrchr(v, '@'));
+        else
+            snprintf(buf, len, "%s", v);
+        dump_line(out, p->name, tls_keys[k], buf, NULL);
+    }
+    if (t->insecure_set)
+        dump_line(out, p->name, "insecure", t->insecure ? "true" : "false", NULL);
+}
+
 void jobfile_dump(const JobFile *jf, FILE *out)
 {
     char buf[2 * JOBFILE_LINE_MAX + 64];
@@ -874,6 +995,7 @@ void jobfile_dump(const JobFile *jf, FILE *out)
             dump_line(out, p->name, "token_file", p->token_ref, NULL);
             break;
         }
+        dump_tls(out, p, buf, sizeof buf);
         dump_line(out, p->name, "presence", p->map.presence, NULL);
         for (int c = 0; c < COL_COUNT; c++) {
             snprintf(buf, sizeof buf, "map.%s", provider_column_names[c]);

@@ -31,6 +31,21 @@ typedef enum TokenFrom {
     TOKEN_FROM_FILE,        /* token_file = PATH: the file PATH */
 } TokenFrom;
 
+/* A provider's TLS and proxy settings (README "TLS, proxies and connection errors"). NULL:
+ * not given, the global setting of the same name applies. Paths are as given (relative: to
+ * the working directory). */
+typedef struct ProviderTls {
+    const char *cacert;          /* CA bundle file */
+    const char *capath;          /* CA directory */
+    const char *client_cert;     /* client certificate, for mutual TLS */
+    const char *client_key;      /* its private key */
+    const char *tls_min_version; /* "1.2" or "1.3" */
+    const char *proxy;           /* proxy URL, or "none" (no proxy, whatever the environment) */
+    const char *noproxy;         /* hosts that bypass the proxy */
+    bool insecure_set;           /* insecure was given ... */
+    bool insecure;               /* ... with this value */
+} ProviderTls;
+
 /* One provider of the chain. Every string is owned by the JobFile (or static). */
 typedef struct ProviderConf {
     const char *name; /* [A-Za-z0-9_.-]{1,PROVIDER_NAME_MAX}; recorded in the target's
@@ -51,6 +66,7 @@ typedef struct ProviderConf {
                               TOKEN_FROM_FILE: a non-empty path without control
                               characters, as given (relative: to the working directory);
                               else NULL */
+    ProviderTls tls;       /* the section's own TLS and proxy keys */
 } ProviderConf;
 
 typedef struct JobFile {
@@ -88,6 +104,10 @@ bool jobfile_load_string(const char *text, const char *name_for_errors, Config *
  * built into jf's storage. base_url must start with http:// or https:// and hold no
  * braces, '?', '#', space or control character. False with a reason in err otherwise. */
 bool jobfile_default_chain(const char *base_url, JobFile *jf, char *err, size_t errlen) WUR;
+
+/* The TLS and proxy settings p runs with: each of p's own keys, else the global setting
+ * (cfg) of the same name. Strings are borrowed from p and cfg. */
+void jobfile_effective_tls(const ProviderConf *p, const Config *cfg, ProviderTls *out);
 
 /* Print the chain for check-config, one "provider.NAME.key = value" line per key (every
  * mapping pointer included), with a URL's secrets and the values of headers named like

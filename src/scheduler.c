@@ -18,6 +18,7 @@
 
 #include "breaker.h"
 #include "buf.h"
+#include "connerr.h"
 #include "copyenc.h"
 #include "fetcher.h"
 #include "jobfile.h"
@@ -80,6 +81,13 @@ typedef struct Prov {
      * forbidden, the threshold stops the job with them unrecorded. */
     int refusals; /* consecutive 403s */
     Lookup *held; /* their lookups, linked through ready_next */
+    /* Reachability (--provider-down-timeout): an HTTP answer of any status proves it. */
+    bool answered;        /* an answer came this run: a lost host name is a hiccup now */
+    double last_answer;   /* loop time of the last answer, or the run's start */
+    double failing_since; /* first failure below HTTP since the last answer; 0: none */
+    ConnFault last_fault; /* the last failure below HTTP, and curl's words for it */
+    char last_error[160];
+    char host[256]; /* of its URL template, for messages */
 } Prov;
 
 typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
@@ -111,8 +119,9 @@ struct Scheduler {
     ev_timer live_tick;  /* the terminal's progress line */
     ev_signal sigint, sigterm, sighup;
     int signals;
-    bool draining;  /* after the first signal: no new IDs, in-flight ones may finish */
-    ev_timer drain; /* --drain-timeout */
+    bool draining;      /* after the first signal: no new IDs, in-flight ones may finish */
+    ev_timer drain;     /* --drain-timeout */
+    ev_timer down_tick; /* --provider-down-timeout */
     Redial *sink_redial, *src_redial; /* a lost connection being replaced */
 
     Phase phase;
@@ -499,6 +508,77 @@ static void release_refused(Scheduler *s, Prov *p)
     }
 }
 
+/* A failure below HTTP that no retry can fix (a certificate, the TLS set-up, the URL, a
+ * host that never resolved): one line with the cause, curl's words and the fix, then stop.
+ * l and the other lookups in flight are abandoned, unrecorded: the checkpoint stays
+ * before them and the ledger learns nothing. */
+static void config_failure(Scheduler *s, Prov *p, Lookup *l, const FetchResult *r)
+{
+    char hint[256];
+    connerr_hint(r->fault, p->conf->name, hint, sizeof hint);
+    log_error("event=provider_config_error provider=%s host=%s error=\"%s\" detail=\"%s\" "
+              "hint=\"%s\"",
+              p->conf->name, p->host, connerr_cause(r->fault), p->last_error, hint);
+    lookup_free(s, l);
+    stop_job(s, EXIT_CONFIG);
+}
+
+/* The breaker has opened: say what the provider's failures were, and for how long the job
+ * will wait for it. */
+static void log_paused(Scheduler *s, const Prov *p, const FetchResult *r)
+{
+    if (r->terr == TE_NONE) {
+        log_warn("event=provider_paused provider=%s host=%s error=\"HTTP %ld\" "
+                 "detail=\"too many transient failures; probing it again shortly\"",
+                 p->conf->name, p->host, r->status);
+        return;
+    }
+    char hint[256];
+    connerr_hint(r->fault, p->conf->name, hint, sizeof hint);
+    log_warn("event=provider_paused provider=%s host=%s error=\"%s\" answered=%s "
+             "detail=\"%s; probing it again shortly\" down_timeout_s=%g hint=\"%s\"",
+             p->conf->name, p->host, connerr_word(r->fault), p->answered ? "true" : "false",
+             p->last_error, s->cfg->provider_down_timeout, hint);
+}
+
+/* A lookup out of attempts with a failure below HTTP, at the end of the chain, while the
+ * first provider (where fresh IDs go) gets no answer either: the provider is down, not this
+ * ID, and recording it would only fill the ledger. It waits again instead; the job's wait
+ * is bounded by --provider-down-timeout. Returns whether l was rescheduled. */
+static bool hold_while_down(Scheduler *s, Lookup *l, const FetchResult *r)
+{
+    const Prov *p = &s->provs[l->prov];
+    if (r->terr == TE_NONE || r->terr == TE_TOO_LARGE || s->cfg->provider_down_timeout <= 0 ||
+        l->prov + 1 < s->n_provs || p->failing_since == 0 || s->provs[0].failing_since == 0)
+        return false;
+    schedule_retry(s, l, 0);
+    return true;
+}
+
+/* Once a second: a first provider that has given no answer for --provider-down-timeout
+ * (since the run's start or its last answer) while its requests fail stops the job,
+ * resumable. Later providers of a chain do not: the IDs they cannot answer are recorded and
+ * the first provider goes on; a chain with every provider down stops through the first. */
+static void on_down_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    Scheduler *s = w->data;
+    const Prov *p = &s->provs[0];
+    double now = ev_now(s->loop);
+    double limit = s->cfg->provider_down_timeout;
+    if (s->phase != PH_RUNNING || limit <= 0 || p->failing_since == 0 ||
+        now - p->last_answer < limit)
+        return;
+    log_error("event=provider_down provider=%s host=%s error=\"%s\" detail=\"%s\" "
+              "no_answer_s=%.0f down_timeout_s=%g answered=%s hint=\"no answer from the provider "
+              "for --provider-down-timeout; settled work is committed; run again to resume once "
+              "it is back\"",
+              p->conf->name, p->host, connerr_word(p->last_fault), p->last_error,
+              now - p->last_answer, limit, p->answered ? "true" : "false");
+    stop_job(s, EXIT_TEMPFAIL);
+}
+
 static void on_fetch_done(void *ud, const FetchResult *r)
 {
     Lookup *l = ud;
@@ -515,6 +595,23 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     else
         snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
 
+    if (r->terr == TE_NONE) {
+        p->answered = true;
+        p->last_answer = now;
+        p->failing_since = 0;
+    } else {
+        if (p->failing_since == 0)
+            p->failing_since = now;
+        p->last_fault = r->fault;
+        utf8_sanitize(p->last_error, sizeof p->last_error, r->error, strlen(r->error));
+        if (connerr_is_config(r->fault, p->answered)) {
+            if (p->in_flight > 0)
+                p->in_flight--;
+            config_failure(s, p, l, r);
+            return;
+        }
+    }
+
     RetryAction act = retry_classify(r->terr, r->status, &reason);
     double took = now - l->sent_at;
     if (act != RA_PARSE) /* a 200 is counted once its body is read */
@@ -527,9 +624,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         breaker_record(&p->breaker, healthy, l->sent_at, now);
         BreakerState after = breaker_state(&p->breaker);
         if (before == BR_CLOSED && after == BR_OPEN)
-            log_warn("event=provider_paused provider=%s detail=\"too many transient failures; "
-                     "probing it again shortly\"",
-                     p->conf->name);
+            log_paused(s, p, r);
         else if (after != before && after == BR_CLOSED)
             log_info("event=provider_resumed provider=%s", p->conf->name);
     }
@@ -597,7 +692,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
                      s->cfg->retry_after_max);
             text_append(l->last_error, sizeof l->last_error, 1, tail);
             final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
-        } else if (l->attempts >= s->cfg->max_attempts) {
+        } else if (l->attempts >= s->cfg->max_attempts && !hold_while_down(s, l, r)) {
             final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
         } else {
             schedule_retry(s, l, has_ra ? ra : 0);
@@ -1093,6 +1188,28 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* The provider's TLS and proxy settings onto its fetcher profile; its host for messages. */
+static bool provider_tls(Scheduler *s, Prov *p, const Config *cfg, char *err, size_t errlen)
+{
+    ProviderTls t;
+    jobfile_effective_tls(p->conf, cfg, &t);
+    FetcherTls ft = {
+        .cacert = t.cacert,
+        .capath = t.capath,
+        .client_cert = t.client_cert,
+        .client_key = t.client_key,
+        .tls_min = t.tls_min_version == NULL               ? 0
+                   : strcmp(t.tls_min_version, "1.3") == 0 ? 13
+                                                           : 12,
+        .insecure = t.insecure,
+        .proxy = t.proxy && strcmp(t.proxy, "none") == 0 ? "" : t.proxy,
+        .noproxy = t.noproxy,
+    };
+    if (!connerr_url_host(p->conf->url, p->host, sizeof p->host))
+        snprintf(p->host, sizeof p->host, "?");
+    return fetcher_profile_tls(s->fetcher, p->profile, &ft, err, errlen);
+}
+
 Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSetup *setup,
                          char *err, size_t errlen)
 {
@@ -1183,7 +1300,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         p->profile =
             fetcher_add_profile(s->fetcher, p->conf->headers, p->conf->n_headers, p->conf->post,
                                 setup->tokens ? setup->tokens[i] : NULL, err, errlen);
-        if (p->profile < 0)
+        if (p->profile < 0 || !provider_tls(s, p, cfg, err, errlen))
             goto failed;
         (void)metrics_add_provider(&s->metrics, p->conf->name); /* index i, like provs */
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
@@ -1211,6 +1328,11 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     s->sigterm.data = s;
     ev_init(&s->drain, on_drain_timeout);
     s->drain.data = s;
+    double tick = cfg->provider_down_timeout > 0 && cfg->provider_down_timeout < 4
+                      ? cfg->provider_down_timeout / 4
+                      : 1.0;
+    ev_timer_init(&s->down_tick, on_down_tick, tick, tick);
+    s->down_tick.data = s;
     s->sink_redial = redial_new(loop, setup->conninfo, &setup->db_opts, cfg->db_retry_timeout,
                                 "sink", on_sink_redialed, s);
     s->src_redial = redial_new(loop, setup->conninfo, &setup->db_opts, cfg->db_retry_timeout,
@@ -1233,7 +1355,11 @@ failed:
 int scheduler_run(Scheduler *s)
 {
     s->started = ev_now(s->loop);
+    for (int i = 0; i < s->n_provs; i++)
+        s->provs[i].last_answer = s->started;
     ev_timer_start(s->loop, &s->flush_tick);
+    if (s->cfg->provider_down_timeout > 0)
+        ev_timer_start(s->loop, &s->down_tick);
     /* A person at a terminal gets the live line; a log (no terminal, or a log file) the
      * periodic one. Both are info: --quiet (warn) turns them off. */
     progress_rate_init(&s->prate, RATE_TAU, s->started, 0);
@@ -1265,6 +1391,7 @@ int scheduler_run(Scheduler *s)
         log_status(NULL); /* the summary starts on a clean line */
     ev_timer_stop(s->loop, &s->wake);
     ev_timer_stop(s->loop, &s->drain);
+    ev_timer_stop(s->loop, &s->down_tick);
     ev_signal_stop(s->loop, &s->sigint);
     ev_signal_stop(s->loop, &s->sigterm);
     return s->exit_code < 0 ? EXIT_OK : s->exit_code;
