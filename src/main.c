@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 #include <ev.h>
 #include <libpq-fe.h>
 
+#include "buf.h"
 #include "config.h"
+#include "connerr.h"
 #include "db.h"
 #include "jobfile.h"
 #include "joblock.h"
@@ -234,6 +237,93 @@ static int explain_page(const Config *c, PGconn *conn, const SchedSetup *setup)
     return EXIT_OK;
 }
 
+/* A TLS file the provider names must be there and readable (a directory for capath):
+ * found now, the message names the key; found by libcurl, it would be one request's
+ * error. */
+static bool tls_file_ok(const char *prov, const char *key, const char *path, bool dir, char *err,
+                        size_t errlen)
+{
+    struct stat st;
+    if (path == NULL)
+        return true;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
+        snprintf(err, errlen, "provider %s: %s %s: %s", prov, key, path, strerror(errno));
+        return false;
+    }
+    if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "provider %s: %s %s: not a %s", prov, key, path,
+                 dir ? "directory" : "regular file");
+        return false;
+    }
+    return true;
+}
+
+/* Before anything connects, what can be told about each provider's connection: its URL
+ * parses (with a sample ID), its TLS files are usable, a client key is private (libpq's
+ * rule for sslkey), and --insecure is loud and never sends a token off the machine. */
+static bool check_connectivity(const Config *c, const JobFile *jf, const char *const *tokens,
+                               char *err, size_t errlen)
+{
+    Buf url;
+    bool ok = false;
+    buf_init(&url, 64 * 1024);
+    for (size_t i = 0; i < jf->n_providers; i++) {
+        const ProviderConf *p = &jf->providers[i];
+        ProviderTls t;
+        char host[256], why[200];
+        jobfile_effective_tls(p, c, &t);
+        buf_reset(&url);
+        CURLU *u = curl_url();
+        CURLUcode uc = CURLUE_OUT_OF_MEMORY;
+        if (u != NULL && provider_build_url(&url, p->url, "1", 1))
+            uc = curl_url_set(u, CURLUPART_URL, url.data, 0);
+        curl_url_cleanup(u);
+        if (uc != CURLUE_OK || !connerr_url_host(p->url, host, sizeof host)) {
+            snprintf(err, errlen,
+                     "provider %s: the URL is malformed: %s (hint: check url = of [provider %s] "
+                     "or --base-url)",
+                     p->name, uc != CURLUE_OK ? curl_url_strerror(uc) : "no host", p->name);
+            goto done;
+        }
+        if (!tls_file_ok(p->name, "cacert", t.cacert, false, err, errlen) ||
+            !tls_file_ok(p->name, "capath", t.capath, true, err, errlen) ||
+            !tls_file_ok(p->name, "client_cert", t.client_cert, false, err, errlen) ||
+            !tls_file_ok(p->name, "client_key", t.client_key, false, err, errlen))
+            goto done;
+        if (t.client_key && !t.client_cert) {
+            snprintf(err, errlen,
+                     "provider %s: client_key without client_cert (hint: give both, "
+                     "--client-cert and --client-key or client_cert = and client_key =)",
+                     p->name);
+            goto done;
+        }
+        struct stat st;
+        if (t.client_key && stat(t.client_key, &st) == 0 &&
+            !connerr_key_mode_ok(st.st_mode, st.st_uid, why, sizeof why)) {
+            snprintf(err, errlen, "provider %s: the private key %s %s", p->name, t.client_key, why);
+            goto done;
+        }
+        bool token = tokens && tokens[i] && tokens[i][0];
+        if (t.insecure && token && !connerr_host_loopback(host)) {
+            snprintf(err, errlen,
+                     "provider %s: insecure (no certificate verification) with a token is "
+                     "refused for %s, which is not loopback: anyone on the way could take the "
+                     "token (hint: give the CA with --cacert or cacert = in [provider %s])",
+                     p->name, host, p->name);
+            goto done;
+        }
+        if (t.insecure)
+            log_warn("event=tls_insecure provider=%s host=%s detail=\"TLS CERTIFICATES ARE NOT "
+                     "VERIFIED: anyone on the way can read and change the answers; for tests "
+                     "only\"",
+                     p->name, host);
+    }
+    ok = true;
+done:
+    buf_free(&url);
+    return ok;
+}
+
 static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
@@ -269,7 +359,8 @@ static int cmd_run(const Config *c, JobFile *jf)
         goto failed;
     }
     if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
-                          sizeof err)) {
+                          sizeof err) ||
+        !check_connectivity(c, jf, tokens.tokens, err, sizeof err)) {
         rc = EXIT_CONFIG;
         goto failed;
     }
@@ -451,7 +542,8 @@ static int cmd_check_config(const Config *c, JobFile *jf)
     TokenChain tokens = {0};
     bool ok =
         (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, sizeof err)) &&
-        token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err, sizeof err);
+        token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err, sizeof err) &&
+        check_connectivity(c, jf, tokens.tokens, err, sizeof err);
     token_chain_free(&tokens);
     if (!ok) {
         fprintf(stderr, "%s\n", err);

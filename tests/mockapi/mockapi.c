@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -53,6 +54,9 @@ typedef struct Opts {
     unsigned slow_status;       /* status of the --slow-mod answer: 503 or 429 */
     const char *require_header; /* "Name: value" every API request must carry, or NULL */
     const char *header_log;     /* file for one "path TAB Authorization" line per request */
+    const char *tls_cert;       /* PEM certificate (chain): serve HTTPS */
+    const char *tls_key;        /* its PEM key */
+    const char *tls_client_ca;  /* PEM CA: require a client certificate it issued */
 } Opts;
 
 typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
@@ -95,6 +99,9 @@ static const OptDef opt_defs[] = {
     {"slow-retry-after", OPT_UINT, offsetof(Opts, slow_retry_after), 1000000000},
     {"slow-status", OPT_UINT, offsetof(Opts, slow_status), 599},
     {"header-log", OPT_STR, offsetof(Opts, header_log), 0},
+    {"tls-cert", OPT_STR, offsetof(Opts, tls_cert), 0},
+    {"tls-key", OPT_STR, offsetof(Opts, tls_key), 0},
+    {"tls-client-ca", OPT_STR, offsetof(Opts, tls_client_ca), 0},
 };
 
 static void usage(FILE *f)
@@ -108,6 +115,7 @@ static void usage(FILE *f)
           "                        [--nest-mod N] [--nest-depth D] [--require-header H]\n"
           "                        [--forbidden-mod N] [--slow-mod N] [--slow-retry-after S]\n"
           "                        [--slow-status 503|429] [--header-log FILE]\n"
+          "                        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -1184,6 +1192,31 @@ static bool append_upload(Req *rq, const char *data, size_t n)
     return true;
 }
 
+/* --tls-client-ca: MHD only asks for a client certificate (GNUTLS_CERT_REQUEST) and leaves
+ * checking it to the handler; requiring one in the handshake makes MHD drop the connection
+ * without a word. Answer like a TLS 1.3 server (OpenSSL's): a fatal alert naming the
+ * problem, then close. Returns false when the connection must be refused. */
+static bool client_cert_ok(const Server *s, struct MHD_Connection *conn)
+{
+    if (!s->o.tls_client_ca)
+        return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return false;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    unsigned status = 0, n = 0;
+    if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0) {
+        gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_CERTIFICATE_REQUIRED);
+        return false;
+    }
+    if (gnutls_certificate_verify_peers2(session, &status) != GNUTLS_E_SUCCESS || status != 0) {
+        gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_UNKNOWN_CA);
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -1193,6 +1226,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     (void)version;
     if (!rq || !rq->started) {
+        if (!client_cert_ok(s, conn))
+            return MHD_NO;
         if (!rq) {
             rq = calloc(1, sizeof(*rq));
             if (!rq)
@@ -1425,6 +1460,30 @@ static bool make_addr(const char *host, unsigned port, struct sockaddr_storage *
     return false;
 }
 
+/* A whole (small) PEM file, NUL-terminated; NULL with a message on failure. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    if (!f) {
+        fprintf(stderr, "pgenrich-mockapi: cannot open \"%s\": %s\n", path, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(1 << 20);
+    if (buf)
+        n = fread(buf, 1, (1 << 20) - 1, f);
+    if (!buf || ferror(f) || n == 0) {
+        fprintf(stderr, "pgenrich-mockapi: cannot read \"%s\"\n", path);
+        free(buf);
+        buf = NULL;
+    } else {
+        buf[n] = '\0';
+    }
+    fclose(f);
+    return buf;
+}
+
 static int run_server(Server *s)
 {
     struct MHD_Daemon *d = NULL;
@@ -1461,6 +1520,35 @@ static int run_server(Server *s)
      * injected reset (SO_LINGER 0) reaches the client as an RST rather than a FIN. */
     flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
             MHD_USE_ERROR_LOG | MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0);
+    /* HTTPS: the key and certificates go in as memory, through an option array so that the
+     * plain-HTTP call below stays as it was. */
+    struct MHD_OptionItem tls_opts[5];
+    size_t n_tls = 0;
+    char *pem_cert = NULL, *pem_key = NULL, *pem_ca = NULL;
+    if (s->o.tls_cert || s->o.tls_key || s->o.tls_client_ca) {
+        if (!s->o.tls_cert || !s->o.tls_key) {
+            fprintf(stderr, "pgenrich-mockapi: --tls-cert and --tls-key go together\n");
+            rc = 2;
+            goto done;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            fprintf(stderr, "pgenrich-mockapi: this libmicrohttpd has no TLS\n");
+            rc = 2;
+            goto done;
+        }
+        if (!(pem_cert = read_pem(s->o.tls_cert)) || !(pem_key = read_pem(s->o.tls_key)) ||
+            (s->o.tls_client_ca && !(pem_ca = read_pem(s->o.tls_client_ca)))) {
+            rc = 2;
+            goto done;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, pem_cert};
+        tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, pem_key};
+        if (pem_ca) {
+            tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, pem_ca};
+        }
+    }
+    tls_opts[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     d = MHD_start_daemon(
         flags, (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -1469,7 +1557,8 @@ static int run_server(Server *s)
         s->o.threads > 1 ? s->o.threads : CONNECTION_LIMIT, MHD_OPTION_CONNECTION_LIMIT,
         CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         1024u, MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_END);
+        on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "pgenrich-mockapi: cannot listen on %s:%u\n", s->o.host, s->o.port);
         goto done;
@@ -1492,6 +1581,9 @@ done:
     timer_close(&s->timer);
     if (d)
         MHD_stop_daemon(d);
+    free(pem_cert);
+    free(pem_key);
+    free(pem_ca);
     return rc;
 }
 
