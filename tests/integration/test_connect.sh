@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# test_connect: connection errors end a run with their cause instead of a silent wait. A
+# host that does not resolve (.invalid) stops the run within 10 s, exit 2, naming the host;
+# a URL that does not parse is refused before anything connects. A port where nothing
+# listens is a bounded wait: the breaker's pause line says error="connection refused" and
+# the host, and after --provider-down-timeout 3 the run stops resumable (exit 75) with the
+# ledger and the checkpoint untouched. A real forward proxy on loopback (tinyproxy): with
+# --proxy, and with http_proxy in the environment, every request and the token go through
+# it; no_proxy bypasses it. The proxied runs load exactly the expected rows.
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+N=200
+seed_bigint "$N"
+load_expected bigint
+common=(--dsn "$IT_DSN" --concurrency 16 --max-attempts 3 --backoff-base 0.01 --backoff-cap 0.05)
+
+fresh() {
+    sql -c "DROP TABLE IF EXISTS standardized_locations, enrich_failures, enrich_checkpoints,
+            enrich_runs" >/dev/null
+}
+
+untouched() {
+    local label=$1
+    assert_eq "$label: rows" 0 "$(q "SELECT count(*) FROM standardized_locations")"
+    assert_eq "$label: ledger" 0 "$(q "SELECT count(*) FROM enrich_failures")"
+    assert_eq "$label: checkpoint" "" "$(q "SELECT position FROM enrich_checkpoints")"
+}
+
+# ---- a host that does not resolve
+fresh
+t0=$SECONDS
+run_pgenrich no_host run --job c_nohost --base-url "http://no-such-host.invalid" "${common[@]}"
+assert_le "unresolvable host: seconds to stop" $((SECONDS - t0)) 10
+expect_rc 2 "unresolvable host"
+assert_stderr_has no_host "event=provider_config_error" "host=no-such-host.invalid" \
+    "the host name does not resolve" "check the host in url = of [provider primary]"
+untouched no_host
+
+# ---- a URL that does not parse: refused at start
+run_pgenrich bad_url run --job c_badurl --base-url "http://127.0.0.1:99999" "${common[@]}"
+expect_rc 2 "a malformed URL"
+assert_stderr_has bad_url "provider primary: the URL is malformed"
+
+# ---- a refused port: bounded wait
+start_mock
+DEAD_URL=$MOCK_URL
+stop_mock_pid "$MOCK_PID"
+fresh
+t0=$SECONDS
+run_pgenrich refused run --job c_refused --base-url "$DEAD_URL" --provider-down-timeout 3 \
+    "${common[@]}"
+took=$((SECONDS - t0))
+expect_rc 75 "a refused port past --provider-down-timeout"
+assert_le "refused port: seconds to stop" "$took" 15
+assert_stderr_has refused "event=provider_paused" 'error="connection refused"' "host=127.0.0.1" \
+    "event=provider_down" "down_timeout_s=3" "event=resumable"
+untouched refused
+log "refused port: exit 75 after ${took} s"
+
+# ---- a forward proxy
+command -v tinyproxy >/dev/null || fail "tinyproxy is not installed (scripts/deps)"
+HDR_LOG="$IT_TMP/mock.headers"
+TOKEN="tok-$$-$RANDOM"
+start_mock --token "$TOKEN" --header-log "$HDR_LOG"
+MOCK_PORT=${MOCK_URL##*:}
+PROXY_LOG="$IT_TMP/tinyproxy.log"
+PROXY_PID_FILE="$IT_TMP/tinyproxy.pid"
+PROXY_PID=""
+# stop_proxy: tinyproxy by the PID it wrote, then its timeout wrapper.
+stop_proxy() {
+    local pid
+    [ -n "$PROXY_PID" ] || return 0
+    for pid in $(cat "$PROXY_PID_FILE" 2>/dev/null) "$PROXY_PID"; do
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -f "$PROXY_PID_FILE"
+}
+IT_AT_EXIT+=("stop_proxy")
+for _ in 1 2 3 4 5; do
+    PROXY_PORT=$((20000 + RANDOM % 30000))
+    cat >"$IT_TMP/tinyproxy.conf" <<EOF
+Port $PROXY_PORT
+Listen 127.0.0.1
+Timeout 60
+MaxClients 200
+LogFile "$PROXY_LOG"
+LogLevel Info
+PidFile "$PROXY_PID_FILE"
+Allow 127.0.0.1
+ViaProxyName "pgenrich-test-proxy"
+EOF
+    : >"$PROXY_LOG"
+    timeout -k 5 "$IT_MOCK_LIFE" tinyproxy -d -c "$IT_TMP/tinyproxy.conf" \
+        >>"$IT_TMP/tinyproxy.out" 2>&1 &
+    PROXY_PID=$!
+    ok=""
+    for _ in $(seq 1 30); do
+        if curl -fsS --max-time 2 -x "http://127.0.0.1:$PROXY_PORT" "$MOCK_URL/__stats" \
+            >/dev/null 2>&1; then
+            ok=1
+            break
+        fi
+        kill -0 "$PROXY_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$ok" ] && break
+    stop_proxy
+    PROXY_PID=""
+done
+[ -n "$PROXY_PID" ] || fail "tinyproxy did not start: $(tail -n 5 "$IT_TMP/tinyproxy.out")"
+PROXY="http://127.0.0.1:$PROXY_PORT"
+log "tinyproxy at $PROXY"
+
+# proxied_requests: how many requests for the mock's API the proxy has forwarded.
+proxied_requests() {
+    grep -c "Request (file descriptor [0-9]*): GET http://127.0.0.1:$MOCK_PORT/api/" \
+        "$PROXY_LOG" || true
+}
+
+# proxied_run LABEL JOB [ENV...] -- [FLAGS...]: a fresh run with the token; exact rows.
+proxied_run() {
+    local label=$1 job=$2
+    shift 2
+    local envs=()
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    fresh
+    : >"$HDR_LOG"
+    LAST_RUN=$label
+    LAST_ARGS=(run --job "$job" --base-url "$MOCK_URL" "${common[@]}" "$@")
+    RC=0
+    env "${envs[@]}" PGENRICH_TOKEN="$TOKEN" timeout -k 5 "$IT_RUN_TIMEOUT" "$PGENRICH_BIN" \
+        "${LAST_ARGS[@]}" >"$IT_TMP/$label.out" 2>"$IT_TMP/$label.err" || RC=$?
+    expect_done "$label"
+    check_against_expected "$job"
+    # every request reached the mock with the token
+    local n_req n_tok
+    n_req=$(wc -l <"$HDR_LOG")
+    n_tok=$(grep -cF "Bearer $TOKEN" "$HDR_LOG" || true)
+    assert_eq "$label: requests with the token at the mock" "$n_req" "$n_tok"
+    [ "$n_req" -ge "$N" ] || fail "$label: the mock saw only $n_req requests"
+}
+
+before=$(proxied_requests)
+proxied_run via_flag c_proxy_flag -- --proxy "$PROXY"
+through=$(($(proxied_requests) - before))
+assert_eq "--proxy: requests through the proxy" "$(wc -l <"$HDR_LOG")" "$through"
+log "--proxy: $through requests through tinyproxy, each with the token"
+
+before=$(proxied_requests)
+proxied_run via_env c_proxy_env "http_proxy=$PROXY" --
+through=$(($(proxied_requests) - before))
+assert_eq "http_proxy: requests through the proxy" "$(wc -l <"$HDR_LOG")" "$through"
+
+before=$(proxied_requests)
+proxied_run no_proxy c_noproxy "http_proxy=$PROXY" "no_proxy=127.0.0.1" --
+assert_eq "no_proxy: requests through the proxy" 0 $(($(proxied_requests) - before))
+
+before=$(proxied_requests)
+proxied_run proxy_none c_proxy_none "http_proxy=$PROXY" -- --proxy none
+assert_eq "--proxy none: requests through the proxy" 0 $(($(proxied_requests) - before))
+log "http_proxy honoured; no_proxy and --proxy none bypass the proxy"
+assert_no_secret "$TOKEN"
