@@ -217,6 +217,38 @@ static void test_token_keys(void **state)
     jobfile_free(&jf);
 }
 
+/* TLS and proxy keys per provider; the rest inherit the global settings. */
+static void test_tls_keys(void **state)
+{
+    (void)state;
+    Loaded l;
+    assert_true(load(&l, "[job]\ncacert = /etc/global.pem\nproxy = http://p:3128\n"
+                         "insecure = true\n"
+                         "[provider a]\nurl = https://h/{id}\ncacert = /ca/a.pem\n"
+                         "client-cert = c.pem\nclient_key = c.key\ntls_min_version = 1.3\n"
+                         "proxy = none\nnoproxy = .internal\ninsecure = false\n"
+                         "[provider b]\nurl = https://h/{id}\ncapath = /ca/dir\n"));
+    const ProviderConf *p = l.jf.providers;
+    ProviderTls t;
+    jobfile_effective_tls(&p[0], &l.cfg, &t);
+    assert_string_equal(t.cacert, "/ca/a.pem");
+    assert_null(t.capath);
+    assert_string_equal(t.client_cert, "c.pem");
+    assert_string_equal(t.client_key, "c.key");
+    assert_string_equal(t.tls_min_version, "1.3");
+    assert_string_equal(t.proxy, "none");
+    assert_string_equal(t.noproxy, ".internal");
+    assert_false(t.insecure);
+    jobfile_effective_tls(&p[1], &l.cfg, &t);
+    assert_string_equal(t.cacert, "/etc/global.pem");
+    assert_string_equal(t.capath, "/ca/dir");
+    assert_null(t.client_cert);
+    assert_null(t.tls_min_version);
+    assert_string_equal(t.proxy, "http://p:3128");
+    assert_true(t.insecure);
+    jobfile_free(&l.jf);
+}
+
 /* [source], [target] and [limits] hold their settings; [job] still takes any; keys with '_'
  * or '-'; each setting remembers its line. */
 static void test_sections(void **state)
@@ -586,6 +618,14 @@ static const BadCase bad_cases[] = {
      "token_file per provider"},
     {"[provider p]\nurl = http://h/{id}\ntoken.env = A\n",
      "t.ini:3: token.env: unknown key in [provider p]"},
+    {"[provider p]\nurl = http://h/{id}\ntls_min_version = 1.1\n",
+     "t.ini:3: tls_min_version: must be 1.2 or 1.3"},
+    {"[provider p]\nurl = http://h/{id}\ninsecure = maybe\n",
+     "t.ini:3: insecure: must be true or false"},
+    {"[provider p]\nurl = http://h/{id}\ncacert = a.pem\ncacert = b.pem\n",
+     "t.ini:4: cacert: given twice in [provider p]"},
+    {"[provider p]\nurl = http://h/{id}\nproxy = http://a\x01b\n",
+     "t.ini:3: proxy: control character in the value"},
     /* the error text is one printable line, whatever the file held */
     {"[job\x1b]\nx = 1\n", "t.ini:1: [job?]: unknown section (expected [job], [source], [target], "
                            "[limits] or [provider NAME])"},
@@ -799,23 +839,15 @@ static void test_free_zeroed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),
-        cmocka_unit_test(test_job_settings),
-        cmocka_unit_test(test_provider_keys),
-        cmocka_unit_test(test_token_keys),
-        cmocka_unit_test(test_sections),
-        cmocka_unit_test(test_dump),
-        cmocka_unit_test(test_token_not_echoed),
-        cmocka_unit_test(test_comments),
-        cmocka_unit_test(test_continuation_lines),
-        cmocka_unit_test(test_crlf_bom),
-        cmocka_unit_test(test_strings_outlive_text),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_first_error_wins),
-        cmocka_unit_test(test_long_lines),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_default_chain),
-        cmocka_unit_test(test_free_zeroed),
+        cmocka_unit_test(test_example),       cmocka_unit_test(test_job_settings),
+        cmocka_unit_test(test_provider_keys), cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_token_keys),    cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_dump),          cmocka_unit_test(test_token_not_echoed),
+        cmocka_unit_test(test_comments),      cmocka_unit_test(test_continuation_lines),
+        cmocka_unit_test(test_crlf_bom),      cmocka_unit_test(test_strings_outlive_text),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_long_lines),    cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_default_chain), cmocka_unit_test(test_free_zeroed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
