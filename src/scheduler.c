@@ -541,15 +541,22 @@ static void log_paused(Scheduler *s, const Prov *p, const FetchResult *r)
              p->last_error, s->cfg->provider_down_timeout, hint);
 }
 
-/* A lookup out of attempts with a failure below HTTP, at the end of the chain, while the
- * first provider (where fresh IDs go) gets no answer either: the provider is down, not this
+/* Whether p looks down: its breaker has paused it, and nothing but failures below HTTP
+ * came since its last answer. A provider that answers (even 5xx) or whose breaker is
+ * closed is up: its IDs run out of attempts as usual. */
+static bool prov_down(const Prov *p)
+{
+    return p->failing_since > 0 && breaker_state(&p->breaker) != BR_CLOSED;
+}
+
+/* A lookup out of attempts with a failure below HTTP, at the end of the chain, while that
+ * provider and the first one (where fresh IDs go) are down: the provider is down, not this
  * ID, and recording it would only fill the ledger. It waits again instead; the job's wait
  * is bounded by --provider-down-timeout. Returns whether l was rescheduled. */
 static bool hold_while_down(Scheduler *s, Lookup *l, const FetchResult *r)
 {
-    const Prov *p = &s->provs[l->prov];
     if (r->terr == TE_NONE || r->terr == TE_TOO_LARGE || s->cfg->provider_down_timeout <= 0 ||
-        l->prov + 1 < s->n_provs || p->failing_since == 0 || s->provs[0].failing_since == 0)
+        l->prov + 1 < s->n_provs || !prov_down(&s->provs[l->prov]) || !prov_down(&s->provs[0]))
         return false;
     schedule_retry(s, l, 0);
     return true;
