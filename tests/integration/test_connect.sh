@@ -6,7 +6,9 @@
 # the host, and after --provider-down-timeout 3 the run stops resumable (exit 75) with the
 # ledger and the checkpoint untouched. A real forward proxy on loopback (tinyproxy): with
 # --proxy, and with http_proxy in the environment, every request and the token go through
-# it; no_proxy bypasses it. The proxied runs load exactly the expected rows.
+# it; no_proxy bypasses it. The proxied runs load exactly the expected rows. A chain whose
+# first provider is down: the fallback loads what fails over to it, the bound still stops
+# the run (75), and a rerun with the first provider back leaves every ID in one place.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -57,6 +59,40 @@ assert_stderr_has refused "event=provider_paused" 'error="connection refused"' "
     "event=provider_down" "down_timeout_s=3" "event=resumable"
 untouched refused
 log "refused port: exit 75 after ${took} s"
+
+# ---- a chain whose first provider is down while the fallback answers: the IDs that failed
+# over are loaded by the fallback, the run still stops resumable after the bound (fresh IDs
+# only start at the first provider), and a rerun with the first provider back ends exact.
+start_mock
+cat >"$IT_TMP/chain.ini" <<EOF
+[job]
+job = c_chain
+$(chain_providers "$DEAD_URL" "$MOCK_URL")
+EOF
+fresh
+t0=$SECONDS
+run_pgenrich chain_down run --config "$IT_TMP/chain.ini" --provider-down-timeout 3 "${common[@]}"
+took=$((SECONDS - t0))
+expect_rc 75 "a chain whose primary is down past --provider-down-timeout"
+assert_le "chain with its primary down: seconds to stop" "$took" 15
+assert_stderr_has chain_down "event=provider_down" "event=resumable"
+by_fallback=$(q "SELECT count(*) FROM standardized_locations WHERE provider = 'secondary'")
+assert_eq "rows not from the fallback" 0 \
+    "$(q "SELECT count(*) FROM standardized_locations WHERE provider <> 'secondary'")"
+# Failures recorded are the fallback's own answers (a miss, a 404), never "the primary was down"
+# alone.
+assert_none "ledger entries without the fallback's answer" \
+    "SELECT id, last_error FROM enrich_failures WHERE job = 'c_chain' AND last_error NOT LIKE '%secondary: %'"
+log "chain with its primary down: exit 75 after ${took} s, $by_fallback rows from the fallback"
+cat >"$IT_TMP/chain.ini" <<EOF
+[job]
+job = c_chain
+$(chain_providers "$MOCK_URL")
+EOF
+run_pgenrich chain_back run --config "$IT_TMP/chain.ini" "${common[@]}"
+expect_rc 5 "the rerun with the primary back (done; the mock's unknown IDs in the ledger)"
+check_one_place c_chain standardized_locations enrich_failures master_table id
+stop_mock_pid "$MOCK_PID"
 
 # ---- a forward proxy
 command -v tinyproxy >/dev/null || fail "tinyproxy is not installed (scripts/deps)"
