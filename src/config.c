@@ -26,6 +26,8 @@ const char config_usage[] =
     "            validates the job file with the environment and the flags, prints the\n"
     "            effective settings (secrets masked) and exits 0, or 2 with FILE:LINE: KEY:\n"
     "            reason; connects to nothing\n"
+    "       pgenrich help [COMMAND] (or COMMAND --help): one command's usage\n"
+    "       pgenrich version (or --version)\n"
     "\n"
     "[source]:   --dsn DSN (else DATABASE_URL, else the PG* variables)\n"
     "            --statement-timeout S (300; 0 = none) --db-keepalive S (30; 0 = OS default)\n"
@@ -900,4 +902,113 @@ void config_dump(const Config *c, FILE *out)
             fprintf(out, "%-40s  # %s\n", line, from);
         }
     }
+}
+
+/* ---- help per command ---- */
+
+typedef struct CommandHelp {
+    const char *name;
+    const char *text; /* synopsis and what it does */
+    bool run_options; /* followed by the options of config_usage */
+} CommandHelp;
+
+#define EXIT_LINE                                                                                  \
+    "exit status: 0 done; 5 done, with IDs in the failure ledger; 75 interrupted, a rerun\n"       \
+    "resumes; 1 runtime error; 2 bad configuration; 3 credentials refused; 4 the job is\n"         \
+    "running elsewhere; 6 database unreachable (man pgenrich, EXIT STATUS)\n"
+
+static const CommandHelp command_help[] = {
+    {"init",
+     "usage: pgenrich init [--dsn DSN] [table options]\n"
+     "\n"
+     "Creates the target, failures, checkpoint and runs tables where they are missing and\n"
+     "migrates older ones in place, in one transaction; the target's id takes the type of\n"
+     "the source key column. Safe to run again: existing tables and rows are kept. `run`\n"
+     "does the same at its start.\n"
+     "\n"
+     "options: --dsn DSN (else DATABASE_URL, else the PG* variables)\n"
+     "         --statement-timeout S (300) --db-keepalive S (30)\n"
+     "         --source-table T (master_table) --key-column C (id)\n"
+     "         --target-table T (standardized_locations) --failures-table T\n"
+     "         (enrich_failures) --checkpoint-table T (enrich_checkpoints)\n"
+     "         --runs-table T (enrich_runs)\n"
+     "         --quiet --verbose --log-level L --log-format F --log-file F\n"
+     "Also from PGENRICH_<SETTING> variables; the job settings of run are refused.\n"
+     "exit status: 0 ready; 1 the schema could not be applied; 2 bad configuration;\n"
+     "6 database unreachable\n",
+     false},
+    {"run",
+     "usage: pgenrich run --job NAME --base-url URL [--dsn DSN] [options]\n"
+     "       pgenrich run --config FILE [options]\n"
+     "\n"
+     "Pages the IDs out of the source table from the job's checkpoint on, looks each one up\n"
+     "along the provider chain, loads the answers into the target table and the misses and\n"
+     "errors into the failure ledger, and exits when every ID is settled. The summary goes\n"
+     "to stdout, the log to stderr. SIGINT/SIGTERM stop it resumably.\n" EXIT_LINE,
+     true},
+    {"retry-failed",
+     "usage: pgenrich retry-failed --job NAME [--reason R] [run options]\n"
+     "\n"
+     "Looks up again the IDs in the job's failure ledger (with --reason R, only those that\n"
+     "failed for reason R: not_found, no_location, bad_response, rejected,\n"
+     "attempts_exhausted, forbidden, unloadable). An ID that loads leaves the ledger. The\n"
+     "checkpoint is not touched; --where, --only-missing and --refresh-older-than do not\n"
+     "apply.\n" EXIT_LINE,
+     true},
+    {"status",
+     "usage: pgenrich status --job NAME [--format text|json] [--history N] [table options]\n"
+     "\n"
+     "Shows the job's checkpoint, the IDs left after it, the process running it (if any),\n"
+     "its last N runs and its failures by reason. Reads only.\n"
+     "\n"
+     "options: --job NAME --format text|json (text) --history N (10)\n"
+     "         --dsn DSN --statement-timeout S --db-keepalive S\n"
+     "         --source-table T --key-column C --where SQL --target-table T\n"
+     "         --failures-table T --checkpoint-table T --runs-table T\n"
+     "         --config FILE (the same settings from a job file)\n"
+     "exit status: 0 shown; 1 a query failed; 2 bad configuration; 6 database unreachable\n",
+     false},
+    {"check-config",
+     "usage: pgenrich check-config [FILE] [run options]\n"
+     "\n"
+     "Loads the job file FILE (as --config FILE), the PGENRICH_* variables and the flags as\n"
+     "run would, checks them and the tokens, and prints the effective settings with where\n"
+     "each came from, secrets masked. Connects to nothing.\n"
+     "exit status: 0 valid; 2 invalid, with FILE:LINE: KEY: reason (or PGENRICH_X: reason)\n",
+     true},
+    {"help",
+     "usage: pgenrich help [COMMAND]\n"
+     "       pgenrich COMMAND --help\n"
+     "\n"
+     "Prints the usage of every command, or of COMMAND (init, run, retry-failed, status,\n"
+     "check-config, help, version). man pgenrich has the whole reference.\n",
+     false},
+    {"version",
+     "usage: pgenrich version\n"
+     "       pgenrich --version\n"
+     "\n"
+     "Prints pgenrich's version and libcurl's.\n",
+     false},
+};
+
+bool config_help(FILE *out, const char *command)
+{
+    for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++) {
+        const CommandHelp *h = &command_help[i];
+        if (strcmp(command, h->name) != 0)
+            continue;
+        fputs(h->text, out);
+        if (h->run_options) {
+            const char *options = strstr(config_usage, "\n\n");
+            fprintf(out, "\n%s", options ? options + 2 : config_usage);
+        }
+        return true;
+    }
+    return false;
+}
+
+void config_list_flags(FILE *out)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        fprintf(out, "--%s\n", opts[i].name);
 }

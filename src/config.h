@@ -204,4 +204,14 @@ bool config_secret_name(const char *name, size_t len);
 /* The usage text. */
 extern const char config_usage[];
 
+/* Print the usage of one command ("init", "run", "retry-failed", "status", "check-config",
+ * "help", "version") to out: its synopsis, what it does, its options and exit statuses
+ * (for run, retry-failed and check-config the options part of config_usage). Returns false,
+ * printing nothing, for any other name. */
+bool config_help(FILE *out, const char *command);
+
+/* Print every flag the command line takes, "--name" one per line, in table order (the
+ * hidden `pgenrich help --list-flags`, which the documentation test reads). */
+void config_list_flags(FILE *out);
+
 #endif

@@ -133,7 +133,7 @@ JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *jo
         goto done;
     /* Name this process in pg_stat_activity while it holds the lock, unless the user chose
      * an application_name of their own. */
-    char app[64], host[48] = "";
+    char app[96], host[48] = ""; /* PostgreSQL keeps 63 bytes of it */
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = '\0';
     snprintf(app, sizeof app, "pgenrich pid %ld on %s", (long)getpid(), host);

@@ -561,6 +561,33 @@ static int cmd_check_config(const Config *c, JobFile *jf)
     return EXIT_OK;
 }
 
+/* pgenrich help [COMMAND | --list-flags], and COMMAND --help: the usage of one command
+ * when one is named, else all of it. */
+static int cmd_help(int argc, char **argv)
+{
+    const char *topic = NULL;
+    if (argc > 2 && strcmp(argv[1], "help") == 0)
+        topic = argv[2];
+    else if (argc > 1 && argv[1][0] != '-' && strcmp(argv[1], "help") != 0)
+        topic = argv[1]; /* COMMAND ... --help */
+    if (topic != NULL && strcmp(topic, "--list-flags") == 0) {
+        config_list_flags(stdout);
+        return EXIT_OK;
+    }
+    if (topic == NULL) {
+        fputs(config_usage, stdout);
+        return EXIT_OK;
+    }
+    if (!config_help(stdout, topic)) {
+        fprintf(stderr,
+                "pgenrich: help: unknown command \"%.40s\" (init, run, retry-failed, status, "
+                "check-config, help or version)\n",
+                topic);
+        return EXIT_CONFIG;
+    }
+    return EXIT_OK;
+}
+
 /* Defaults < job file < environment < flags; the flags are read twice: first for the
  * command and --config, then again on top of the file and the environment. */
 static bool load_config(Config *c, JobFile *jf, int argc, char **argv, bool *usage, char *err,
@@ -599,9 +626,8 @@ int main(int argc, char **argv)
     }
     switch (cfg.cmd) {
     case CMD_HELP:
-        fputs(config_usage, stdout);
         jobfile_free(&jf);
-        return EXIT_OK;
+        return cmd_help(argc, argv);
     case CMD_VERSION:
         printf("pgenrich %s (libcurl %s)\n", PGENRICH_VERSION,
                curl_version_info(CURLVERSION_NOW)->version);

@@ -223,7 +223,7 @@ static void check_key(Ctx *x)
 static void check_column(Ctx *x, const ColSpec *s, const char *key_type)
 {
     const ShapeTable *t = x->table;
-    char fix[PART_MAX], qc[160];
+    char fix[PART_MAX + 64], qc[160]; /* room for the quoted name around a part */
     quoted(x, s->name, qc, sizeof qc);
     const ShapeColumn *c = find_col(t, s->name);
     if (c == NULL) {

@@ -162,7 +162,7 @@ static double after(const char *value, double now)
 {
     double s = -12345;
     if (!retry_after_parse(value, now, &s)) {
-        print_error("rejected: \"%s\"\n", value);
+        print_error("rejected: \"%s\"\n", value ? value : "(null)");
         fail();
     }
     assert_true(s >= 0);
@@ -173,7 +173,8 @@ static void refused(const char *value, double now)
 {
     double s = -12345;
     if (retry_after_parse(value, now, &s)) {
-        print_error("accepted: \"%s\" as %g\n", value, s);
+        /* value may be NULL (a missing header): printf's %s must not get it */
+        print_error("accepted: \"%s\" as %g\n", value ? value : "(null)", s);
         fail();
     }
     assert_near(s, -12345, 0); /* untouched on failure */

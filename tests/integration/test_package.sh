@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# test_package: what an operator gets. docker-compose.yml is valid for Compose v1 (Debian's
+# docker-compose, `config -q`, no engine needed). `cpack -G DEB` from a Release build without
+# the tests (its own build directory) makes pgenrich_VERSION_ARCH.deb whose control data
+# names the package, the version and dpkg-shlibdeps' Depends on the five libraries, and
+# which holds the binary, the man page, the units and the example job file. As root with
+# apt, the package is installed with `apt-get install ./pgenrich_*.deb`, its units pass
+# systemd-analyze verify where they are installed, /usr/bin/pgenrich runs a short job
+# against the test PostgreSQL and the mock, and the package is removed again (also when the
+# test fails). Not root, no apt, or a pgenrich package already there: that part is skipped,
+# saying so. scripts/test runs this test last (ctest label `package`).
+IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-60}
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROOT=$IT_ROOT
+STEP_TIMEOUT=240 # one configure, build, cpack or apt-get, in seconds
+
+# --- 1. docker-compose.yml ---------------------------------------------------------------
+grep -q 'dockerfile_inline' "$ROOT/docker-compose.yml" &&
+    fail "docker-compose.yml has an inline Dockerfile (Compose v1 cannot read it)"
+# Every $ that Compose would interpolate is escaped as $$ (the file sets no variables);
+# comment lines aside.
+if grep -v '^ *#' "$ROOT/docker-compose.yml" | sed 's/\$\$//g' | grep -n '\$'; then
+    fail "docker-compose.yml has a \$ that is not escaped as \$\$"
+fi
+if command -v docker-compose >/dev/null; then
+    (cd "$ROOT" && timeout 60 docker-compose -f docker-compose.yml config -q) \
+        >"$IT_TMP/compose.err" 2>&1 ||
+        fail "docker-compose config -q: $(cat "$IT_TMP/compose.err")"
+    log "docker-compose.yml: valid for $(docker-compose version --short 2>/dev/null || echo v1)"
+else
+    log "SKIP docker-compose config: docker-compose is not installed (scripts/deps)"
+fi
+if command -v docker >/dev/null && timeout 20 docker info >/dev/null 2>&1; then
+    log "a Docker engine is available, but this test starts no container (docker compose up is by hand)"
+else
+    log "no Docker engine here (docker info fails): no container was started, the file was only validated"
+fi
+for f in Dockerfile .dockerignore packaging/compose/seed.sql packaging/compose/api_token; do
+    [ -f "$ROOT/$f" ] || fail "$f is missing"
+done
+grep -q '^FROM debian:12 AS build' "$ROOT/Dockerfile" || fail "Dockerfile: no debian:12 build stage"
+grep -q '^FROM debian:12-slim AS runtime' "$ROOT/Dockerfile" || fail "Dockerfile: no runtime stage"
+[ "$(grep '^FROM ' "$ROOT/Dockerfile" | tail -n 1)" = "FROM debian:12-slim AS runtime" ] ||
+    fail "Dockerfile: the runtime stage must be the last one (docker build's default)"
+grep -q '^USER ' "$ROOT/Dockerfile" || fail "Dockerfile: no non-root USER"
+
+# --- 2. the .deb ---------------------------------------------------------------------------
+for tool in cpack dpkg-deb dpkg-shlibdeps; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps: cmake, dpkg-dev)"
+done
+OUT=$IT_TMP/deb-build
+log "configure and build: Release, BUILD_TESTING=OFF, prefix /usr ($OUT)"
+timeout "$STEP_TIMEOUT" cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+    -DCMAKE_INSTALL_PREFIX=/usr >"$IT_TMP/configure.log" 2>&1 ||
+    fail "configure: $(tail -n 20 "$IT_TMP/configure.log")"
+grep -qiE 'cmocka|microhttpd' "$OUT/CMakeCache.txt" &&
+    fail "BUILD_TESTING=OFF still looks for cmocka or libmicrohttpd"
+timeout "$STEP_TIMEOUT" cmake --build "$OUT" -j 2 >"$IT_TMP/build.log" 2>&1 ||
+    fail "build: $(tail -n 20 "$IT_TMP/build.log")"
+[ ! -e "$OUT/pgenrich-mockapi" ] || fail "BUILD_TESTING=OFF built the mock API"
+(cd "$OUT" && timeout "$STEP_TIMEOUT" cpack -G DEB) >"$IT_TMP/cpack.log" 2>&1 ||
+    fail "cpack: $(tail -n 20 "$IT_TMP/cpack.log")"
+VERSION=$(sed -nE 's/^project\(pgenrich VERSION ([0-9.]+).*/\1/p' "$ROOT/CMakeLists.txt")
+ARCH=$(dpkg --print-architecture)
+DEB=$OUT/pgenrich_${VERSION}_${ARCH}.deb
+[ -f "$DEB" ] || fail "no $(basename "$DEB"): $(ls "$OUT"/*.deb 2>/dev/null)"
+log "built $(basename "$DEB") ($(stat -c %s "$DEB") bytes)"
+
+dpkg-deb --info "$DEB" >"$IT_TMP/info.txt"
+field() { dpkg-deb --field "$DEB" "$1"; }
+[ "$(field Package)" = pgenrich ] || fail "Package: $(field Package)"
+[ "$(field Version)" = "$VERSION" ] || fail "Version: $(field Version), expected $VERSION"
+[ "$(field Architecture)" = "$ARCH" ] || fail "Architecture: $(field Architecture)"
+[ -n "$(field Maintainer)" ] || fail "no Maintainer"
+[ -n "$(field Section)" ] || fail "no Section"
+[ -n "$(field Description)" ] || fail "no Description"
+depends=$(field Depends)
+for lib in libpq5 libcurl4 libev4 libjson-c5 libinih1; do
+    grep -qE "(^|, )$lib( |,|$)" <<<"$depends" || fail "Depends lacks $lib: $depends"
+done
+for lib in libcmocka0 libmicrohttpd12; do
+    ! grep -q "$lib" <<<"$depends" || fail "Depends names the tests' $lib: $depends"
+done
+log "Depends: $depends"
+
+dpkg-deb --contents "$DEB" | awk '{print $NF}' >"$IT_TMP/contents.txt"
+for path in ./usr/bin/pgenrich ./usr/share/man/man1/pgenrich.1.gz \
+    ./usr/lib/systemd/system/pgenrich@.service ./usr/lib/systemd/system/pgenrich@.timer \
+    ./usr/share/doc/pgenrich/example.ini; do
+    grep -qx -- "$path" "$IT_TMP/contents.txt" || fail "the package lacks $path"
+done
+! grep -q mockapi "$IT_TMP/contents.txt" || fail "the package holds the mock API"
+mkdir -p "$IT_TMP/x"
+dpkg-deb -x "$DEB" "$IT_TMP/x"
+grep -qx 'ExecStart=/usr/bin/pgenrich run --config /etc/pgenrich/%i.ini' \
+    "$IT_TMP/x/usr/lib/systemd/system/pgenrich@.service" ||
+    fail "the packaged service does not run /usr/bin/pgenrich: $(grep ExecStart \
+        "$IT_TMP/x/usr/lib/systemd/system/pgenrich@.service")"
+log "contents: the binary, the man page, the units (ExecStart=/usr/bin/pgenrich), the example"
+
+# --- 3. install, run, remove --------------------------------------------------------------
+skip_install() {
+    log "SKIP installing the package: $*"
+    exit 0
+}
+[ "$(id -u)" -eq 0 ] || skip_install "not root (run as root to install it)"
+command -v apt-get >/dev/null || skip_install "no apt-get here"
+if dpkg-query -W -f='${db:Status-Status}' pgenrich 2>/dev/null | grep -q installed; then
+    skip_install "a pgenrich package is installed already; this test leaves it alone"
+fi
+[ ! -e /usr/bin/pgenrich ] || skip_install "/usr/bin/pgenrich exists and belongs to no package"
+
+# Removed again whatever happens from here on (cleanup runs this at exit).
+IT_AT_EXIT+=("DEBIAN_FRONTEND=noninteractive timeout $STEP_TIMEOUT apt-get purge -y pgenrich >/dev/null 2>&1")
+# apt reads the file as the _apt user where it can: a directory it may enter.
+mkdir -p "$IT_TMP/apt"
+cp "$DEB" "$IT_TMP/apt/"
+chmod 0755 "$IT_TMP" "$IT_TMP/apt"
+chmod 0644 "$IT_TMP/apt/$(basename "$DEB")"
+log "apt-get install ./$(basename "$DEB")"
+(cd "$IT_TMP/apt" && DEBIAN_FRONTEND=noninteractive timeout "$STEP_TIMEOUT" \
+    apt-get install -y --no-install-recommends "./$(basename "$DEB")") >"$IT_TMP/install.log" 2>&1 ||
+    fail "apt-get install: $(tail -n 20 "$IT_TMP/install.log")"
+[ -x /usr/bin/pgenrich ] || fail "no /usr/bin/pgenrich after the install"
+/usr/bin/pgenrich --version | grep -q "pgenrich $VERSION" || fail "pgenrich --version: $(/usr/bin/pgenrich --version)"
+if command -v man >/dev/null; then
+    man -w pgenrich >/dev/null 2>&1 || fail "man -w pgenrich finds no page after the install"
+fi
+if command -v systemd-analyze >/dev/null; then
+    SYSTEMD_LOG_COLOR=0 systemd-analyze verify /usr/lib/systemd/system/pgenrich@.service \
+        /usr/lib/systemd/system/pgenrich@.timer >"$IT_TMP/verify.out" 2>&1 ||
+        fail "systemd-analyze verify: $(cat "$IT_TMP/verify.out")"
+    [ ! -s "$IT_TMP/verify.out" ] || fail "systemd-analyze verify says: $(cat "$IT_TMP/verify.out")"
+    log "the installed units pass systemd-analyze verify"
+fi
+
+# A short real job with the installed binary.
+N=3000
+seed_bigint "$N"
+load_expected bigint
+start_mock --latency-ms 2
+PGENRICH_BIN=/usr/bin/pgenrich
+run_pgenrich installed run --dsn "$IT_DSN" --job pkg --base-url "$MOCK_URL" --concurrency 32 \
+    --timeout 5 --quiet
+expect_done "the installed pgenrich's run"
+check_summary_shape installed
+check_against_expected pkg
+log "/usr/bin/pgenrich enriched $N IDs: $(grep '^summary:' "$IT_TMP/installed.out")"
+
+log "apt-get purge pgenrich"
+DEBIAN_FRONTEND=noninteractive timeout "$STEP_TIMEOUT" apt-get purge -y pgenrich \
+    >"$IT_TMP/remove.log" 2>&1 || fail "apt-get purge: $(tail -n 20 "$IT_TMP/remove.log")"
+[ ! -e /usr/bin/pgenrich ] || fail "/usr/bin/pgenrich is still there after the purge"
+[ ! -e /usr/lib/systemd/system/pgenrich@.service ] || fail "the unit is still there after the purge"
