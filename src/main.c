@@ -40,6 +40,36 @@ static DbNames names_of(const Config *c)
     return n;
 }
 
+/* SIGINT/SIGTERM outside the loop, whose ev_signal watchers handle them while it runs.
+ * Before it (connecting, waiting up to 3 s for the job's lock, checking the tables, a slow
+ * estimate) nothing has been looked up: leave at once, resumable, rather than die of the
+ * signal. After it everything settled is committed and only the summary and the run's
+ * record are left: finish them. */
+static volatile sig_atomic_t loop_done;
+
+static void on_signal_outside_loop(int sig)
+{
+    (void)sig;
+    if (loop_done)
+        return;
+    static const char msg[] = "level=warn event=interrupted phase=start-up detail=\"before any "
+                              "lookup; nothing to commit: rerun to start\"\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)n;
+    _exit(EXIT_TEMPFAIL);
+}
+
+static void outside_loop_signals(bool after_loop)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal_outside_loop;
+    sigemptyset(&sa.sa_mask);
+    loop_done = after_loop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static const char *dsn_of(const Config *c)
 {
     return c->dsn ? c->dsn : getenv("DATABASE_URL");
@@ -485,6 +515,7 @@ static int cmd_run(const Config *c, JobFile *jf)
     if (metrics)
         metrics_http_start(metrics, loop, scheduler_metrics, sched);
     rc = scheduler_run(sched);
+    outside_loop_signals(true); /* the loop's watchers are gone: finish what is left */
     metrics_http_stop(metrics);
     const SchedStats *st = scheduler_stats(sched);
     print_summary(st);
@@ -657,6 +688,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     signal(SIGPIPE, SIG_IGN);
+    outside_loop_signals(false);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("cannot initialise libcurl");
         jobfile_free(&jf);

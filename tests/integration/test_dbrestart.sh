@@ -10,14 +10,19 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
-port=""
-for p in $(shuf -i 20000-60000 -n 20); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port=$p; break; }
-done
-[ -n "$port" ] || fail "no free port for the private server"
 chmod 0755 "$IT_TMP" # the server runs as postgres when the test runs as root
 pgc() { PGENRICH_PGDIR="$IT_TMP/pg" PGENRICH_PGPORT=$port "$ROOT/scripts/pg" "$@"; }
-pgc start >"$IT_TMP/pg.log" 2>&1 || { cat "$IT_TMP/pg.log" >&2; fail "the private server did not start"; }
+# A free port below the ephemeral range (where mocks and clients take theirs); another
+# process may still take it before the server binds it, so a few tries.
+started=false
+for port in $(shuf -i 20000-32000 -n 5); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+    if pgc start >>"$IT_TMP/pg.log" 2>&1; then
+        started=true
+        break
+    fi
+done
+$started || { cat "$IT_TMP/pg.log" >&2; fail "the private server did not start"; }
 IT_AT_EXIT+=("pgc stop >/dev/null 2>&1")
 IT_DSN=$(pgc dsn --db pgenrich) # q, sql and load_expected use it from here on
 

@@ -135,12 +135,17 @@ assert_eq "nothing committed by the timed-out flush" 0 \
 # Interrupted while that flush waits: the flush that then fails decides the exit status (1,
 # not 75: the job did not end as asked).
 start_pgenrich termed "${args[@]}" --job blocked --statement-timeout 4 --quiet
-for _ in $(seq 1 100); do
-    [ "$(q "SELECT count(*) FROM pg_catalog.pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND application_name LIKE 'pgenrich pid%'")" -ge 1 ] &&
+waiting=false
+for _ in $(seq 1 600); do
+    if [ "$(q "SELECT count(*) FROM pg_catalog.pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND application_name LIKE 'pgenrich pid%'")" -ge 1 ]; then
+        waiting=true
         break
+    fi
+    kill -0 "$PGENRICH_PID" 2>/dev/null || break
     sleep 0.1
 done
+$waiting || fail "run termed: its flush never waited on the lock (it must, for this check)"
 kill -TERM "$PGENRICH_PID"
 wait_pgenrich 20
 expect_rc 1 "interrupted run whose last flush failed"

@@ -4,7 +4,7 @@
 # resumable"): every lookup that was sent is committed. (2) Lookups slower than the drain
 # timeout are abandoned when it expires: exit 75 soon after it. (3) A second signal abandons
 # them at once. (4) A resume then ends exact (exit 5: done, with the mock's not-found IDs in
-# the ledger).
+# the ledger). (5) A signal during start-up (waiting for the job's lock) exits 75 at once.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -78,3 +78,19 @@ start_mock
 run_pgenrich resume "${args[@]}" --base-url "$MOCK_URL"
 expect_rc 5 "the resume (done, with failures in the ledger)"
 check_against_expected sig
+
+# --- 5. a signal during start-up (here: while waiting for the job's lock) --------------------
+start_mock --latency-ms 2000
+start_pgenrich holder "${args[@]}" --base-url "$MOCK_URL" --restart
+holder=$PGENRICH_PID
+wait_requests 50
+start_pgenrich early "${args[@]}" --base-url "$MOCK_URL"
+sleep 1 # within its 3 s wait for the lock
+t0=$SECONDS
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 10
+expect_rc 75 "SIGTERM during start-up"
+assert_le "seconds from SIGTERM to the exit during start-up" $((SECONDS - t0)) 2
+assert_stderr_has early 'event=interrupted phase=start-up'
+kill -KILL "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true

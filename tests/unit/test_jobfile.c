@@ -839,24 +839,15 @@ static void test_free_zeroed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),
-        cmocka_unit_test(test_job_settings),
-        cmocka_unit_test(test_provider_keys),
-        cmocka_unit_test(test_tls_keys),
-        cmocka_unit_test(test_token_keys),
-        cmocka_unit_test(test_sections),
-        cmocka_unit_test(test_dump),
-        cmocka_unit_test(test_token_not_echoed),
-        cmocka_unit_test(test_comments),
-        cmocka_unit_test(test_continuation_lines),
-        cmocka_unit_test(test_crlf_bom),
-        cmocka_unit_test(test_strings_outlive_text),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_first_error_wins),
-        cmocka_unit_test(test_long_lines),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_default_chain),
-        cmocka_unit_test(test_free_zeroed),
+        cmocka_unit_test(test_example),       cmocka_unit_test(test_job_settings),
+        cmocka_unit_test(test_provider_keys), cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_token_keys),    cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_dump),          cmocka_unit_test(test_token_not_echoed),
+        cmocka_unit_test(test_comments),      cmocka_unit_test(test_continuation_lines),
+        cmocka_unit_test(test_crlf_bom),      cmocka_unit_test(test_strings_outlive_text),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_long_lines),    cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_default_chain), cmocka_unit_test(test_free_zeroed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
