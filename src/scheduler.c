@@ -687,7 +687,7 @@ static void settle_results(Scheduler *s, Prov *p, BatchCall *c, const FetchResul
     size_t n;
     Lookup *const *ls = call_lookups(c, &n);
     BatchItem *it = calloc(n, sizeof *it);
-    BatchTally t;
+    BatchTally t = {0};
     char err[BATCHWIRE_ERR_MAX] = "";
     bool parsed = false;
     if (it == NULL) {
@@ -704,8 +704,8 @@ static void settle_results(Scheduler *s, Prov *p, BatchCall *c, const FetchResul
     }
     if (parsed && (t.unasked || t.duplicates || t.unidentified)) {
         s->batch_unasked += (long long)(t.unasked + t.unidentified);
-        log_info("event=batch_extra provider=%s unasked=%zu duplicates=%zu unidentified=%zu",
-                 p->conf->name, t.unasked, t.duplicates, t.unidentified);
+        log_debug("event=batch_extra provider=%s unasked=%zu duplicates=%zu unidentified=%zu",
+                  p->conf->name, t.unasked, t.duplicates, t.unidentified);
     }
     for (size_t i = 0; i < n && s->phase == PH_RUNNING; i++) {
         Lookup *l = ls[i];
