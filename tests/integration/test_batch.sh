@@ -124,6 +124,33 @@ assert_eq "checkpoint after the resume" "t|$N" \
     "$(q "SELECT finished, position FROM enrich_checkpoints WHERE job = 'bkill'")"
 stop_mock_pid "$MOCK_PID"
 
+# --- 5b. SIGTERM with jobs pending: they are polled to the end within the drain ---------------
+start_mock --batch-async --job-ready-ms 1500 --latency-ms 20
+batch_ini "$IT_TMP/drain.ini" bdrain "$MOCK_URL" "max_batch = 50"
+start_pgenrich drain run --config "$IT_TMP/drain.ini" --dsn "$IT_DSN" --target-table tdrain \
+    --drain-timeout 20
+for _ in $(seq 1 100); do
+    [ "$(mock_stat polls)" -gt 0 ] && break
+    sleep 0.1
+done
+[ "$(mock_stat polls)" -gt 0 ] || fail "no job was polled before the SIGTERM"
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 40
+expect_rc 75 "SIGTERM with batch jobs pending"
+assert_stderr_has drain 'event=interrupted' 'event=drained' 'event=resumable'
+drained=$(q "SELECT (SELECT count(*) FROM tdrain) + (SELECT count(*) FROM enrich_failures
+             WHERE job = 'bdrain')")
+log "SIGTERM: $drained outcomes committed by the drain"
+[ "$drained" -gt 0 ] || fail "the drain committed nothing: pending jobs were not polled to the end"
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync # the same data, answered at once: the resume is quick
+sed -i "s|http://127.0.0.1:[0-9]*|$MOCK_URL|" "$IT_TMP/drain.ini"
+run_pgenrich drained_resume run --config "$IT_TMP/drain.ini" --dsn "$IT_DSN" --quiet \
+    --target-table tdrain
+expect_done "the resume after the drain"
+check_against_expected bdrain tdrain
+stop_mock_pid "$MOCK_PID"
+
 # --- 6. chains: batch primary + single fallback, and single primary + batch fallback ----------
 start_mock --batch-sync --primary-down-mod 10
 cat >"$IT_TMP/chain1.ini" <<EOF
