@@ -86,12 +86,24 @@ Batcher *batch_new(struct ev_loop *loop, Fetcher *f, int profile, int poll_profi
     return b;
 }
 
+/* The IDs are copied: a page of the window may be released (its slow IDs parked
+ * elsewhere) while its IDs wait in a batch or a job. */
+static void free_ids(BatchId *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((void *)ids[i].id);
+}
+
 bool batch_add(Batcher *b, void *item, const char *id, size_t len)
 {
     if (b->n >= (size_t)b->pc->max_batch || batch_due(b))
         return false;
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, id, len);
     b->items[b->n] = item;
-    b->ids[b->n] = (BatchId){id, len};
+    b->ids[b->n] = (BatchId){copy, len};
     if (b->n++ == 0) {
         b->lingered = b->pc->batch_linger_ms == 0;
         if (!b->lingered) {
@@ -179,6 +191,8 @@ void batch_call_free(BatchCall *c)
     if (c == NULL)
         return;
     buf_free(&c->body);
+    if (c->ids)
+        free_ids(c->ids, c->n);
     free(c->items);
     free(c->ids);
     free(c);
@@ -203,16 +217,20 @@ bool batch_send(Batcher *b, double now)
     size_t n = b->n < (size_t)b->size ? b->n : (size_t)b->size;
     BatchCall *c = calloc(1, sizeof *c);
     bool ok = false;
-    if (c == NULL || n == 0)
+    if (c == NULL || n == 0) {
+        free_ids(b->ids, n);
         goto done;
+    }
     c->b = b;
     c->items = malloc(n * sizeof *c->items);
     c->ids = malloc(n * sizeof *c->ids);
     buf_init(&c->body, BODY_CAP);
-    if (c->items == NULL || c->ids == NULL)
+    if (c->items == NULL || c->ids == NULL) {
+        free_ids(b->ids, n);
         goto done;
+    }
     memcpy(c->items, b->items, n * sizeof *c->items);
-    memcpy(c->ids, b->ids, n * sizeof *c->ids);
+    memcpy(c->ids, b->ids, n * sizeof *c->ids); /* the copies are the call's now */
     c->n = n;
     c->sent_at = now;
     ev_init(&c->poll, NULL);
@@ -327,6 +345,7 @@ void batch_abort(Batcher *b)
 {
     ev_timer_stop(b->loop, &b->linger);
     b->lingered = false;
+    free_ids(b->ids, b->n);
     b->n = 0;
     while (b->calls) {
         BatchCall *c = b->calls;

@@ -41,9 +41,9 @@ typedef struct BatchHooks {
 Batcher *batch_new(struct ev_loop *loop, Fetcher *f, int profile, int poll_profile,
                    const ProviderConf *pc, const BatchHooks *hooks, void *ud) WUR;
 
-/* Add an ID to the pending batch; item is the caller's handle, id (len bytes) must stay
- * valid until the call that carries it is over. The first ID of a batch starts the linger
- * timer. False when the pending batch is already full (batch_due: send it first). */
+/* Add an ID to the pending batch; item is the caller's handle; id (len bytes) is copied.
+ * The first ID of a batch starts the linger timer. False when the pending batch is
+ * already full or due (send it first), or out of memory. */
 bool batch_add(Batcher *b, void *item, const char *id, size_t len) WUR;
 
 /* Whether the pending batch should go now: it is full, or its linger is over. */
