@@ -114,6 +114,21 @@ bool batch_add(Batcher *b, void *item, const char *id, size_t len)
     return true;
 }
 
+size_t batch_take(Batcher *b, void **items, size_t cap)
+{
+    size_t n = b->n < cap ? b->n : cap;
+    memcpy(items, b->items, n * sizeof *items);
+    free_ids(b->ids, n);
+    b->n -= n;
+    memmove(b->items, b->items + n, b->n * sizeof *b->items);
+    memmove(b->ids, b->ids + n, b->n * sizeof *b->ids);
+    if (b->n == 0) {
+        ev_timer_stop(b->loop, &b->linger);
+        b->lingered = false;
+    }
+    return n;
+}
+
 bool batch_due(const Batcher *b)
 {
     return b->n > 0 && (b->n >= (size_t)b->size || b->lingered);

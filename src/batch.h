@@ -46,6 +46,10 @@ Batcher *batch_new(struct ev_loop *loop, Fetcher *f, int profile, int poll_profi
  * already full or due (send it first), or out of memory. */
 bool batch_add(Batcher *b, void *item, const char *id, size_t len) WUR;
 
+/* Take up to cap items out of the pending batch (oldest first) into items, for the caller
+ * to send elsewhere; returns how many. */
+size_t batch_take(Batcher *b, void **items, size_t cap);
+
 /* Whether the pending batch should go now: it is full, or its linger is over. */
 bool batch_due(const Batcher *b);
 

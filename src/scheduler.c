@@ -1000,7 +1000,17 @@ static void fail_over_paused(Scheduler *s, double now)
 {
     for (int i = 0; i + 1 < s->n_provs; i++) {
         Prov *p = &s->provs[i];
-        if (p->ready_head == NULL || breaker_wait(&p->breaker, now) <= 0)
+        if (breaker_wait(&p->breaker, now) <= 0)
+            continue;
+        void *taken[64]; /* a paused batch provider's pending batch goes the same way */
+        for (size_t n; p->batch && (n = batch_take(p->batch, taken, 64)) > 0;) {
+            for (size_t k = 0; k < n; k++) {
+                Lookup *l = taken[k];
+                final_failure(s, l, REASON_EXHAUSTED, l->last_status,
+                              l->last_error[0] ? l->last_error : "paused by its circuit breaker");
+            }
+        }
+        if (p->ready_head == NULL)
             continue;
         Lookup *l = p->ready_head;
         p->ready_head = p->ready_tail = NULL;
