@@ -23,13 +23,26 @@ enum {
     K_PRESENCE = 1u << 3,
     K_BODY = 1u << 4,
     K_TOKEN = 1u << 5, /* token, token_env and token_file: one of them at most */
-    K_MAP0 = 1u << 6   /* then one bit per column */
+    K_MAP0 = 1u << 6,  /* then one bit per column */
+    K_KIND = 1u << 14,
+    K_MAX_BATCH = 1u << 15,
+    K_LINGER = 1u << 16,
+    K_POLL_URL = 1u << 17,
+    K_POLL_TIMEOUT = 1u << 18,
+    K_COUNT_IDS = 1u << 19,
 };
+#define K_BATCH_ONLY (K_MAX_BATCH | K_LINGER | K_POLL_URL | K_POLL_TIMEOUT | K_COUNT_IDS)
 
 /* What the file said about one provider beyond ProviderConf, until the chain is built. */
 typedef struct ProvDraft {
-    int line;              /* the section header */
-    int body_line;         /* where body was given, for "body only with POST" */
+    int line;      /* the section header */
+    int body_line; /* where body was given, for "body only with POST" */
+    int url_line;  /* where url was given: its template is checked once the kind
+                      is known */
+    int method_line;
+    int batch_line;        /* the first batch-only key, for "only with kind = batch" */
+    const char *batch_key; /* its name as written (static copy below) */
+    char batch_key_buf[24];
     unsigned seen;         /* K_* bits */
     const char *token_key; /* the token key given (static), for the conflict message */
     int token_line;
@@ -205,13 +218,64 @@ static const char *header_check(const char *h, char *why, size_t whylen)
     return v;
 }
 
-static bool url_check(const char *url, char *why, size_t whylen)
+/* A batch endpoint or poll URL: http(s), no space or control character, and no brace but
+ * the placeholder `allowed` (NULL: none). */
+static bool plain_url_check(const char *url, const char *allowed, char *why, size_t whylen)
 {
+    size_t alen = allowed ? strlen(allowed) : 0;
+    bool seen = false;
+
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
         snprintf(why, whylen, "must start with http:// or https://");
         return false;
     }
-    return provider_template_check(url, why, whylen);
+    for (const char *c = url; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u <= 0x20 || u == 0x7F) {
+            snprintf(why, whylen, "space or control character in the URL");
+            return false;
+        }
+        if (alen && strncmp(c, allowed, alen) == 0) {
+            seen = true;
+            c += alen - 1;
+            continue;
+        }
+        if (u == '{' || u == '}') {
+            if (allowed)
+                snprintf(why, whylen, "only %s may stand in braces", allowed);
+            else
+                snprintf(why, whylen, "a batch url names the endpoint: no {id} or other braces");
+            return false;
+        }
+    }
+    if (allowed && !seen) {
+        snprintf(why, whylen, "must hold %s", allowed);
+        return false;
+    }
+    return true;
+}
+
+static bool poll_url_check(const char *url, char *why, size_t whylen)
+{
+    return plain_url_check(url, "{job}", why, whylen);
+}
+
+/* A whole number in [lo, hi], digits only. */
+static bool int_value(const char *v, int lo, int hi, int *out)
+{
+    long n = 0;
+
+    if (*v == '\0')
+        return false;
+    for (const char *c = v; *c; c++) {
+        if (*c < '0' || *c > '9' || n > hi)
+            return false;
+        n = n * 10 + (*c - '0');
+    }
+    if (n < lo || n > hi)
+        return false;
+    *out = (int)n;
+    return true;
 }
 
 /* ---- sections ---- */
@@ -351,6 +415,18 @@ static long provider_key_bit(const char *key, int *col)
         return K_TOKEN;
     if (strcmp(key, "header") == 0)
         return 0;
+    if (strcmp(key, "kind") == 0)
+        return K_KIND;
+    if (strcmp(key, "max_batch") == 0)
+        return K_MAX_BATCH;
+    if (strcmp(key, "batch_linger") == 0)
+        return K_LINGER;
+    if (strcmp(key, "poll_url") == 0)
+        return K_POLL_URL;
+    if (strcmp(key, "poll_timeout") == 0)
+        return K_POLL_TIMEOUT;
+    if (strcmp(key, "count_ids") == 0)
+        return K_COUNT_IDS;
     if (strncmp(key, "map.", 4) == 0) {
         for (int c = 0; c < COL_COUNT; c++) {
             if (strcmp(key + 4, provider_column_names[c]) == 0) {
@@ -535,19 +611,77 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
     }
     d->seen |= (unsigned)bit;
     why[0] = '\0';
+    if ((bit & K_BATCH_ONLY) && d->batch_line == 0) {
+        d->batch_line = st->line;
+        snprintf(d->batch_key_buf, sizeof d->batch_key_buf, "%s", key);
+        d->batch_key = d->batch_key_buf;
+    }
 
     switch (bit) {
     case K_URL:
-        if (!url_check(value, why, sizeof why))
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+            snprintf(why, sizeof why, "must start with http:// or https://");
             goto bad;
+        }
+        d->url_line = st->line;
         copy = p->url = jf_strdup(st->jf, value);
         break;
+    case K_KIND:
+        if (strcmp(value, "single") == 0)
+            p->kind = PROVIDER_SINGLE;
+        else if (strcmp(value, "batch") == 0)
+            p->kind = PROVIDER_BATCH;
+        else {
+            snprintf(why, sizeof why, "must be single or batch");
+            goto bad;
+        }
+        return true;
+    case K_MAX_BATCH:
+        if (!int_value(value, 1, BATCH_MAX_IDS, &p->max_batch)) {
+            snprintf(why, sizeof why, "must be a whole number from 1 to %d", BATCH_MAX_IDS);
+            goto bad;
+        }
+        return true;
+    case K_LINGER:
+        if (!int_value(value, 0, 60000, &p->batch_linger_ms)) {
+            snprintf(why, sizeof why, "must be a whole number of milliseconds from 0 to 60000");
+            goto bad;
+        }
+        return true;
+    case K_POLL_URL:
+        if (!poll_url_check(value, why, sizeof why))
+            goto bad;
+        copy = p->poll_url = jf_strdup(st->jf, value);
+        break;
+    case K_POLL_TIMEOUT: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno != 0 || end == value || *end != '\0' || !(v > 0 && v <= 86400)) {
+            snprintf(why, sizeof why, "must be a number of seconds above 0, at most 86400");
+            goto bad;
+        }
+        p->poll_timeout = v;
+        return true;
+    }
+    case K_COUNT_IDS:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0)
+            p->count_ids = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                 strcmp(value, "off") == 0)
+            p->count_ids = false;
+        else {
+            snprintf(why, sizeof why, "must be true or false");
+            goto bad;
+        }
+        return true;
     case K_METHOD:
         if (strcmp(value, "GET") != 0 && strcmp(value, "POST") != 0) {
             snprintf(why, sizeof why, "must be GET or POST");
             goto bad;
         }
         p->post = strcmp(value, "POST") == 0;
+        d->method_line = st->line;
         return true;
     case K_MAPPING:
         if (strcmp(value, "primary") == 0)
@@ -721,6 +855,54 @@ static void set_ini_options(void)
     ini_stop_on_first_error = false;
 }
 
+/* The url's template by kind, the batch keys and their defaults. */
+static bool finish_kind(LoadState *st, ProviderConf *p, const ProvDraft *d)
+{
+    char why[MSG_MAX];
+
+    if (p->kind == PROVIDER_SINGLE) {
+        if (d->batch_line) {
+            fail(st, d->batch_line, "%s: only with kind = batch", d->batch_key);
+            return false;
+        }
+        if (!provider_template_check(p->url, why, sizeof why)) {
+            fail(st, d->url_line, "url: %s", why);
+            return false;
+        }
+        return true;
+    }
+    if (!plain_url_check(p->url, NULL, why, sizeof why)) {
+        fail(st, d->url_line, "url: %s", why);
+        return false;
+    }
+    if (d->method_line && !p->post) {
+        fail(st, d->method_line, "method: a batch provider POSTs its IDs: leave method out");
+        return false;
+    }
+    if (p->body) {
+        fail(st, d->body_line, "body: a batch provider's body is its ID list: leave body out");
+        return false;
+    }
+    p->post = true;
+    if (!(d->seen & K_MAX_BATCH))
+        p->max_batch = BATCH_DEFAULT_IDS;
+    if (!(d->seen & K_LINGER))
+        p->batch_linger_ms = BATCH_DEFAULT_LINGER;
+    if (!(d->seen & K_POLL_TIMEOUT))
+        p->poll_timeout = BATCH_DEFAULT_POLL_TO;
+    if (!p->poll_url) {
+        size_t len = strlen(p->url);
+        while (len > 0 && p->url[len - 1] == '/')
+            len--;
+        p->poll_url = jf_concat(st->jf, p->url, len, "/{job}", "");
+        if (!p->poll_url) {
+            fail(st, d->line, "out of memory");
+            return false;
+        }
+    }
+    return true;
+}
+
 /* After the last line: every provider has a url, a body only with POST, and its map is
  * the named built-in one with the file's overrides on top. */
 static void finish_chain(LoadState *st)
@@ -734,6 +916,8 @@ static void finish_chain(LoadState *st)
             fail(st, d->line, "[provider %s]: no url", p->name);
             break;
         }
+        if (!finish_kind(st, p, d))
+            break;
         if (p->body && !p->post) {
             fail(st, d->body_line, "body: only with method = POST");
             break;
@@ -964,6 +1148,18 @@ void jobfile_dump(const JobFile *jf, FILE *out)
         const ProviderConf *p = &jf->providers[i];
         config_mask_dsn(p->url, buf, sizeof buf);
         dump_line(out, p->name, "url", buf, NULL);
+        if (p->kind == PROVIDER_BATCH) {
+            dump_line(out, p->name, "kind", "batch", NULL);
+            snprintf(buf, sizeof buf, "%d", p->max_batch);
+            dump_line(out, p->name, "max_batch", buf, NULL);
+            snprintf(buf, sizeof buf, "%d", p->batch_linger_ms);
+            dump_line(out, p->name, "batch_linger", buf, "milliseconds");
+            config_mask_dsn(p->poll_url, buf, sizeof buf);
+            dump_line(out, p->name, "poll_url", buf, NULL);
+            snprintf(buf, sizeof buf, "%g", p->poll_timeout);
+            dump_line(out, p->name, "poll_timeout", buf, "seconds");
+            dump_line(out, p->name, "count_ids", p->count_ids ? "true" : "false", NULL);
+        }
         dump_line(out, p->name, "method", p->post ? "POST" : "GET", NULL);
         if (p->body)
             dump_line(out, p->name, "body", p->body, NULL);

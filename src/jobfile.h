@@ -46,6 +46,18 @@ typedef struct ProviderTls {
     bool insecure;               /* ... with this value */
 } ProviderTls;
 
+/* What a provider answers: one ID per request (API.md section 1 and 3), or many per POST
+ * (section 2). */
+typedef enum ProviderKind {
+    PROVIDER_SINGLE = 0,
+    PROVIDER_BATCH,
+} ProviderKind;
+
+#define BATCH_MAX_IDS         10000 /* the largest max_batch */
+#define BATCH_DEFAULT_IDS     100   /* max_batch when not given (API.md: the mock's default) */
+#define BATCH_DEFAULT_LINGER  20    /* batch_linger, milliseconds */
+#define BATCH_DEFAULT_POLL_TO 60.0  /* poll_timeout, seconds */
+
 /* One provider of the chain. Every string is owned by the JobFile (or static). */
 typedef struct ProviderConf {
     const char *name; /* [A-Za-z0-9_.-]{1,PROVIDER_NAME_MAX}; recorded in the target's
@@ -67,6 +79,17 @@ typedef struct ProviderConf {
                               characters, as given (relative: to the working directory);
                               else NULL */
     ProviderTls tls;       /* the section's own TLS and proxy keys */
+    ProviderKind kind;     /* kind = single (default) or batch */
+    /* kind = batch only (zero otherwise). url is then the batch endpoint itself, without
+     * {id} (or any brace), post is true and body NULL: the body is the ID list. */
+    int max_batch;        /* IDs per call, 1..BATCH_MAX_IDS; default BATCH_DEFAULT_IDS */
+    int batch_linger_ms;  /* wait this long for more IDs before sending a short batch,
+                             0..60000; default BATCH_DEFAULT_LINGER */
+    const char *poll_url; /* template with {job} (percent-encoded into it); default url +
+                             "/{job}" */
+    double poll_timeout;  /* seconds a 202 job may stay pending, (0, 86400]; default
+                             BATCH_DEFAULT_POLL_TO */
+    bool count_ids;       /* the rate limit counts IDs rather than calls */
 } ProviderConf;
 
 typedef struct JobFile {

@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "batch.h"
 #include "breaker.h"
 #include "buf.h"
 #include "connerr.h"
@@ -49,6 +50,7 @@ const char *const sched_reason_names[SCHED_REASONS] = {
 #define BREAKER_THRESHOLD    0.5  /* share of transient failures that opens it */
 #define BREAKER_COOLDOWN     1.0  /* first pause, doubled per failed probe ... */
 #define BREAKER_COOLDOWN_MAX 60.0 /* ... up to this */
+#define BATCH_ID_MAX         8192 /* bytes of an ID a batch body carries */
 
 typedef struct Lookup Lookup;
 struct Lookup {
@@ -79,8 +81,9 @@ typedef struct Prov {
      * other answer between them is "your key is refused". The lookups of a run are held,
      * unsettled, until an answer tells which: another kind of answer releases them as
      * forbidden, the threshold stops the job with them unrecorded. */
-    int refusals; /* consecutive 403s */
-    Lookup *held; /* their lookups, linked through ready_next */
+    int refusals;   /* consecutive 403s */
+    Lookup *held;   /* their lookups, linked through ready_next */
+    Batcher *batch; /* kind = batch: its pending batch and calls; else NULL */
     /* Reachability (--provider-down-timeout): an HTTP answer of any status proves it. */
     bool answered;        /* an answer came this run: a lost host name is a hiccup now */
     double last_answer;   /* loop time of the last answer, or the run's start */
@@ -139,11 +142,13 @@ struct Scheduler {
     long long settled;        /* IDs settled this run */
     long long total_estimate; /* SchedSetup's */
     ProgressRate prate;
+    long long batch_unasked; /* batch results for IDs not asked (or with no id): ignored */
 };
 
 static void pump(Scheduler *s);
 static void maybe_flush(Scheduler *s, bool force);
 static void stop_job(Scheduler *s, int code);
+static void arm_wake(Scheduler *s, double wait);
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -444,14 +449,14 @@ static bool json_content_type(const char *ct)
 
 /* The adaptive rate: a 429 cuts the job's rate, healthy answers let it climb back; 5xx and
  * transport failures are left to the provider's breaker. */
-static void adapt_rate(Scheduler *s, const Lookup *l, bool throttled, bool healthy)
+static void adapt_rate(Scheduler *s, double sent_at, bool throttled, bool healthy)
 {
     if (!throttled && !healthy)
         return;
     double now = ev_now(s->loop);
     double before = aimd_rate(&s->aimd);
     double after =
-        throttled ? aimd_on_throttle(&s->aimd, l->sent_at, now) : aimd_on_success(&s->aimd, now);
+        throttled ? aimd_on_throttle(&s->aimd, sent_at, now) : aimd_on_success(&s->aimd, now);
     if (after != before) {
         rl_set_rate(&s->rl, after, now);
         s->rl.burst = fmax(1.0, after / 20.0); /* about 50 ms of requests at once */
@@ -473,7 +478,8 @@ static void wait_too_long(Scheduler *s, const Prov *p, Lookup *l, double seconds
               "until=%s detail=\"the provider asks the whole job to wait longer than "
               "--retry-after-max; committing settled work; come back after %s to resume\"",
               p->conf->name, seconds, s->cfg->retry_after_max, when, when);
-    lookup_free(s, l);
+    if (l != NULL)
+        lookup_free(s, l);
     stop_job(s, EXIT_TEMPFAIL);
 }
 
@@ -586,14 +592,9 @@ static void on_down_tick(struct ev_loop *loop, ev_timer *w, int revents)
     stop_job(s, EXIT_TEMPFAIL);
 }
 
-static void on_fetch_done(void *ud, const FetchResult *r)
+/* The answer r to l's request: one more attempt, and what it said. */
+static void note_answer(Lookup *l, const FetchResult *r)
 {
-    Lookup *l = ud;
-    Scheduler *s = l->s;
-    Prov *p = &s->provs[l->prov];
-    const char *reason = NULL;
-    double now = ev_now(s->loop);
-    s->st.requests++;
     l->attempts++;
     l->total_attempts++;
     l->last_status = r->terr == TE_NONE ? r->status : 0;
@@ -601,40 +602,106 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         utf8_sanitize(l->last_error, sizeof l->last_error, r->error, strlen(r->error));
     else
         snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
+}
 
-    if (r->terr == TE_NONE) {
-        p->answered = true;
-        p->last_answer = now;
-        p->failing_since = 0;
-    } else {
-        if (p->failing_since == 0)
-            p->failing_since = now;
-        p->last_fault = r->fault;
-        utf8_sanitize(p->last_error, sizeof p->last_error, r->error, strlen(r->error));
-        if (connerr_is_config(r->fault, p->answered)) {
-            if (p->in_flight > 0)
-                p->in_flight--;
-            config_failure(s, p, l, r);
-            return;
-        }
-    }
-
-    RetryAction act = retry_classify(r->terr, r->status, &reason);
-    double took = now - l->sent_at;
-    if (act != RA_PARSE) /* a 200 is counted once its body is read */
-        metrics_request(&s->metrics, l->prov, metrics_outcome(r->terr, r->status), took);
+/* What any answer of provider prov tells the job as a whole: the adaptive rate hears of
+ * 429s and healthy answers, the breaker of everything else. */
+static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAction act,
+                           double sent_at)
+{
+    Prov *p = &s->provs[prov];
+    double now = ev_now(s->loop);
     bool throttled = r->terr == TE_NONE && r->status == 429;
     bool healthy = act != RA_RETRY;
-    adapt_rate(s, l, throttled, healthy);
+    s->st.requests++;
+    adapt_rate(s, sent_at, throttled, healthy);
     if (!throttled) {
         BreakerState before = breaker_state(&p->breaker);
-        breaker_record(&p->breaker, healthy, l->sent_at, now);
+        breaker_record(&p->breaker, healthy, sent_at, now);
         BreakerState after = breaker_state(&p->breaker);
         if (before == BR_CLOSED && after == BR_OPEN)
             log_paused(s, p, r);
         else if (after != before && after == BR_CLOSED)
             log_info("event=provider_resumed provider=%s", p->conf->name);
     }
+}
+
+/* The provider refused the credentials (401, or a batch call's 403): stop, l (if any)
+ * unsettled so that the checkpoint stays before it. */
+static void credentials_refused(Scheduler *s, const Prov *p, Lookup *l, long status)
+{
+    log_error("event=credentials_refused provider=%s status=%ld detail=\"the provider "
+              "refused the API token; check PGENRICH_TOKEN or --token-file; the checkpoint "
+              "is unchanged past this ID\"",
+              p->conf->name, status);
+    if (l != NULL)
+        lookup_free(s, l);
+    stop_job(s, EXIT_AUTH);
+}
+
+/* A transient failure of l (r: the answer, or NULL for an ID a batch answer left out):
+ * retry after a backoff and any Retry-After, or give up when attempts are spent or the
+ * wait asked is over --retry-after-max. */
+static void retry_or_give_up(Scheduler *s, const Prov *p, Lookup *l, const FetchResult *r)
+{
+    double ra = 0;
+    bool throttled = r != NULL && r->terr == TE_NONE && r->status == 429;
+    bool has_ra =
+        r != NULL && r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra);
+    if (has_ra && ra > s->cfg->retry_after_max) {
+        if (throttled) {
+            wait_too_long(s, p, l, ra);
+            return;
+        }
+        char tail[96];
+        snprintf(tail, sizeof tail, " with Retry-After %.0f s, over --retry-after-max %g s", ra,
+                 s->cfg->retry_after_max);
+        text_append(l->last_error, sizeof l->last_error, 1, tail);
+        final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
+    } else if (l->attempts >= s->cfg->max_attempts && !(r != NULL && hold_while_down(s, l, r))) {
+        final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
+    } else {
+        schedule_retry(s, l, has_ra ? ra : 0);
+    }
+}
+
+/* What an answer tells of p's reachability (--provider-down-timeout). Returns whether it
+ * is a failure below HTTP that no retry can fix (connerr_is_config). */
+static bool note_reach(Prov *p, const FetchResult *r, double now)
+{
+    if (r->terr == TE_NONE) {
+        p->answered = true;
+        p->last_answer = now;
+        p->failing_since = 0;
+        return false;
+    }
+    if (p->failing_since == 0)
+        p->failing_since = now;
+    p->last_fault = r->fault;
+    utf8_sanitize(p->last_error, sizeof p->last_error, r->error, strlen(r->error));
+    return connerr_is_config(r->fault, p->answered);
+}
+
+static void on_fetch_done(void *ud, const FetchResult *r)
+{
+    Lookup *l = ud;
+    Scheduler *s = l->s;
+    Prov *p = &s->provs[l->prov];
+    const char *reason = NULL;
+    double now = ev_now(s->loop);
+    note_answer(l, r);
+    if (note_reach(p, r, now)) {
+        if (p->in_flight > 0)
+            p->in_flight--;
+        config_failure(s, p, l, r);
+        return;
+    }
+
+    RetryAction act = retry_classify(r->terr, r->status, &reason);
+    double took = now - l->sent_at;
+    if (act != RA_PARSE) /* a 200 is counted once its body is read */
+        metrics_request(&s->metrics, l->prov, metrics_outcome(r->terr, r->status), took);
+    account_answer(s, l->prov, r, act, l->sent_at);
 
     if (p->in_flight > 0)
         p->in_flight--;
@@ -679,35 +746,242 @@ static void on_fetch_done(void *ud, const FetchResult *r)
                       l->last_error);
         break;
     case RA_FATAL:
-        log_error("event=credentials_refused provider=%s status=%ld detail=\"the provider "
-                  "refused the API token; check PGENRICH_TOKEN or --token-file; the checkpoint "
-                  "is unchanged past this ID\"",
-                  p->conf->name, r->status);
-        lookup_free(s, l); /* unsettled: the checkpoint stays before it */
-        stop_job(s, EXIT_AUTH);
+        credentials_refused(s, p, l, r->status);
         return;
-    case RA_RETRY: {
-        double ra = 0;
-        bool has_ra = r->retry_after && retry_after_parse(r->retry_after, ev_now(s->loop), &ra);
-        if (has_ra && ra > s->cfg->retry_after_max) {
-            if (throttled) {
-                wait_too_long(s, p, l, ra);
-                return;
-            }
-            char tail[96];
-            snprintf(tail, sizeof tail, " with Retry-After %.0f s, over --retry-after-max %g s", ra,
-                     s->cfg->retry_after_max);
-            text_append(l->last_error, sizeof l->last_error, 1, tail);
-            final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
-        } else if (l->attempts >= s->cfg->max_attempts && !hold_while_down(s, l, r)) {
-            final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
-        } else {
-            schedule_retry(s, l, has_ra ? ra : 0);
-        }
+    case RA_RETRY:
+        retry_or_give_up(s, p, l, r);
+        if (s->phase != PH_RUNNING)
+            return;
         break;
     }
-    }
     pump(s);
+}
+
+/* ---------------------------------------------------------------- batch providers */
+
+/* A batch call's answers reach the same per-ID paths as single answers: emit_row,
+ * final_failure, retry_or_give_up. batch.c moves the calls; this decides for the IDs. */
+
+static Lookup *const *call_lookups(const BatchCall *c, size_t *n)
+{
+    return (Lookup *const *)batch_call_items(c, n);
+}
+
+static void on_batch_due(void *ud)
+{
+    pump(ud);
+}
+
+static void on_batch_answered(void *ud, BatchCall *c, const FetchResult *r, bool poll)
+{
+    Scheduler *s = ud;
+    size_t n;
+    Lookup *const *ls = call_lookups(c, &n);
+    int prov = ls[0]->prov;
+    double now = ev_now(s->loop);
+    if (poll) { /* a poll is a request, but says nothing of the provider's health */
+        s->st.requests++;
+        return;
+    }
+    /* Reachability only: a failure below HTTP that is a configuration error is retried
+     * here like a transient one (the batch's IDs are settled by the done hook). */
+    (void)note_reach(&s->provs[prov], r, now);
+    RetryAction act = retry_classify(r->terr, r->status, NULL);
+    metrics_request(&s->metrics, prov, metrics_outcome(r->terr, r->status),
+                    now - batch_call_sent(c));
+    account_answer(s, prov, r, r->status == 202 ? RA_PARSE : act, batch_call_sent(c));
+}
+
+/* A 200 with results: settle each ID by its item. */
+static void settle_results(Scheduler *s, Prov *p, BatchCall *c, const FetchResult *r)
+{
+    size_t n;
+    Lookup *const *ls = call_lookups(c, &n);
+    BatchItem *it = calloc(n, sizeof *it);
+    BatchTally t = {0};
+    char err[BATCHWIRE_ERR_MAX] = "";
+    bool parsed = false;
+    if (it == NULL) {
+        log_error("event=out_of_memory detail=\"reading a batch answer\"");
+        stop_job(s, EXIT_RUNTIME);
+        return;
+    }
+    if (!json_content_type(r->content_type)) {
+        snprintf(err, sizeof err, "content type "); /* the header, cut on a character */
+        text_append(err, 80, 1, r->content_type);
+    } else {
+        parsed = batchwire_parse(&p->conf->map, r->body, r->body_len, s->cfg->max_depth,
+                                 batch_call_ids(c), n, it, &t, err, sizeof err);
+    }
+    if (parsed && (t.unasked || t.duplicates || t.unidentified)) {
+        s->batch_unasked += (long long)(t.unasked + t.unidentified);
+        log_debug("event=batch_extra provider=%s unasked=%zu duplicates=%zu unidentified=%zu",
+                  p->conf->name, t.unasked, t.duplicates, t.unidentified);
+    }
+    for (size_t i = 0; i < n && s->phase == PH_RUNNING; i++) {
+        Lookup *l = ls[i];
+        const char *reason = NULL;
+        note_answer(l, r);
+        if (!parsed) {
+            bad_response(s, l, err, r);
+            continue;
+        }
+        switch (it[i].kind) {
+        case BI_FOUND:
+            emit_row(s, l, &it[i].row);
+            break;
+        case BI_MISS:
+            final_failure(s, l, REASON_NO_LOCATION, r->status, "no location");
+            break;
+        case BI_BAD:
+            final_failure(s, l, REASON_BAD_RESPONSE, r->status, it[i].err);
+            break;
+        case BI_MISSING:
+            snprintf(l->last_error, sizeof l->last_error, "left out of the batch answer");
+            retry_or_give_up(s, p, l, NULL);
+            break;
+        case BI_ERROR:
+            l->last_status = it[i].status;
+            snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", it[i].status);
+            switch (retry_classify(TE_NONE, it[i].status, &reason)) {
+            case RA_FAIL: /* a 403 here is about its ID: the call itself was let in */
+                final_failure(s, l, reason, it[i].status, l->last_error);
+                break;
+            case RA_RETRY:
+                retry_or_give_up(s, p, l, NULL);
+                break;
+            case RA_FATAL:
+                credentials_refused(s, p, NULL, it[i].status);
+                break;
+            case RA_PARSE:
+                final_failure(s, l, REASON_BAD_RESPONSE, 200, "item error with status 200");
+                break;
+            }
+            break;
+        }
+    }
+    batchwire_items_free(it, n);
+    free(it);
+}
+
+static void settle_batch(Scheduler *s, Prov *p, BatchCall *c, const FetchResult *r, const char *why)
+{
+    size_t n;
+    Lookup *const *ls = call_lookups(c, &n);
+    const char *reason = NULL;
+    if (r == NULL) { /* the job expired or timed out, also after its resend */
+        for (size_t i = 0; i < n && s->phase == PH_RUNNING; i++) {
+            Lookup *l = ls[i];
+            l->attempts++;
+            l->total_attempts++;
+            l->last_status = 0;
+            snprintf(l->last_error, sizeof l->last_error, "batch %s, also when sent again", why);
+            final_failure(s, l, REASON_EXHAUSTED, 0, l->last_error);
+        }
+        return;
+    }
+    RetryAction act = retry_classify(r->terr, r->status, &reason);
+    if (act == RA_PARSE) {
+        settle_results(s, p, c, r);
+        return;
+    }
+    if (r->terr == TE_NONE && r->status == 413 && batch_shrink(p->batch, c)) {
+        log_info("event=batch_shrunk provider=%s size=%d", p->conf->name, batch_size(p->batch));
+        for (size_t i = 0; i < n; i++)
+            enqueue_ready(s, ls[i]); /* not an attempt: the ask was too big, not the IDs */
+        return;
+    }
+    if (act == RA_FATAL || (act == RA_FAIL && strcmp(reason, REASON_FORBIDDEN) == 0)) {
+        credentials_refused(s, p, NULL, r->status); /* a whole call refused: the key */
+        return;
+    }
+    for (size_t i = 0; i < n && s->phase == PH_RUNNING; i++) {
+        Lookup *l = ls[i];
+        note_answer(l, r);
+        if (act == RA_RETRY)
+            retry_or_give_up(s, p, l, r);
+        else if (r->terr == TE_NONE && r->status == 202)
+            bad_response(s, l, "202 without a job id", r);
+        else
+            final_failure(s, l, reason, r->terr == TE_TOO_LARGE ? r->status : l->last_status,
+                          l->last_error);
+    }
+}
+
+static void on_batch_done(void *ud, BatchCall *c, const FetchResult *r, const char *why)
+{
+    Scheduler *s = ud;
+    size_t n;
+    Lookup *const *ls = call_lookups(c, &n);
+    Prov *p = &s->provs[ls[0]->prov];
+    if (p->in_flight > 0)
+        p->in_flight--;
+    if (s->phase == PH_RUNNING)
+        settle_batch(s, p, c, r, why);
+    batch_call_free(c);
+    pump(s);
+}
+
+static const BatchHooks batch_hooks = {
+    .answered = on_batch_answered, .done = on_batch_done, .due = on_batch_due};
+
+/* Calls that hold a place under --concurrency: requests in the fetcher, and batch jobs
+ * waiting between two polls. */
+static size_t busy(const Scheduler *s)
+{
+    size_t n = fetcher_in_flight(s->fetcher);
+    for (int i = 0; i < s->n_provs; i++)
+        n += s->provs[i].batch ? batch_waiting(s->provs[i].batch) : 0;
+    return n;
+}
+
+/* Send every batch that is due and may go now. False when the loop must stop dispatching
+ * (the cap, the rate, or the job stopped); a paused provider's batch just waits. */
+static bool send_batches(Scheduler *s, double now)
+{
+    for (int i = 0; i < s->n_provs && s->phase == PH_RUNNING; i++) {
+        Prov *p = &s->provs[i];
+        if (p->batch == NULL || !batch_due(p->batch))
+            continue;
+        double w = breaker_wait(&p->breaker, now);
+        if (w > 0) {
+            arm_wake(s, w);
+            continue;
+        }
+        if (busy(s) >= (size_t)s->cfg->concurrency)
+            return false;
+        if (!p->conf->count_ids && !rl_take(&s->rl, now)) {
+            arm_wake(s, rl_wait(&s->rl, now));
+            return false;
+        }
+        if (!breaker_allow(&p->breaker, now)) {
+            arm_wake(s, 0.01);
+            continue;
+        }
+        if (!batch_send(p->batch, now)) {
+            log_error("event=request_failed detail=\"could not start a batch request\"");
+            stop_job(s, EXIT_RUNTIME);
+            return false;
+        }
+        p->in_flight++;
+    }
+    return s->phase == PH_RUNNING;
+}
+
+/* l goes into its provider's pending batch (rejected here if no request could carry it). */
+static void add_to_batch(Scheduler *s, Prov *p, Lookup *l)
+{
+    int len;
+    const char *id = window_id(&l->slot, &len);
+    if (len == 0) {
+        final_failure(s, l, REASON_REJECTED, 0, "empty ID: not looked up");
+    } else if (len > BATCH_ID_MAX) {
+        l->total_attempts++;
+        final_failure(s, l, REASON_REJECTED, 0, "ID too long for a request");
+    } else if (!batch_add(p->batch, l, id, (size_t)len)) {
+        enqueue_ready(s, l); /* not expected: the pump sends a due batch first */
+        arm_wake(s, 0.01);
+    }
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -837,7 +1111,17 @@ static void fail_over_paused(Scheduler *s, double now)
 {
     for (int i = 0; i + 1 < s->n_provs; i++) {
         Prov *p = &s->provs[i];
-        if (p->ready_head == NULL || breaker_wait(&p->breaker, now) <= 0)
+        if (breaker_wait(&p->breaker, now) <= 0)
+            continue;
+        void *taken[64]; /* a paused batch provider's pending batch goes the same way */
+        for (size_t n; p->batch && (n = batch_take(p->batch, taken, 64)) > 0;) {
+            for (size_t k = 0; k < n; k++) {
+                Lookup *l = taken[k];
+                final_failure(s, l, REASON_EXHAUSTED, l->last_status,
+                              l->last_error[0] ? l->last_error : "paused by its circuit breaker");
+            }
+        }
+        if (p->ready_head == NULL)
             continue;
         Lookup *l = p->ready_head;
         p->ready_head = p->ready_tail = NULL;
@@ -855,17 +1139,21 @@ static void pump(Scheduler *s)
     if (s->phase == PH_RUNNING)
         fail_over_paused(s, ev_now(s->loop));
 again:
-    while (s->phase == PH_RUNNING && fetcher_in_flight(s->fetcher) < (size_t)s->cfg->concurrency) {
+    while (s->phase == PH_RUNNING && busy(s) < (size_t)s->cfg->concurrency) {
         double now = ev_now(s->loop);
         double wait;
         bool fresh;
+        if (!send_batches(s, now) || busy(s) >= (size_t)s->cfg->concurrency)
+            break;
         Lookup *l = next_lookup(s, now, &wait, &fresh);
         if (l == NULL && !fresh) {
             if (wait > 0)
                 arm_wake(s, wait);
             break;
         }
-        if (!rl_take(&s->rl, now)) {
+        Prov *p = &s->provs[fresh ? 0 : l->prov];
+        /* A batch takes its token when it is sent, unless the provider meters IDs. */
+        if ((p->batch == NULL || p->conf->count_ids) && !rl_take(&s->rl, now)) {
             arm_wake(s, rl_wait(&s->rl, now));
             break;
         }
@@ -873,11 +1161,14 @@ again:
             stop_job(s, EXIT_RUNTIME);
             break;
         }
-        Prov *p = &s->provs[l->prov];
         if (!fresh) {
             p->ready_head = l->ready_next;
             if (p->ready_head == NULL)
                 p->ready_tail = NULL;
+        }
+        if (p->batch != NULL) {
+            add_to_batch(s, p, l);
+            continue;
         }
         if (!breaker_allow(&p->breaker, now)) {
             enqueue_ready(s, l); /* not expected after breaker_wait said 0; look again soon */
@@ -1014,6 +1305,10 @@ static void stop_job(Scheduler *s, int code)
         return;
     s->phase = PH_STOPPING;
     fetcher_abort_all(s->fetcher);
+    for (int i = 0; i < s->n_provs; i++) {
+        if (s->provs[i].batch)
+            batch_abort(s->provs[i].batch); /* its IDs are live lookups, dropped below */
+    }
     while (s->live)
         lookup_free(s, s->live);
     for (int i = 0; i < s->n_provs; i++) {
@@ -1309,6 +1604,10 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
                                 setup->tokens ? setup->tokens[i] : NULL, err, errlen);
         if (p->profile < 0 || !provider_tls(s, p, cfg, err, errlen))
             goto failed;
+        if (p->conf->kind == PROVIDER_BATCH &&
+            (p->batch = batch_new(loop, s->fetcher, p->profile, p->profile, p->conf, &batch_hooks,
+                                  s)) == NULL)
+            goto oom;
         (void)metrics_add_provider(&s->metrics, p->conf->name); /* index i, like provs */
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
                      BREAKER_COOLDOWN, BREAKER_COOLDOWN_MAX, ev_now(loop));
@@ -1433,6 +1732,8 @@ void scheduler_free(Scheduler *s)
         return;
     if (s->fetcher)
         fetcher_abort_all(s->fetcher);
+    for (int i = 0; i < s->n_provs; i++)
+        batch_free(s->provs[i].batch);
     while (s->live)
         lookup_free(s, s->live);
     fetcher_free(s->fetcher);

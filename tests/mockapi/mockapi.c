@@ -29,7 +29,6 @@
 #define BODY_MAX         (1024 * 1024) /* batch request bodies; larger answers 413 */
 #define CONNECTION_LIMIT 4096u
 #define JOB_SLOTS        64
-#define JOB_READY_NS     (100u * 1000000u)
 #define RESUME_BATCH     64
 
 /* ---------------------------------------------------------------- options */
@@ -57,6 +56,17 @@ typedef struct Opts {
     const char *tls_cert;       /* PEM certificate (chain): serve HTTPS */
     const char *tls_key;        /* its PEM key */
     const char *tls_client_ca;  /* PEM CA: require a client certificate it issued */
+    /* Batch behaviour (section 2). */
+    bool batch_sync, batch_async; /* always 200 / always 202 (default: 202 over max/2) */
+    bool batch_shuffle;           /* results in a scrambled order */
+    unsigned batch_drop_mod;      /* leave an ID out of an answer when a hash of it and of
+                                     the request is 0 modulo N (transient: a retry gets it) */
+    bool batch_extra;             /* one result for an ID nobody asked, per answer */
+    bool batch_dup;               /* every result twice: a decoy first, the real one last */
+    unsigned job_expire_first;    /* the first N jobs: 404 on every poll (expired); a resend
+                                     is a later job */
+    unsigned job_never_first;     /* the first N jobs: pending for good */
+    unsigned job_ready_ms;        /* a job is pending this long (default 100) */
 } Opts;
 
 typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
@@ -102,6 +112,15 @@ static const OptDef opt_defs[] = {
     {"tls-cert", OPT_STR, offsetof(Opts, tls_cert), 0},
     {"tls-key", OPT_STR, offsetof(Opts, tls_key), 0},
     {"tls-client-ca", OPT_STR, offsetof(Opts, tls_client_ca), 0},
+    {"batch-sync", OPT_FLAG, offsetof(Opts, batch_sync), 0},
+    {"batch-async", OPT_FLAG, offsetof(Opts, batch_async), 0},
+    {"batch-shuffle", OPT_FLAG, offsetof(Opts, batch_shuffle), 0},
+    {"batch-drop-mod", OPT_UINT, offsetof(Opts, batch_drop_mod), 1000000},
+    {"batch-extra", OPT_FLAG, offsetof(Opts, batch_extra), 0},
+    {"batch-dup", OPT_FLAG, offsetof(Opts, batch_dup), 0},
+    {"job-expire-first", OPT_UINT, offsetof(Opts, job_expire_first), 1000000},
+    {"job-never-first", OPT_UINT, offsetof(Opts, job_never_first), 1000000},
+    {"job-ready-ms", OPT_UINT, offsetof(Opts, job_ready_ms), 3600000},
 };
 
 static void usage(FILE *f)
@@ -116,6 +135,10 @@ static void usage(FILE *f)
           "                        [--forbidden-mod N] [--slow-mod N] [--slow-retry-after S]\n"
           "                        [--slow-status 503|429] [--header-log FILE]\n"
           "                        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+          "                        [--batch-sync | --batch-async] [--batch-shuffle]\n"
+          "                        [--batch-drop-mod N] [--batch-extra] [--batch-dup]\n"
+          "                        [--job-expire-first N] [--job-never-first N]\n"
+          "                        [--job-ready-ms N]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -239,6 +262,9 @@ static bool parse_args(int argc, char **argv, Opts *o)
     X(hang)                                                                                        \
     X(garbage)                                                                                     \
     X(batch)                                                                                       \
+    X(polls)                                                                                       \
+    X(batch_dropped)                                                                               \
+    X(job_expired)                                                                                 \
     X(unauthorized)                                                                                \
     X(bad_data)                                                                                    \
     X(forced_down)                                                                                 \
@@ -800,23 +826,77 @@ static void answer_entity(Server *s, Req *rq, const char *raw, bool secondary)
         body_quirks(s, rq, id, idlen);
 }
 
-/* {"results":[...]} for the IDs of l, into rq->body with status 200. */
-static void answer_results(Server *s, Req *rq, const MockIdList *l)
+/* Append a small element to b (grown as needed); false on no memory. */
+static bool put_raw(char **b, size_t *cap, size_t *len, const char *label, const char *id,
+                    size_t idlen)
 {
-    size_t cap = 256 + l->count * 512, len = 0;
-    char *b = malloc(cap);
-    MockEntity e;
+    char q[6 * MOCK_ID_MAX + 16];
+    size_t qn = mockdata_json_string(id, idlen, q, sizeof q);
+    if (qn >= sizeof q)
+        return false;
+    size_t need = strlen(label) + qn + 64;
+    if (*cap - *len < need + 4) {
+        size_t nc = (*cap + need) * 2;
+        char *nb = realloc(*b, nc);
+        if (!nb)
+            return false;
+        *b = nb;
+        *cap = nc;
+    }
+    *len += (size_t)snprintf(*b + *len, *cap - *len,
+                             "{\"id\":%s,\"label\":\"%s\",\"location\":null}", q, label);
+    return true;
+}
 
-    if (!b)
+/* {"results":[...]} for the IDs of l, into rq->body with status 200. key (the request's
+ * draw) decides the --batch-drop-mod and --batch-shuffle choices of this answer. */
+static void answer_results(Server *s, Req *rq, const MockIdList *l, uint64_t key)
+{
+    size_t cap = 256 + l->count * 1024, len = 0;
+    char *b = malloc(cap);
+    size_t *order = malloc((l->count ? l->count : 1) * sizeof *order);
+    MockEntity e;
+    bool first = true;
+
+    if (!b || !order)
         goto nomem;
+    for (size_t i = 0; i < l->count; i++)
+        order[i] = i;
+    if (s->o.batch_shuffle) { /* Fisher-Yates on a counter-based draw */
+        for (size_t i = l->count; i > 1; i--) {
+            size_t j = (size_t)(mockdata_mix64(key ^ (0x9e37u + i)) % i);
+            size_t t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+    }
     len = (size_t)snprintf(b, cap, "{\"results\":[");
-    for (size_t i = 0; i < l->count; i++) {
+    if (s->o.batch_extra) {
+        if (!put_raw(&b, &cap, &len, "nobody asked", "unasked-id", 10))
+            goto nomem;
+        first = false;
+    }
+    for (size_t k = 0; k < l->count; k++) {
+        size_t i = order[k];
         const char *id = l->data + l->start[i];
         size_t n;
+        if (s->o.batch_drop_mod &&
+            mockdata_mix64(mockdata_hash(id, l->len[i]) ^ key) % s->o.batch_drop_mod == 0) {
+            BUMP(s, batch_dropped);
+            continue;
+        }
+        if (s->o.batch_dup) {
+            if (!first)
+                b[len++] = ',';
+            if (!put_raw(&b, &cap, &len, "decoy", id, l->len[i]))
+                goto nomem;
+            first = false;
+        }
         mockdata_entity(id, l->len[i], &e);
         count_outcome(s, e.outcome);
-        if (i > 0)
+        if (!first)
             b[len++] = ','; /* cap - len >= 4 holds here: see below */
+        first = false;
         for (;;) {
             /* keep room for the next ",", "]}" and the NUL */
             n = mockdata_json_primary(&e, id, l->len[i], b + len, cap - len - 3);
@@ -832,12 +912,14 @@ static void answer_results(Server *s, Req *rq, const MockIdList *l)
     }
     memcpy(b + len, "]}", 3);
     len += 2;
+    free(order);
     free(rq->body);
     rq->body = b;
     rq->body_len = len;
     rq->status = MHD_HTTP_OK;
     return;
 nomem:
+    free(order);
     free(b);
     set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 }
@@ -879,7 +961,7 @@ static void job_add(Server *s, Req *rq, MockIdList *l)
     pthread_mutex_unlock(&s->jobs_mu);
 }
 
-static void answer_job(Server *s, Req *rq, const char *url)
+static void answer_job(Server *s, Req *rq, const char *url, uint64_t key)
 {
     const char *name = url + sizeof(ENTITY_PREFIX "batch/") - 1;
     Job *job = NULL;
@@ -889,18 +971,24 @@ static void answer_job(Server *s, Req *rq, const char *url)
         if (s->jobs[i].used && strcmp(s->jobs[i].name, name) == 0)
             job = &s->jobs[i];
     }
+    BUMP(s, polls);
+    if (job && s->o.job_expire_first && job->seq <= s->o.job_expire_first) {
+        BUMP(s, job_expired);
+        job = NULL;
+    }
     if (!job) {
         BUMP(s, not_found);
         set_error(rq, MHD_HTTP_NOT_FOUND, "no such job");
-    } else if (now_ns() - job->created < JOB_READY_NS) {
+    } else if ((s->o.job_never_first && job->seq <= s->o.job_never_first) ||
+               now_ns() - job->created < (uint64_t)s->o.job_ready_ms * 1000000u) {
         job_body(rq, MHD_HTTP_ACCEPTED, job->name);
     } else {
-        answer_results(s, rq, &job->ids);
+        answer_results(s, rq, &job->ids, key);
     }
     pthread_mutex_unlock(&s->jobs_mu);
 }
 
-static void answer_batch(Server *s, Req *rq)
+static void answer_batch(Server *s, Req *rq, uint64_t key)
 {
     MockIdList l = {NULL, NULL, NULL, 0};
     char err[128];
@@ -927,10 +1015,10 @@ static void answer_batch(Server *s, Req *rq)
         return;
     }
     BUMP(s, batch);
-    if (l.count > s->o.max_batch / 2)
+    if (s->o.batch_async || (!s->o.batch_sync && l.count > s->o.max_batch / 2))
         job_add(s, rq, &l);
     else
-        answer_results(s, rq, &l);
+        answer_results(s, rq, &l, key);
     mockdata_idlist_free(&l);
 }
 
@@ -1107,10 +1195,10 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
                       true);
         break;
     case RT_BATCH:
-        answer_batch(s, rq);
+        answer_batch(s, rq, key);
         break;
     case RT_JOB:
-        answer_job(s, rq, url);
+        answer_job(s, rq, url, key);
         break;
     case RT_UNKNOWN:
         BUMP(s, not_found);
@@ -1596,6 +1684,7 @@ int main(int argc, char **argv)
     s.o.threads = 2;
     s.o.seed = 1;
     s.o.max_batch = 100;
+    s.o.job_ready_ms = 100;
     s.o.hang_ms = 60000;
     s.o.pad_bytes = 2u * 1024 * 1024;
     s.o.nest_depth = 1000;

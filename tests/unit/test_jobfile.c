@@ -628,8 +628,65 @@ static const BadCase bad_cases[] = {
      "t.ini:3: proxy: control character in the value"},
     /* the error text is one printable line, whatever the file held */
     {"[job\x1b]\nx = 1\n", "t.ini:1: [job?]: unknown section (expected [job], [source], [target], "
-                           "[limits] or [provider NAME])"},
+                           "[limits] or [provider NAME])"}, /* batch providers */
+    {"[provider b]\nkind = batch\nurl = http://h/e/{id}\n",
+     "t.ini:3: url: a batch url names the endpoint: no {id} or other braces"},
+    {"[provider b]\nurl = http://h/e/{id}\nmax_batch = 5\n",
+     "t.ini:3: max_batch: only with kind = batch"},
+    {"[provider b]\nurl = http://h/e/{id}\npoll-url = http://h/{job}\n",
+     "t.ini:3: poll-url: only with kind = batch"},
+    {"[provider b]\nkind = bulk\nurl = http://h/e\n", "t.ini:2: kind: must be single or batch"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\nmax_batch = 0\n",
+     "t.ini:4: max_batch: must be a whole number from 1 to 10000"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\nmax_batch = 10001\n",
+     "t.ini:4: max_batch: must be a whole number from 1 to 10000"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\nbatch_linger = -1\n",
+     "t.ini:4: batch_linger: must be a whole number of milliseconds from 0 to 60000"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\npoll_timeout = 0\n",
+     "t.ini:4: poll_timeout: must be a number of seconds above 0, at most 86400"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\npoll_url = http://h/e/{id}\n",
+     "t.ini:4: poll_url: only {job} may stand in braces"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\npoll_url = http://h/e/\n",
+     "t.ini:4: poll_url: must hold {job}"},
+    {"[provider b]\nkind = batch\nurl = http://h/e\ncount_ids = maybe\n",
+     "t.ini:4: count_ids: must be true or false"},
+    {"[provider b]\nkind = batch\nmethod = GET\nurl = http://h/e\n",
+     "t.ini:3: method: a batch provider POSTs its IDs: leave method out"},
+    {"[provider b]\nkind = batch\nmethod = POST\nbody = {\"x\":1}\nurl = http://h/e\n",
+     "t.ini:4: body: a batch provider's body is its ID list: leave body out"},
+    {"[provider b]\nurl = ftp://h/e\n", "t.ini:2: url: must start with http:// or https://"},
 };
+
+static void test_batch_keys(void **state)
+{
+    (void)state;
+    Loaded l;
+    assert_true(load(&l, "[provider b]\nkind = batch\nurl = http://h/api/batch//\n"));
+    const ProviderConf *p = &l.jf.providers[0];
+    assert_int_equal(p->kind, PROVIDER_BATCH);
+    assert_true(p->post);
+    assert_null(p->body);
+    assert_int_equal(p->max_batch, BATCH_DEFAULT_IDS);
+    assert_int_equal(p->batch_linger_ms, BATCH_DEFAULT_LINGER);
+    assert_true(p->poll_timeout == BATCH_DEFAULT_POLL_TO);
+    assert_false(p->count_ids);
+    assert_string_equal(p->poll_url, "http://h/api/batch/{job}");
+    jobfile_free(&l.jf);
+
+    assert_true(load(&l, "[provider b]\nkind = batch\nurl = https://h/b\nmax-batch = 250\n"
+                         "batch_linger = 0\npoll_url = https://h/jobs/{job}?x=1\n"
+                         "poll_timeout = 2.5\ncount_ids = yes\nmethod = POST\n"
+                         "[provider s]\nurl = http://h/{id}\nkind = single\n"));
+    p = &l.jf.providers[0];
+    assert_int_equal(p->max_batch, 250);
+    assert_int_equal(p->batch_linger_ms, 0);
+    assert_string_equal(p->poll_url, "https://h/jobs/{job}?x=1");
+    assert_true(p->poll_timeout == 2.5);
+    assert_true(p->count_ids);
+    assert_int_equal(l.jf.providers[1].kind, PROVIDER_SINGLE);
+    assert_int_equal(l.jf.providers[1].max_batch, 0);
+    jobfile_free(&l.jf);
+}
 
 static void test_errors(void **state)
 {
@@ -839,15 +896,25 @@ static void test_free_zeroed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),       cmocka_unit_test(test_job_settings),
-        cmocka_unit_test(test_provider_keys), cmocka_unit_test(test_tls_keys),
-        cmocka_unit_test(test_token_keys),    cmocka_unit_test(test_sections),
-        cmocka_unit_test(test_dump),          cmocka_unit_test(test_token_not_echoed),
-        cmocka_unit_test(test_comments),      cmocka_unit_test(test_continuation_lines),
-        cmocka_unit_test(test_crlf_bom),      cmocka_unit_test(test_strings_outlive_text),
-        cmocka_unit_test(test_errors),        cmocka_unit_test(test_first_error_wins),
-        cmocka_unit_test(test_long_lines),    cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_default_chain), cmocka_unit_test(test_free_zeroed),
+        cmocka_unit_test(test_example),
+        cmocka_unit_test(test_job_settings),
+        cmocka_unit_test(test_provider_keys),
+        cmocka_unit_test(test_tls_keys),
+        cmocka_unit_test(test_token_keys),
+        cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_dump),
+        cmocka_unit_test(test_token_not_echoed),
+        cmocka_unit_test(test_comments),
+        cmocka_unit_test(test_continuation_lines),
+        cmocka_unit_test(test_crlf_bom),
+        cmocka_unit_test(test_strings_outlive_text),
+        cmocka_unit_test(test_batch_keys),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_default_chain),
+        cmocka_unit_test(test_free_zeroed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# test_batch: batch providers (kind = batch, API.md section 2) against the mock. Sync (200)
+# and async (202) answers with faults, scrambled order, duplicates, results nobody asked
+# for and IDs left out; expired and never-ending jobs; 413s that halve the batch; a kill -9
+# with batches pending, then a resume; chains with a single-lookup provider either side.
+# Every ID ends in one place with the values of a single lookup (the same expected table),
+# and a batch run needs about N / max_batch requests.
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+N=6000
+seed_bigint "$N"
+load_expected bigint
+
+# batch_ini FILE JOB URL [KEY=VALUE...]: a job file with one batch provider.
+batch_ini() {
+    local file=$1 job=$2 url=$3
+    shift 3
+    {
+        printf '[job]\njob = %s\nconcurrency = 8\npage-size = 1000\nmax-attempts = 6\n' "$job"
+        printf 'backoff-base = 0.01\nbackoff-cap = 0.05\n\n'
+        printf '[provider primary]\nkind = batch\nurl = %s/api/v2/entities/batch\n' "$url"
+        local kv
+        for kv in "$@"; do printf '%s\n' "$kv"; done
+    } >"$file"
+}
+
+# --- 1. sync: scrambled, duplicated, padded with an unasked result ---------------------------
+start_mock --batch-sync --batch-shuffle --batch-dup --batch-extra
+batch_ini "$IT_TMP/sync.ini" bsync "$MOCK_URL" "max_batch = 100"
+run_pgenrich sync run --config "$IT_TMP/sync.ini" --dsn "$IT_DSN" --quiet
+expect_done "sync batches"
+check_summary_shape sync
+check_against_expected bsync
+batches=$(mock_stat batch)
+log "sync: $batches batch calls for $N IDs; $(grep '^summary:' "$IT_TMP/sync.out")"
+assert_eq "batch calls of a fault-free sync run (N / max_batch)" "$((N / 100))" "$batches"
+assert_eq "requests pgenrich counted" "$batches" "$(summary sync requests)"
+assert_eq "every request was a batch call" "$batches" "$(mock_stat requests)"
+stop_mock_pid "$MOCK_PID"
+
+# --- 2. async: 202 jobs polled, with 5xx, resets, garbage, left-out IDs, expired and
+# never-ending first jobs (each resent once as a new job) --------------------------------------
+start_mock --batch-async --job-ready-ms 150 --batch-drop-mod 25 --batch-shuffle \
+    --p-5xx 0.04 --p-reset 0.01 --p-garbage 0.01 --seed 11 --job-expire-first 2 \
+    --job-never-first 4
+batch_ini "$IT_TMP/async.ini" basync "$MOCK_URL" "max_batch = 100" "poll_timeout = 1.5"
+sed -i 's/^max-attempts = 6/max-attempts = 8/' "$IT_TMP/async.ini"
+run_pgenrich async run --config "$IT_TMP/async.ini" --dsn "$IT_DSN" --quiet
+expect_done "async batches"
+log "async: mock $(mock_stats)"
+log "async: $(grep '^summary:' "$IT_TMP/async.out")"
+# garbage (a 200 that is no JSON) on a result poll is a bad response for the whole batch,
+# as for a single lookup: those IDs are bad_response; everything else as expected.
+garbage=$(mock_stat garbage)
+if [ "$garbage" -eq 0 ]; then
+    check_against_expected basync
+else
+    check_one_place basync standardized_locations enrich_failures master_table id
+    assert_none "async rows that differ from the expected ones" \
+        "SELECT id, label, latitude, longitude FROM standardized_locations
+         EXCEPT SELECT id, label, latitude, longitude FROM expected WHERE outcome = 'found'"
+    assert_none "async failures other than expected or bad_response" \
+        "SELECT f.id, f.reason FROM enrich_failures f JOIN expected e USING (id)
+         WHERE f.job = 'basync' AND f.reason <> e.outcome AND f.reason <> 'bad_response'"
+fi
+[ "$(mock_stat batch_dropped)" -gt 0 ] || fail "the mock left no ID out: the test proves nothing"
+[ "$(mock_stat job_expired)" -gt 0 ] || fail "no job expired: the test proves nothing"
+[ "$(mock_stat polls)" -gt 0 ] || fail "no poll"
+assert_none "attempts_exhausted in the async run (every left-out ID is retried)" \
+    "SELECT id, last_error FROM enrich_failures WHERE job = 'basync'
+     AND reason = 'attempts_exhausted'"
+stop_mock_pid "$MOCK_PID"
+
+# --- 3. jobs that always expire: resent once, then ledgered per ID -----------------------------
+start_mock --batch-async --job-expire-first 1000000
+batch_ini "$IT_TMP/expire.ini" bexpire "$MOCK_URL" "max_batch = 50"
+sql -c "CREATE TABLE small_source AS SELECT id FROM master_table WHERE id <= 200"
+run_pgenrich expire run --config "$IT_TMP/expire.ini" --dsn "$IT_DSN" --quiet \
+    --source-table small_source --target-table expire_target
+expect_done "expiring jobs"
+assert_eq "IDs ledgered after two expired jobs" 200 \
+    "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bexpire'
+          AND reason = 'attempts_exhausted' AND last_error LIKE '%expired%sent again%'")"
+assert_eq "batch POSTs: each batch sent twice" 8 "$(mock_stat batch)"
+stop_mock_pid "$MOCK_PID"
+
+# --- 4. 413: the provider asks more than the mock takes; the batch size halves ----------------
+start_mock --batch-sync --max-batch 30
+batch_ini "$IT_TMP/big.ini" b413 "$MOCK_URL" "max_batch = 100" "count_ids = true"
+run_pgenrich big run --config "$IT_TMP/big.ini" --dsn "$IT_DSN" --target-table t413
+expect_done "413 halving"
+grep -q 'event=batch_shrunk provider=primary size=50' "$IT_TMP/big.err" ||
+    fail "no batch_shrunk to 50"
+grep -q 'event=batch_shrunk provider=primary size=25' "$IT_TMP/big.err" ||
+    fail "no batch_shrunk to 25"
+check_against_expected b413 t413
+log "413: $(mock_stat bad_request) refused, $(mock_stat batch) accepted"
+assert_le "413s (a few per halving, one per call in flight)" "$(mock_stat bad_request)" 20
+stop_mock_pid "$MOCK_PID"
+
+# --- 5. kill -9 with batches pending (async), then the resume ends exact ----------------------
+start_mock --batch-async --job-ready-ms 300 --latency-ms 20
+batch_ini "$IT_TMP/kill.ini" bkill "$MOCK_URL" "max_batch = 50"
+sed -i 's/^page-size = 1000/page-size = 500\nflush-rows = 200\nflush-interval = 0.2/' "$IT_TMP/kill.ini"
+start_pgenrich killed run --config "$IT_TMP/kill.ini" --dsn "$IT_DSN" --quiet --target-table tkill
+committed() {
+    q "SELECT (SELECT count(*) FROM tkill) + (SELECT count(*) FROM enrich_failures
+       WHERE job = 'bkill')" 2>/dev/null || echo 0
+}
+for _ in $(seq 1 300); do
+    [ "$(committed)" -ge 1000 ] && break
+    kill -0 "$PGENRICH_PID" 2>/dev/null || fail "the run ended before it was killed"
+    sleep 0.1
+done
+kill -KILL "$PGENRICH_PID"
+wait "$PGENRICH_PID" 2>/dev/null || true
+log "killed -9 with $(committed) outcomes committed"
+[ "$(committed)" -lt "$N" ] || fail "the run finished before it was killed"
+run_pgenrich resumed run --config "$IT_TMP/kill.ini" --dsn "$IT_DSN" --quiet --target-table tkill
+expect_done "the resume after kill -9"
+check_against_expected bkill tkill
+assert_eq "checkpoint after the resume" "t|$N" \
+    "$(q "SELECT finished, position FROM enrich_checkpoints WHERE job = 'bkill'")"
+stop_mock_pid "$MOCK_PID"
+
+# --- 5b. SIGTERM with jobs pending: they are polled to the end within the drain ---------------
+start_mock --batch-async --job-ready-ms 1500 --latency-ms 20
+batch_ini "$IT_TMP/drain.ini" bdrain "$MOCK_URL" "max_batch = 50"
+start_pgenrich drain run --config "$IT_TMP/drain.ini" --dsn "$IT_DSN" --target-table tdrain \
+    --drain-timeout 20
+for _ in $(seq 1 100); do
+    [ "$(mock_stat polls)" -gt 0 ] && break
+    sleep 0.1
+done
+[ "$(mock_stat polls)" -gt 0 ] || fail "no job was polled before the SIGTERM"
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 40
+expect_rc 75 "SIGTERM with batch jobs pending"
+assert_stderr_has drain 'event=interrupted' 'event=drained' 'event=resumable'
+drained=$(q "SELECT (SELECT count(*) FROM tdrain) + (SELECT count(*) FROM enrich_failures
+             WHERE job = 'bdrain')")
+log "SIGTERM: $drained outcomes committed by the drain"
+[ "$drained" -gt 0 ] || fail "the drain committed nothing: pending jobs were not polled to the end"
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync # the same data, answered at once: the resume is quick
+sed -i "s|http://127.0.0.1:[0-9]*|$MOCK_URL|" "$IT_TMP/drain.ini"
+run_pgenrich drained_resume run --config "$IT_TMP/drain.ini" --dsn "$IT_DSN" --quiet \
+    --target-table tdrain
+expect_done "the resume after the drain"
+check_against_expected bdrain tdrain
+stop_mock_pid "$MOCK_PID"
+
+# --- 6. chains: batch primary + single fallback, and single primary + batch fallback ----------
+start_mock --batch-sync --primary-down-mod 10
+cat >"$IT_TMP/chain1.ini" <<EOF
+[job]
+job = bchain1
+concurrency = 8
+max-attempts = 2
+backoff-base = 0.01
+backoff-cap = 0.05
+
+[provider primary]
+kind = batch
+url = $MOCK_URL/api/v2/entities/batch
+max_batch = 100
+
+[provider secondary]
+url = $MOCK_URL/v1/lookup?entity={id}
+mapping = secondary
+EOF
+run_pgenrich chain1 run --config "$IT_TMP/chain1.ini" --dsn "$IT_DSN" --quiet --target-table tchain1
+expect_done "batch primary + single fallback"
+check_against_expected bchain1 tchain1
+assert_none "rows of the batch primary carry its name" \
+    "SELECT id FROM tchain1 WHERE provider <> 'primary'"
+# The primary's misses and not-founds went to the secondary, one single lookup each.
+assert_eq "single lookups of the fallback (one per ID the batch did not find)" \
+    "$(q "SELECT count(*) FROM expected WHERE outcome <> 'found'")" \
+    "$(($(mock_stat requests) - $(mock_stat batch)))"
+
+cat >"$IT_TMP/chain2.ini" <<EOF
+[job]
+job = bchain2
+concurrency = 8
+max-attempts = 2
+backoff-base = 0.01
+backoff-cap = 0.05
+
+[provider single]
+url = $MOCK_URL/api/v2/entities/{id}?select=id,label,location
+
+[provider batchfb]
+kind = batch
+url = $MOCK_URL/api/v2/entities/batch
+max_batch = 100
+batch_linger = 50
+EOF
+run_pgenrich chain2 run --config "$IT_TMP/chain2.ini" --dsn "$IT_DSN" --quiet --target-table tchain2
+expect_done "single primary + batch fallback"
+load_expected_as expected2 bigint "SELECT id FROM master_table" --primary-down-mod 10
+check_one_place bchain2 tchain2 enrich_failures master_table id
+assert_none "chain2 rows that differ from the expected ones" \
+    "SELECT id, label, latitude, longitude FROM tchain2
+     EXCEPT SELECT id, label, latitude, longitude FROM expected WHERE outcome = 'found'"
+assert_none "rows of IDs the single primary was down for come from the batch fallback" \
+    "SELECT t.id FROM tchain2 t JOIN expected2 e USING (id)
+     WHERE t.provider <> CASE WHEN e.quirks ~ 'down' THEN 'batchfb' ELSE 'single' END"
+stop_mock_pid "$MOCK_PID"
+
+# --- 7. bad job files ---------------------------------------------------------------------------
+cat >"$IT_TMP/bad.ini" <<EOF
+[provider b]
+kind = batch
+url = http://127.0.0.1:1/api/v2/entities/{id}
+EOF
+run_pgenrich badini check-config --config "$IT_TMP/bad.ini"
+expect_rc 2 "a batch url with {id}"
+grep -q "bad.ini:3: url: " "$IT_TMP/badini.err" || fail "no FILE:LINE: url: message"
+cat >"$IT_TMP/bad2.ini" <<EOF
+[provider s]
+url = http://127.0.0.1:1/x/{id}
+max_batch = 10
+EOF
+run_pgenrich badini2 check-config --config "$IT_TMP/bad2.ini"
+expect_rc 2 "max_batch on a single provider"
+grep -q "bad2.ini:3: max_batch: only with kind = batch" "$IT_TMP/badini2.err" ||
+    fail "no 'only with kind = batch' message"
+log PASS
