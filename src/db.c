@@ -593,13 +593,13 @@ done:
     return ok;
 }
 
-/* head + quoted checkpoint table name + tail, malloc'd. */
-static char *checkpoint_sql(PGconn *c, const DbNames *names, const char *head, const char *tail,
-                            char *err, size_t errlen)
+/* head + the quoted table name + tail, malloc'd; NULL with a reason in err. */
+static char *table_sql(PGconn *c, const char *table, const char *head, const char *tail, char *err,
+                       size_t errlen)
 {
-    char *q = db_quote_ident(c, names->checkpoints);
+    char *q = db_quote_ident(c, table);
     if (q == NULL) {
-        db_error(c, NULL, "quoting the checkpoint table name", err, errlen);
+        db_error(c, NULL, "quoting a table name", err, errlen);
         return NULL;
     }
     Buf b;
@@ -610,6 +610,12 @@ static char *checkpoint_sql(PGconn *c, const DbNames *names, const char *head, c
     }
     free(q);
     return b.data; /* NULL after buf_free */
+}
+
+static char *checkpoint_sql(PGconn *c, const DbNames *names, const char *head, const char *tail,
+                            char *err, size_t errlen)
+{
+    return table_sql(c, names->checkpoints, head, tail, err, errlen);
 }
 
 bool db_load_checkpoint(PGconn *c, const DbNames *names, const char *job, char **position_out,
@@ -727,23 +733,10 @@ done:
     return ok;
 }
 
-/* head + quoted run-history table name + tail, malloc'd. */
 static char *runs_sql(PGconn *c, const DbNames *names, const char *head, const char *tail,
                       char *err, size_t errlen)
 {
-    char *q = db_quote_ident(c, names->runs);
-    if (q == NULL) {
-        db_error(c, NULL, "quoting the runs table name", err, errlen);
-        return NULL;
-    }
-    Buf b;
-    buf_init(&b, SQL_MAX);
-    if (!buf_puts(&b, head) || !buf_puts(&b, q) || !buf_puts(&b, tail)) {
-        snprintf(err, errlen, "out of memory");
-        buf_free(&b);
-    }
-    free(q);
-    return b.data;
+    return table_sql(c, names->runs, head, tail, err, errlen);
 }
 
 bool db_run_begin(PGconn *c, const DbNames *names, const DbRunStart *rs, long long *run_id,
