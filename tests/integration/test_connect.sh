@@ -119,7 +119,7 @@ stop_proxy() {
 }
 IT_AT_EXIT+=("stop_proxy")
 for _ in 1 2 3 4 5; do
-    PROXY_PORT=$((20000 + RANDOM % 30000))
+    PROXY_PORT=$((10000 + RANDOM % 20000))
     cat >"$IT_TMP/tinyproxy.conf" <<EOF
 Port $PROXY_PORT
 Listen 127.0.0.1

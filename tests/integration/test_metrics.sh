@@ -116,10 +116,12 @@ assert_eq "POST /metrics" 405 "$(code -X POST "http://$ADDR/metrics")"
 assert_eq "HEAD /metrics" 200 "$(code -I "http://$ADDR/metrics")"
 
 # --- 3. a real Prometheus scrapes the job --------------------------------------------------
+# A port below the kernel's ephemeral range (where the outgoing connections of the tests
+# running beside this one take theirs), and another one if Prometheus still finds it taken.
 free_port() {
     local p
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % 20000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             printf '%s\n' "$p"
             return
@@ -127,7 +129,6 @@ free_port() {
     done
     fail "no free port found"
 }
-PROM_PORT=$(free_port)
 cat >"$IT_TMP/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
@@ -137,11 +138,30 @@ scrape_configs:
     static_configs:
       - targets: ['$ADDR']
 EOF
-timeout -k 5 120 prometheus --config.file="$IT_TMP/prometheus.yml" \
-    --storage.tsdb.path="$IT_TMP/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
-    >"$IT_TMP/prometheus.log" 2>&1 &
-PROM_PID=$!
-BG_PIDS+=("$PROM_PID")
+ready=false
+for _ in 1 2 3 4 5; do
+    PROM_PORT=$(free_port)
+    timeout -k 5 120 prometheus --config.file="$IT_TMP/prometheus.yml" \
+        --storage.tsdb.path="$IT_TMP/prometheus-data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+        >"$IT_TMP/prometheus.log" 2>&1 &
+    PROM_PID=$!
+    BG_PIDS+=("$PROM_PID")
+    for _ in $(seq 1 100); do
+        kill -0 "$PROM_PID" 2>/dev/null || break
+        if curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$PROM_PORT/-/ready" 2>/dev/null; then
+            ready=true
+            break
+        fi
+        sleep 0.1
+    done
+    $ready && break
+    kill -KILL "$PROM_PID" 2>/dev/null || true
+    wait "$PROM_PID" 2>/dev/null || true
+    grep -q "address already in use" "$IT_TMP/prometheus.log" ||
+        fail "prometheus did not get ready: $(tail -n 5 "$IT_TMP/prometheus.log")"
+    log "port $PROM_PORT was taken; trying another"
+done
+$ready || fail "prometheus found no free port in 5 tries"
 log "prometheus on 127.0.0.1:$PROM_PORT (pid $PROM_PID)"
 query="http://127.0.0.1:$PROM_PORT/api/v1/query?query=pgenrich_requests_total"
 found=false
