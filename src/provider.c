@@ -3,7 +3,6 @@
  * Pure: no I/O, no globals besides the constant mapping tables. */
 #include "provider.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -70,6 +69,12 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+static void clear_err(char *err, size_t errlen)
+{
+    if (err && errlen > 0)
+        err[0] = '\0';
 }
 
 static bool is_unreserved(unsigned char c)
@@ -351,15 +356,55 @@ static bool prescan(const char *body, size_t len, char *err, size_t errlen)
     return true;
 }
 
-/* Resolve ptr in doc one reference token at a time. json_pointer_get alone reports both
- * "no such key" and "stepped into a string" as ENOENT; the first is a NULL column, the
- * second a wrong type. A JSON null on the way (or at the end) is LOOKUP_NULL. */
-static Lookup lookup(struct json_object *doc, const char *ptr, struct json_object **res, char *err,
-                     size_t errlen)
+/* One reference token tok[0..n) (escaped, without its '/') applied to cur, an object or an
+ * array (RFC 6901 section 4). In an object, ~1 and ~0 decode to '/' and '~' in one pass
+ * (so "~01" is "~1"); any other '~' stays as it is. In an array the token must be "0" or
+ * a number without leading zeros: anything else (a name, "-", "01") is not an index, so an
+ * object was expected there (LOOKUP_BAD); an index past the end, or
+ * longer than INDEX_DIGITS_MAX digits, is LOOKUP_NULL. json_pointer_get would do the same
+ * per step, but it copies the whole path on every call, which the hot path pays per
+ * column of every answer. */
+static Lookup step_into(struct json_object *cur, const char *tok, size_t n,
+                        struct json_object **next)
 {
-    struct json_object *cur = doc;
-    const char *p = ptr;
-    char step[PTR_STEP_MAX];
+    *next = NULL;
+    if (json_object_get_type(cur) == json_type_array) {
+        if (n == 0 || !all_digits(tok, n) || (n > 1 && tok[0] == '0'))
+            return LOOKUP_BAD;
+        if (n > INDEX_DIGITS_MAX)
+            return LOOKUP_NULL;
+        size_t idx = 0;
+        for (size_t i = 0; i < n; i++)
+            idx = idx * 10 + (size_t)(tok[i] - '0');
+        if (idx >= json_object_array_length(cur))
+            return LOOKUP_NULL;
+        *next = json_object_array_get_idx(cur, idx);
+        return *next ? LOOKUP_VALUE : LOOKUP_NULL;
+    }
+    char key[PTR_STEP_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tok[i] == '~' && i + 1 < n && (tok[i + 1] == '0' || tok[i + 1] == '1')) {
+            key[k++] = tok[i + 1] == '0' ? '~' : '/';
+            i++;
+        } else {
+            key[k++] = tok[i];
+        }
+    }
+    key[k] = '\0';
+    if (!json_object_object_get_ex(cur, key, next))
+        return LOOKUP_NULL;
+    return *next ? LOOKUP_VALUE : LOOKUP_NULL;
+}
+
+/* Resolve ptr[from..] in cur one reference token at a time: "no such key" is a NULL column,
+ * a step into a string, number or boolean (or a name used on an array) a wrong type. A JSON
+ * null on the way (or at the end) is LOOKUP_NULL. cur is what ptr[0..from) resolved to
+ * (the document for from = 0); messages name the whole pointer. */
+static Lookup lookup_from(struct json_object *cur, const char *ptr, size_t from,
+                          struct json_object **res, char *err, size_t errlen)
+{
+    const char *p = ptr + from;
 
     *res = NULL;
     if (*p != '\0' && *p != '/') {
@@ -379,32 +424,29 @@ static Lookup lookup(struct json_object *doc, const char *ptr, struct json_objec
             set_err(err, errlen, "wrong type at %.*s", shown(ptr, p), ptr);
             return LOOKUP_BAD;
         }
-        if (n >= sizeof(step)) {
+        if (n >= PTR_STEP_MAX) {
             set_err(err, errlen, "JSON pointer too long \"%.40s...\"", ptr);
             return LOOKUP_BAD;
         }
-        memcpy(step, p, n);
-        step[n] = '\0';
-        if (t == json_type_array && n - 1 > INDEX_DIGITS_MAX && all_digits(p + 1, n - 1))
-            return LOOKUP_NULL;
-        errno = 0;
-        if (json_pointer_get(cur, step, &next) != 0) {
-            int e = errno;
-            if (e == ENOENT)
-                return LOOKUP_NULL;
-            if (e == EINVAL && t == json_type_array) {
-                /* A name (or "-") used on an array: an object was expected here. */
-                set_err(err, errlen, "wrong type at %.*s", shown(ptr, p), ptr);
-            } else {
-                set_err(err, errlen, "cannot resolve \"%.40s\" (errno %d)", ptr, e);
-            }
+        Lookup lk = step_into(cur, p + 1, n - 1, &next);
+        if (lk == LOOKUP_BAD) {
+            /* A name (or "-") used on an array: an object was expected here. */
+            set_err(err, errlen, "wrong type at %.*s", shown(ptr, p), ptr);
             return LOOKUP_BAD;
         }
+        if (lk == LOOKUP_NULL)
+            return LOOKUP_NULL;
         cur = next;
         p += n;
     }
     *res = cur;
     return cur ? LOOKUP_VALUE : LOOKUP_NULL;
+}
+
+static Lookup lookup(struct json_object *doc, const char *ptr, struct json_object **res, char *err,
+                     size_t errlen)
+{
+    return lookup_from(doc, ptr, 0, res, err, errlen);
 }
 
 static bool map_text(struct json_object *v, Column c, ProviderRow *row, char *err, size_t errlen)
@@ -536,7 +578,7 @@ MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int m
     size_t ws = 0;
 
     memset(row, 0, sizeof(*row));
-    set_err(err, errlen, "%s", "");
+    clear_err(err, errlen);
 
     while (ws < len && is_json_ws((unsigned char)body[ws]))
         ws++;
@@ -596,10 +638,17 @@ MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int m
         break;
     }
 
+    /* Columns under the presence object (/location/cityLabel under /location) start from
+     * it rather than from the top: one step each instead of two. */
+    struct json_object *present = v;
+    size_t plen = strlen(m->presence);
     for (int c = 0; c < COL_COUNT; c++) {
         if (!m->ptr[c])
             continue;
-        Lookup lk = lookup(doc, m->ptr[c], &v, err, errlen);
+        bool under =
+            plen > 0 && strncmp(m->ptr[c], m->presence, plen) == 0 && m->ptr[c][plen] == '/';
+        Lookup lk = under ? lookup_from(present, m->ptr[c], plen, &v, err, errlen)
+                          : lookup(doc, m->ptr[c], &v, err, errlen);
         if (lk == LOOKUP_BAD)
             goto done;
         if (lk == LOOKUP_NULL)
@@ -615,7 +664,7 @@ done:
     if (res != MAP_FOUND)
         memset(row, 0, sizeof(*row));
     if (res != MAP_BAD)
-        set_err(err, errlen, "%s", "");
+        clear_err(err, errlen);
     json_object_put(doc);
     if (tok)
         json_tokener_free(tok);

@@ -1087,6 +1087,18 @@ static void test_pointer_corners(void **state)
     bad(&m, "{\"arr\":[1]}", "wrong type at /arr");
     m.ptr[COL_LABEL] = "/arr/-";
     bad(&m, "{\"arr\":[1]}", "wrong type at /arr");
+    m.ptr[COL_LABEL] = "/arr/01"; /* leading zeros are not an index (RFC 6901) */
+    bad(&m, "{\"arr\":[1,2]}", "wrong type at /arr");
+    m.ptr[COL_LABEL] = "/arr/";
+    bad(&m, "{\"arr\":[1]}", "wrong type at /arr");
+    m.ptr[COL_LABEL] = "/m~2n~"; /* not an escape: kept as it is */
+    found(&m, "{\"m~2n~\":\"odd\"}", &row);
+    assert_text(&row, COL_LABEL, "odd");
+    provider_row_free(&row);
+    m.ptr[COL_LABEL] = "/~01";
+    found(&m, "{\"~1\":\"one pass\",\"/\":\"two\"}", &row);
+    assert_text(&row, COL_LABEL, "one pass");
+    provider_row_free(&row);
     m.ptr[COL_LABEL] = "/arr/12345678901x";
     bad(&m, "{\"arr\":[1]}", "wrong type at /arr");
     m.ptr[COL_LABEL] = "no slash";
