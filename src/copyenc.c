@@ -67,11 +67,58 @@ failed:
     return false;
 }
 
+/* Powers of ten that a double holds exactly (up to 10^22); the fast path uses 0..15. */
+static const double pow10_exact[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+#define DECIMALS_MAX  15
+#define EXACT_INT_MAX 9007199254740992.0 /* 2^53: every integer up to it is a double */
+
+/* v as a short decimal, m / 10^k with k <= DECIMALS_MAX, if one reads back as exactly v:
+ * the shortest such k, else 0 (then the caller falls back to %.17g). The check is exact:
+ * m and 10^k are doubles exactly, so m / 10^k is the correctly rounded quotient, which is
+ * the double nearest to the decimal m * 10^-k, i.e. what strtod (and PostgreSQL's float8in)
+ * make of the text. Coordinates such as 48.8566 take a few multiplications here instead of
+ * printf's multi-precision conversion. */
+static size_t short_decimal(char *dst, double v)
+{
+    double a = fabs(v);
+    for (int k = 0; k <= DECIMALS_MAX; k++) {
+        double scaled = a * pow10_exact[k];
+        if (scaled >= EXACT_INT_MAX)
+            return 0;
+        double m = nearbyint(scaled);
+        if (m / pow10_exact[k] != a)
+            continue;
+        char digits[24];
+        size_t nd = 0;
+        unsigned long long u = (unsigned long long)m;
+        do {
+            digits[nd++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u != 0);
+        while (nd <= (size_t)k) /* at least one digit before the point */
+            digits[nd++] = '0';
+        size_t n = 0;
+        if (signbit(v))
+            dst[n++] = '-';
+        for (size_t i = nd; i-- > 0;) {
+            dst[n++] = digits[i];
+            if (i == (size_t)k && k > 0)
+                dst[n++] = '.';
+        }
+        return n;
+    }
+    return 0;
+}
+
 bool copyenc_double(Buf *out, double v)
 {
     if (!isfinite(v))
         return false;
     char tmp[64];
+    size_t fast = short_decimal(tmp, v);
+    if (fast > 0)
+        return buf_append(out, tmp, fast);
     int n = snprintf(tmp, sizeof tmp, "%.17g", v);
     if (n < 0 || (size_t)n >= sizeof tmp)
         return false;

@@ -18,7 +18,9 @@
  * The same holds for copyenc_double and copyenc_int. */
 bool copyenc_text(Buf *out, const char *s, size_t len) WUR;
 
-/* Append a double so that it reads back bit-identical (%.17g). Non-finite values
+/* Append a double so that it reads back bit-identical: the shortest decimal with at most
+ * 15 digits after the point that does (48.8566, -0, 1e-7 as 0.0000001), else %.17g
+ * (1e+22, 0.1 + 0.2 as 0.30000000000000004). Non-finite values
  * are refused (returns false) since the mapper never produces them. The decimal point
  * is always '.', whatever LC_NUMERIC says. */
 bool copyenc_double(Buf *out, double v) WUR;

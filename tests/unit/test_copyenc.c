@@ -9,6 +9,7 @@
 #include <locale.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -284,7 +285,37 @@ static void test_double_exact_text(void **state)
     assert_true(buf_putc(&b, ' '));
     assert_true(copyenc_double(&b, -0.0));
     assert_string_equal(b.data, "0.5 -2 1e+22 -0");
+    buf_reset(&b);
+    const double more[] = {48.8566, -179.999999, 1e-7, 0.1 + 0.2, 90, 0.005, 1e15 + 0.5};
+    for (size_t i = 0; i < ARRAY_LEN(more); i++)
+        assert_true(copyenc_double(&b, more[i]) && buf_putc(&b, ' '));
+    assert_string_equal(b.data, "48.8566 -179.999999 0.0000001 0.30000000000000004 90 0.005 "
+                                "1000000000000000.5 ");
     buf_free(&b);
+}
+
+/* Coordinates as providers send them (up to 10 decimals): each reads back exactly, and
+ * as the decimal it was written from, not as a 17-digit expansion. */
+static void test_double_coordinates(void **state)
+{
+    (void)state;
+    uint64_t x = 0x2545F4914F6CDD1Du;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int decimals = (int)(x % 11);
+        long long scaled = (long long)((x >> 8) % 3600000000001ull) - 1800000000000ll;
+        char text[40];
+        snprintf(text, sizeof text, "%.*f", decimals, (double)scaled / 1e10);
+        double v = strtod(text, NULL);
+        check_double(v);
+        Buf b;
+        buf_init(&b, 100);
+        assert_true(copyenc_double(&b, v));
+        assert_true(b.len <= strlen(text));
+        buf_free(&b);
+    }
 }
 
 static void test_double_non_finite_refused(void **state)
@@ -377,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_nul_refused),
         cmocka_unit_test(test_double_round_trips),
         cmocka_unit_test(test_double_exact_text),
+        cmocka_unit_test(test_double_coordinates),
         cmocka_unit_test(test_double_non_finite_refused),
         cmocka_unit_test(test_double_cap),
         cmocka_unit_test(test_double_under_comma_locale),
