@@ -34,11 +34,14 @@ struct Req {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-typedef struct SockWatch {
+typedef struct SockWatch SockWatch;
+struct SockWatch {
     ev_io io;
     Fetcher *f;
     curl_socket_t fd;
-} SockWatch;
+    int events;      /* what io watches for (EV_READ | EV_WRITE) */
+    SockWatch *next; /* in the spare list */
+};
 
 struct Fetcher {
     struct ev_loop *loop;
@@ -53,6 +56,10 @@ struct Fetcher {
     Req *active; /* requests in flight (doubly linked) */
     Req *free;   /* pooled requests with configured easy handles */
     size_t in_flight;
+    /* Watchers of sockets curl let go of, for the next ones: with keep-alive, curl
+     * removes a connection's socket when its transfer ends and adds it back with the next
+     * one, every request. */
+    SockWatch *spare;
 };
 
 static void check_multi_info(Fetcher *f);
@@ -89,7 +96,7 @@ static void on_socket_ready(struct ev_loop *loop, ev_io *w, int revents)
     int action =
         ((revents & EV_READ) ? CURL_CSELECT_IN : 0) | ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running = 0;
-    /* sw may be freed by on_curl_socket during this call: do not touch it afterwards. */
+    /* on_curl_socket may release sw (for reuse) during this call: do not touch it after. */
     curl_multi_socket_action(f->multi, sw->fd, action, &running);
     check_multi_info(f);
 }
@@ -103,26 +110,34 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     if (what == CURL_POLL_REMOVE) {
         if (sw) {
             ev_io_stop(f->loop, &sw->io);
-            free(sw);
+            sw->next = f->spare;
+            f->spare = sw;
         }
         return 0;
     }
+    int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
     if (sw == NULL) {
-        sw = calloc(1, sizeof *sw);
-        if (sw == NULL)
+        sw = f->spare;
+        if (sw != NULL)
+            f->spare = sw->next;
+        else if ((sw = malloc(sizeof *sw)) == NULL)
             return -1; /* curl fails the transfers on this socket */
         sw->f = f;
         sw->fd = s;
+        sw->events = 0;
         ev_init(&sw->io, on_socket_ready);
         sw->io.data = sw;
         if (curl_multi_assign(f->multi, s, sw) != CURLM_OK) {
-            free(sw);
+            sw->next = f->spare;
+            f->spare = sw;
             return -1;
         }
+    } else if (sw->events == events && ev_is_active(&sw->io)) {
+        return 0; /* already watched for just that: no stop and start, no epoll_ctl */
     }
-    int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
     ev_io_stop(f->loop, &sw->io);
     ev_io_set(&sw->io, s, events);
+    sw->events = events;
     ev_io_start(f->loop, &sw->io);
     return 0;
 }
@@ -624,6 +639,11 @@ void fetcher_free(Fetcher *f)
     if (f->multi) {
         ev_timer_stop(f->loop, &f->timer);
         curl_multi_cleanup(f->multi); /* closes sockets, calling on_curl_socket REMOVE */
+    }
+    while (f->spare) {
+        SockWatch *sw = f->spare;
+        f->spare = sw->next;
+        free(sw);
     }
     for (int i = 0; i < f->n_profiles; i++) {
         wipe_slist(f->profiles[i]);
