@@ -592,6 +592,29 @@ static void on_down_tick(struct ev_loop *loop, ev_timer *w, int revents)
     stop_job(s, EXIT_TEMPFAIL);
 }
 
+/* snprintf(dst, cap, "HTTP %ld", status), by hand where it fits: this runs for every answer. */
+static void http_status_text(char *dst, size_t cap, long status)
+{
+    char digits[24];
+    size_t nd = 0;
+    unsigned long u = status < 0 ? 0UL - (unsigned long)status : (unsigned long)status;
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (status < 0)
+        digits[nd++] = '-';
+    if (cap < 6 + nd) {
+        snprintf(dst, cap, "HTTP %ld", status);
+        return;
+    }
+    memcpy(dst, "HTTP ", 5);
+    size_t n = 5;
+    while (nd > 0)
+        dst[n++] = digits[--nd];
+    dst[n] = '\0';
+}
+
 /* The answer r to l's request: one more attempt, and what it said. */
 static void note_answer(Lookup *l, const FetchResult *r)
 {
@@ -601,7 +624,7 @@ static void note_answer(Lookup *l, const FetchResult *r)
     if (r->terr != TE_NONE)
         utf8_sanitize(l->last_error, sizeof l->last_error, r->error, strlen(r->error));
     else
-        snprintf(l->last_error, sizeof l->last_error, "HTTP %ld", r->status);
+        http_status_text(l->last_error, sizeof l->last_error, r->status);
 }
 
 /* What any answer of provider prov tells the job as a whole: the adaptive rate hears of
