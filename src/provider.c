@@ -564,9 +564,10 @@ static bool map_coord(struct json_object *v, Column c, ProviderRow *row, char *e
  * wins). It lets NaN/Infinity literals and huge integers (saturated to INT64_MIN or
  * UINT64_MAX) through; both fail the coordinate range check, and a text column refuses any
  * number. Trailing data is allowed here only so that its position can be reported: the
- * tokener eats whitespace after the value, and anything it leaves unread is refused. */
-#define TOKENER_FLAGS                                                                              \
-    (JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS | JSON_TOKENER_VALIDATE_UTF8)
+ * tokener eats whitespace after the value, and anything it leaves unread is refused.
+ * JSON_TOKENER_VALIDATE_UTF8 is left out: prescan has already refused every body that is
+ * not strict UTF-8 (json-c's own check is looser), so it would only scan the bytes again. */
+#define TOKENER_FLAGS (JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS)
 
 MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int max_depth,
                        ProviderRow *row, char *err, size_t errlen)
