@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "buf.h"
+#include "compat.h"
 #include "log.h"
 
 typedef struct Req Req;
@@ -101,6 +102,16 @@ static void on_socket_ready(struct ev_loop *loop, ev_io *w, int revents)
     check_multi_info(f);
 }
 
+static void release_watch(Fetcher *f, SockWatch *sw)
+{
+    if (!REUSE_OBJECTS) {
+        free(sw);
+        return;
+    }
+    sw->next = f->spare;
+    f->spare = sw;
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
@@ -110,8 +121,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     if (what == CURL_POLL_REMOVE) {
         if (sw) {
             ev_io_stop(f->loop, &sw->io);
-            sw->next = f->spare;
-            f->spare = sw;
+            release_watch(f, sw);
         }
         return 0;
     }
@@ -128,8 +138,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         ev_init(&sw->io, on_socket_ready);
         sw->io.data = sw;
         if (curl_multi_assign(f->multi, s, sw) != CURLM_OK) {
-            sw->next = f->spare;
-            f->spare = sw;
+            release_watch(f, sw);
             return -1;
         }
     } else if (sw->events == events && ev_is_active(&sw->io)) {

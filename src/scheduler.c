@@ -18,6 +18,7 @@
 
 #include "batch.h"
 #include "breaker.h"
+#include "compat.h"
 #include "buf.h"
 #include "connerr.h"
 #include "copyenc.h"
@@ -113,7 +114,8 @@ struct Scheduler {
     Buf body;
     Buf scratch;
 
-    Lookup *live; /* every lookup not yet settled */
+    Lookup *live;  /* every lookup not yet settled */
+    Lookup *spare; /* settled lookups kept for the next IDs (linked by next) */
     size_t live_count;
 
     ev_timer wake;       /* rate limit or breaker pause */
@@ -247,9 +249,13 @@ static char *current_position(Scheduler *s)
 
 static Lookup *lookup_new(Scheduler *s)
 {
-    Lookup *l = calloc(1, sizeof *l);
-    if (l == NULL)
+    Lookup *l = s->spare;
+    if (l != NULL) {
+        s->spare = l->next;
+        memset(l, 0, sizeof *l);
+    } else if ((l = calloc(1, sizeof *l)) == NULL) {
         return NULL;
+    }
     l->s = s;
     window_take(s->win, &l->slot);
     ev_init(&l->retry, NULL);
@@ -272,7 +278,12 @@ static void lookup_free(Scheduler *s, Lookup *l)
     if (l->next)
         l->next->prev = l->prev;
     s->live_count--;
-    free(l);
+    if (!REUSE_OBJECTS) {
+        free(l);
+        return;
+    }
+    l->next = s->spare; /* at most as many as were ever live at once */
+    s->spare = l;
 }
 
 static void settle(Scheduler *s, Lookup *l)
@@ -1759,6 +1770,11 @@ void scheduler_free(Scheduler *s)
         batch_free(s->provs[i].batch);
     while (s->live)
         lookup_free(s, s->live);
+    while (s->spare) {
+        Lookup *l = s->spare;
+        s->spare = l->next;
+        free(l);
+    }
     fetcher_free(s->fetcher);
     redial_free(s->sink_redial);
     redial_free(s->src_redial);
