@@ -174,7 +174,7 @@ static bool element_id(json_object *el, char *num, size_t numlen, const char **i
 }
 
 /* Fill it from one element (its earlier contents released). */
-static void read_element(const ProviderMap *m, json_object *el, int max_depth, BatchItem *it)
+static void read_element(const ProviderMap *m, json_object *el, ProviderParser *pp, BatchItem *it)
 {
     json_object *e, *st;
     provider_row_free(&it->row);
@@ -201,7 +201,7 @@ static void read_element(const ProviderMap *m, json_object *el, int max_depth, B
         set_err(it->err, sizeof it->err, "out of memory");
         return;
     }
-    switch (provider_map(m, text, n, max_depth, &it->row, it->err, sizeof it->err)) {
+    switch (provider_map_with(pp, m, text, n, &it->row, it->err, sizeof it->err)) {
     case MAP_FOUND:
         it->kind = BI_FOUND;
         break;
@@ -220,6 +220,7 @@ bool batchwire_parse(const ProviderMap *m, const char *body, size_t len, int max
 {
     json_object *doc = NULL, *results;
     Match mt = {0};
+    ProviderParser *pp = NULL; /* one tokener for every result of the answer */
     bool ok = false;
 
     memset(items, 0, n * sizeof *items);
@@ -240,7 +241,7 @@ bool batchwire_parse(const ProviderMap *m, const char *body, size_t len, int max
         set_err(err, errlen, "no results array");
         goto failed;
     }
-    if (!match_init(&mt, ids, n)) {
+    if (!match_init(&mt, ids, n) || (pp = provider_parser_new(max_depth)) == NULL) {
         set_err(err, errlen, "out of memory");
         goto failed;
     }
@@ -262,7 +263,7 @@ bool batchwire_parse(const ProviderMap *m, const char *body, size_t len, int max
         if (items[k - 1].kind != BI_MISSING)
             t->duplicates++;
         for (; k != 0; k = mt.same[k - 1])
-            read_element(m, el, max_depth, &items[k - 1]);
+            read_element(m, el, pp, &items[k - 1]);
     }
     for (size_t i = 0; i < n; i++) {
         switch (items[i].kind) {
@@ -291,6 +292,7 @@ failed:
         t->missing = n;
     }
     match_free(&mt);
+    provider_parser_free(pp);
     json_object_put(doc);
     return ok;
 }

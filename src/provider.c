@@ -569,8 +569,39 @@ static bool map_coord(struct json_object *v, Column c, ProviderRow *row, char *e
  * not strict UTF-8 (json-c's own check is looser), so it would only scan the bytes again. */
 #define TOKENER_FLAGS (JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS)
 
-MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int max_depth,
-                       ProviderRow *row, char *err, size_t errlen)
+struct ProviderParser {
+    struct json_tokener *tok;
+    int max_depth;
+};
+
+ProviderParser *provider_parser_new(int max_depth)
+{
+    if (max_depth < 1)
+        return NULL;
+    ProviderParser *pp = malloc(sizeof *pp);
+    if (pp == NULL)
+        return NULL;
+    pp->tok = json_tokener_new_ex(max_depth);
+    if (pp->tok == NULL) {
+        free(pp);
+        return NULL;
+    }
+    json_tokener_set_flags(pp->tok, TOKENER_FLAGS);
+    pp->max_depth = max_depth;
+    return pp;
+}
+
+void provider_parser_free(ProviderParser *pp)
+{
+    if (pp == NULL)
+        return;
+    json_tokener_free(pp->tok);
+    free(pp);
+}
+
+/* provider_map with pp's tokener, or (pp NULL) one made for this answer. */
+static MapResult map_answer(ProviderParser *pp, const ProviderMap *m, const char *body, size_t len,
+                            int max_depth, ProviderRow *row, char *err, size_t errlen)
 {
     MapResult res = MAP_BAD;
     struct json_tokener *tok = NULL;
@@ -598,12 +629,15 @@ MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int m
     if (!prescan(body, len, err, errlen))
         goto done;
 
-    tok = json_tokener_new_ex(max_depth);
-    if (!tok) {
+    if (pp != NULL) {
+        tok = pp->tok;
+        json_tokener_reset(tok);
+    } else if ((tok = json_tokener_new_ex(max_depth)) != NULL) {
+        json_tokener_set_flags(tok, TOKENER_FLAGS);
+    } else {
         set_err(err, errlen, "out of memory");
         goto done;
     }
-    json_tokener_set_flags(tok, TOKENER_FLAGS);
     doc = json_tokener_parse_ex(tok, body, (int)len);
     jerr = json_tokener_get_error(tok);
     if (jerr == json_tokener_continue) {
@@ -667,9 +701,21 @@ done:
     if (res != MAP_BAD)
         clear_err(err, errlen);
     json_object_put(doc);
-    if (tok)
+    if (tok && pp == NULL)
         json_tokener_free(tok);
     return res;
+}
+
+MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int max_depth,
+                       ProviderRow *row, char *err, size_t errlen)
+{
+    return map_answer(NULL, m, body, len, max_depth, row, err, errlen);
+}
+
+MapResult provider_map_with(ProviderParser *pp, const ProviderMap *m, const char *body, size_t len,
+                            ProviderRow *row, char *err, size_t errlen)
+{
+    return map_answer(pp, m, body, len, pp->max_depth, row, err, errlen);
 }
 
 void provider_row_free(ProviderRow *row)

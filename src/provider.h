@@ -86,6 +86,17 @@ typedef struct ProviderRow {
 MapResult provider_map(const ProviderMap *m, const char *body, size_t len, int max_depth,
                        ProviderRow *row, char *err, size_t errlen);
 
+/* A parser for answers at most max_depth levels deep, for provider_map_with: the same
+ * json-c tokener serves answer after answer instead of one made and freed for each.
+ * NULL when max_depth < 1 or out of memory. */
+typedef struct ProviderParser ProviderParser;
+ProviderParser *provider_parser_new(int max_depth);
+void provider_parser_free(ProviderParser *pp); /* NULL is fine */
+
+/* provider_map with pp's tokener and depth limit: the same result for the same answer. */
+MapResult provider_map_with(ProviderParser *pp, const ProviderMap *m, const char *body, size_t len,
+                            ProviderRow *row, char *err, size_t errlen);
+
 /* Release the document and empty the row; NULL and an empty row are fine. */
 void provider_row_free(ProviderRow *row);
 

@@ -113,6 +113,7 @@ struct Scheduler {
     Buf url;
     Buf body;
     Buf scratch;
+    ProviderParser *parser; /* one json-c tokener for every single answer */
 
     Lookup *live;  /* every lookup not yet settled */
     Lookup *spare; /* settled lookups kept for the next IDs (linked by next) */
@@ -759,8 +760,8 @@ static void on_fetch_done(void *ud, const FetchResult *r)
         }
         ProviderRow row;
         char err[128];
-        MapResult m = provider_map(&p->conf->map, r->body, r->body_len, s->cfg->max_depth, &row,
-                                   err, sizeof err);
+        MapResult m = provider_map_with(s->parser, &p->conf->map, r->body, r->body_len, &row, err,
+                                        sizeof err);
         metrics_request(&s->metrics, l->prov,
                         m == MAP_FOUND  ? MO_OK
                         : m == MAP_MISS ? MO_MISS
@@ -1563,7 +1564,8 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
     s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset);
-    if (s->win == NULL)
+    s->parser = provider_parser_new(cfg->max_depth);
+    if (s->win == NULL || s->parser == NULL)
         goto oom;
     s->from_ledger = cfg->cmd == CMD_RETRY_FAILED;
     metrics_init(&s->metrics, ev_now(loop));
@@ -1781,6 +1783,7 @@ void scheduler_free(Scheduler *s)
     source_free(s->source);
     outbox_free(s->outbox);
     window_free(s->win);
+    provider_parser_free(s->parser);
     buf_free(&s->url);
     buf_free(&s->body);
     buf_free(&s->scratch);
