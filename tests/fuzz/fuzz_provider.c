@@ -74,6 +74,25 @@ static void check_one(const ProviderMap *m, const uint8_t *data, size_t size, in
     memset(err, 'x', sizeof(err));
     r = provider_map(m, (const char *)data, size, depth, &row, err, sizeof(err));
     CHECK(r == MAP_FOUND || r == MAP_MISS || r == MAP_BAD);
+
+    /* The reused parser of the hot path, kept from input to input, says the same. */
+    static ProviderParser *parsers[65];
+    if (parsers[depth] == NULL)
+        parsers[depth] = provider_parser_new(depth);
+    CHECK(parsers[depth] != NULL);
+    ProviderRow again;
+    char err2[128];
+    MapResult r2 =
+        provider_map_with(parsers[depth], m, (const char *)data, size, &again, err2, sizeof err2);
+    CHECK(r2 == r);
+    CHECK(strcmp(err2, err) == 0);
+    for (int c = 0; c < COL_TEXT_COUNT; c++)
+        CHECK(again.len[c] == row.len[c] && (again.text[c] == NULL) == (row.text[c] == NULL) &&
+              (again.text[c] == NULL || memcmp(again.text[c], row.text[c], row.len[c]) == 0));
+    for (int k = 0; k < 2; k++)
+        CHECK(again.has_coord[k] == row.has_coord[k] &&
+              memcmp(&again.coord[k], &row.coord[k], sizeof(double)) == 0);
+    provider_row_free(&again);
     CHECK(memchr(err, '\0', sizeof(err)) != NULL);
     if (r == MAP_BAD) {
         size_t n = strlen(err);
