@@ -459,7 +459,7 @@ static void adapt_rate(Scheduler *s, double sent_at, bool throttled, bool health
         throttled ? knee_on_throttle(&s->knee, sent_at, now) : knee_on_success(&s->knee, now);
     if (after != before) {
         rl_set_rate(&s->rl, after, now);
-        s->rl.burst = rl_burst_for(after, 0);
+        s->rl.burst = rl_burst_for(after, s->cfg->burst);
         if (throttled)
             log_info("event=rate_lowered rate=%.1f provider_rate=%.1f measured=%s", after,
                      s->knee.knee, s->knee.measured ? "true" : "false");
@@ -1538,7 +1538,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     double at = (double)setup->start_offset; /* a resume starts at its checkpoint */
     if (cfg->paging_offset ? at > 0 : position_number(s, setup->start_key, &at))
         metrics_checkpoint(&s->metrics, s->numeric_position, at);
-    rl_init(&s->rl, cfg->rate, rl_burst_for(cfg->rate, 0), ev_now(loop));
+    rl_init(&s->rl, cfg->rate, rl_burst_for(cfg->rate, cfg->burst), ev_now(loop));
     knee_init(&s->knee, cfg->rate, ev_now(loop));
 
     SourceOpts so = {
