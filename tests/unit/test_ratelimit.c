@@ -470,10 +470,10 @@ static void test_knee_tentative_doubles(void **state)
         (void)knee_on_throttle(&k, 0, 0.01);
     double r0 = knee_rate(&k);
     assert_false(k.measured);
-    double r = feed_ok(&k, 100, 0.01, 0.01 + KNEE_FAST_DOUBLE);
-    r = knee_on_success(&k, 0.01 + KNEE_FAST_DOUBLE);
+    (void)feed_ok(&k, 100, 0.01, 0.01 + KNEE_FAST_DOUBLE);
+    double r = knee_on_success(&k, 0.01 + KNEE_FAST_DOUBLE);
     assert_near(r, 2 * r0, 1e-6);
-    r = feed_ok(&k, 300, 0.01 + KNEE_FAST_DOUBLE, 0.01 + 2 * KNEE_FAST_DOUBLE);
+    (void)feed_ok(&k, 300, 0.01 + KNEE_FAST_DOUBLE, 0.01 + 2 * KNEE_FAST_DOUBLE);
     r = knee_on_success(&k, 0.01 + 2 * KNEE_FAST_DOUBLE);
     assert_near(r, 4 * r0, 1e-6);
     assert_true(k.knee > r0); /* 300 answers in KNEE_FAST_DOUBLE s got through */
