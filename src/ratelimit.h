@@ -67,8 +67,8 @@ double rl_burst_for(double rate, double burst);
  *   - A job's first answers come back together (its first round of requests left
  *     together) and say little about a rate: until there are KNEE_MIN_ANSWERS of them, a
  *     429 without a limit waits, and one with a limit cuts from it; until the answers span
- *     KNEE_SEASONED seconds, the cut is KNEE_FIRST_CUT deep. Either way the knee is only
- *     tentative (below).
+ *     KNEE_SEASONED seconds, the cut is KNEE_FIRST_CUT below the rate sent at (the few
+ *     accepted tell nothing). Either way the knee is only tentative (below).
  * A 429 that cuts nothing (within the hold, or for a request sent before the cut) leaves
  * the limit: the requests already on their way belong to the overload just answered.
  *
@@ -78,17 +78,21 @@ double rl_burst_for(double rate, double burst);
  * drains what the provider's bucket saved meanwhile, and meets the 429 that measures
  * again (a cheap one: the first 429 ends the probe). After a tentative cut (a job's first
  * answers) it climbs at once and doubles every KNEE_FAST_DOUBLE seconds, since that first
- * cut may be far below the knee. A probe that gets KNEE_STALE times the knee through
- * without a 429 means the knee has moved up (the provider raised its limit, or shares it
- * with fewer clients): the knee becomes the accepted rate and the climb goes on doubling.
+ * cut may be far below the knee; meanwhile the accepted rate is a floor for the knee. A
+ * probe that gets KNEE_STALE times the knee through without a 429 means the knee has moved
+ * up (the provider raised its limit, or shares it with fewer clients): the climb goes on
+ * doubling from there.
  * The climb is driven by healthy answers and counts at most KNEE_STEP_MAX seconds between
  * two of them, so an idle job does not wake up with a high limit.
  *
  * Without a ceiling (--rate), the limit is dropped (rate 0 = none, until the next 429)
  * once it has climbed to KNEE_RELEASE times the knee and no longer binds: answers come
  * back at less than KNEE_SLACK times the limit, because concurrency or the supply of IDs
- * holds the job back. Dropping a limit that still binds would let the job send in bursts
- * as fast as concurrency allows, which is what got it throttled in the first place. */
+ * holds the job back. While doubling, the answers lag the limit by a round trip (a factor
+ * of 2 a second), so that test would misread a long round trip: then the limit is dropped
+ * only once it is KNEE_RELEASE_FAST times the accepted rate. Dropping a limit that still
+ * binds would let the job send in bursts as fast as concurrency allows, which is what got
+ * it throttled in the first place. */
 
 #define KNEE_FLOOR        1.0  /* requests/s: no cut goes below this (nor below the ceiling) */
 #define KNEE_MARGIN       0.03 /* held this share below a measured knee */
