@@ -62,6 +62,7 @@ const char config_usage[] =
     "            (each also per provider: cacert = ... in [provider NAME])\n"
     "[limits]+:  --provider-down-timeout S (300: no answer from a provider this long stops\n"
     "            the job, resumable, exit 75; 0 = wait for ever)\n"
+    "            --burst N (0: max(1, rate/20); requests the rate limit lets go at once)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
@@ -142,6 +143,7 @@ static const OptSpec opts[] = {
     {"proxy", OT_STR, OFF(proxy), 0, 0, true, CONFIG_SEC_JOB},
     {"noproxy", OT_STR, OFF(noproxy), 0, 0, true, CONFIG_SEC_JOB},
     {"provider-down-timeout", OT_DOUBLE, OFF(provider_down_timeout), 0, 604800, true, LIM},
+    {"burst", OT_INT, OFF(burst), 0, 10000000, true, LIM},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},

@@ -116,6 +116,8 @@ typedef struct Config {
     const char *noproxy;          /* NULL: no_proxy; hosts that bypass the proxy */
     double provider_down_timeout; /* seconds without an answer from a provider before the
                                      job stops, resumable: 300; 0 = wait for ever */
+    int burst; /* requests the rate limit (--rate or the adaptive one) lets go at once:
+                  0 = max(1, rate / 20) (rl_burst_for) */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */

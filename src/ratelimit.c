@@ -90,168 +90,211 @@ void rl_set_rate(RateLimit *rl, double rate, double now)
     rl->rate = rate;
 }
 
-/* ---------------------------------------------------------------- adaptive rate (AIMD) */
-
-void aimd_init(Aimd *a, double ceiling, double now)
+double rl_burst_for(double rate, double burst)
 {
-    *a = (Aimd){0};
-    a->ceiling = ceiling > 0 ? ceiling : 0; /* NaN lands on 0 */
-    a->floor = a->ceiling > 0 && a->ceiling < AIMD_FLOOR ? a->ceiling : AIMD_FLOOR;
-    a->rate = a->ceiling;
-    a->last_cut = -INFINITY;
-    a->last_step = now;
-    a->origin = now;
+    if (burst >= 1)
+        return burst;
+    return rate / 20 > 1 ? rate / 20 : 1; /* NaN lands on 1 */
 }
 
-double aimd_rate(const Aimd *a)
+/* ---------------------------------------------------------------- adaptive rate (Knee) */
+
+void knee_init(Knee *k, double ceiling, double now)
 {
-    return a->rate;
+    *k = (Knee){0};
+    k->ceiling = ceiling > 0 ? ceiling : 0; /* NaN lands on 0 */
+    k->floor = k->ceiling > 0 && k->ceiling < KNEE_FLOOR ? k->ceiling : KNEE_FLOOR;
+    k->rate = k->ceiling;
+    k->last_cut = -INFINITY;
+    k->last_step = now;
+    k->origin = now;
+}
+
+double knee_rate(const Knee *k)
+{
+    return k->rate;
 }
 
 /* Move the meter up to the slot holding `now`, clearing the slots it passes. Slot numbers
  * count from the clock at init, so rounding does not pile up as time goes by. A clock that
  * went backwards leaves the meter where it is (the answer counts in the newest slot). */
-static void aimd_advance(Aimd *a, double now)
+static void knee_advance(Knee *k, double now)
 {
-    double n = floor((now - a->origin) / AIMD_SLOT);
-    if (!(n > (double)a->slot))
+    double n = floor((now - k->origin) / KNEE_SLOT);
+    if (!(n > (double)k->slot))
         return; /* same slot, earlier clock, or NaN */
-    if (n - (double)a->slot >= AIMD_SLOTS) {
-        for (int i = 0; i < AIMD_SLOTS; i++)
-            a->ok[i] = a->all[i] = 0;
-        a->slot = n < 9e18 ? (long long)n : (long long)9e18; /* a clock centuries away */
+    if (n - (double)k->slot >= KNEE_SLOTS) {
+        for (int i = 0; i < KNEE_SLOTS; i++)
+            k->ok[i] = k->all[i] = 0;
+        k->slot = n < 9e18 ? (long long)n : (long long)9e18; /* a clock centuries away */
         return;
     }
-    while (a->slot < (long long)n) {
-        a->slot++;
-        int i = (int)(a->slot % AIMD_SLOTS);
-        a->ok[i] = a->all[i] = 0;
+    while (k->slot < (long long)n) {
+        k->slot++;
+        int i = (int)(k->slot % KNEE_SLOTS);
+        k->ok[i] = k->all[i] = 0;
     }
 }
 
-static void aimd_count(Aimd *a, bool ok, double now)
+static void knee_count(Knee *k, bool ok, double now)
 {
-    aimd_advance(a, now);
-    int i = (int)(a->slot % AIMD_SLOTS);
-    if (a->answers == 0)
-        a->first = now;
-    if (a->answers < AIMD_MIN_ANSWERS)
-        a->answers++;
-    if (a->all[i] == UINT_MAX)
+    knee_advance(k, now);
+    int i = (int)(k->slot % KNEE_SLOTS);
+    if (k->answers == 0)
+        k->first = now;
+    if (k->answers < KNEE_MIN_ANSWERS)
+        k->answers++;
+    if (k->all[i] == UINT_MAX)
         return; /* saturated: billions of answers in a tenth of a second is not a rate */
-    a->all[i]++;
+    k->all[i]++;
     if (ok)
-        a->ok[i]++;
+        k->ok[i]++;
 }
 
 /* Answers per second over the slots of the last second that saw any answer: slots in which
  * nothing came back (a pause, an idle job) are left out rather than counted as zero. The
  * newest slot counts for the time it has run, and the whole span for at least one slot, so
- * that the first burst of answers of a job is not taken for a rate. *all_rate gets the
- * same for all answers. */
-static double aimd_accepted(const Aimd *a, double now, double *all_rate)
+ * that the first burst of answers of a job is not taken for a rate. Returns the healthy
+ * answers/s; *all_rate gets the same for all answers. */
+static double knee_accepted(const Knee *k, double now, double *all_rate)
 {
     double ok = 0, all = 0, span = 0;
-    int newest = (int)(a->slot % AIMD_SLOTS);
-    for (int i = 0; i < AIMD_SLOTS; i++) {
-        if (a->all[i] == 0)
+    int newest = (int)(k->slot % KNEE_SLOTS);
+    for (int i = 0; i < KNEE_SLOTS; i++) {
+        if (k->all[i] == 0)
             continue;
-        ok += a->ok[i];
-        all += a->all[i];
+        ok += k->ok[i];
+        all += k->all[i];
         if (i != newest)
-            span += AIMD_SLOT;
+            span += KNEE_SLOT;
         else
-            span += fmax(0, now - (a->origin + (double)a->slot * AIMD_SLOT));
+            span += fmax(0, now - (k->origin + (double)k->slot * KNEE_SLOT));
     }
-    if (!(span >= AIMD_SLOT))
-        span = AIMD_SLOT;
+    if (!(span >= KNEE_SLOT))
+        span = KNEE_SLOT;
     *all_rate = all / span;
     return ok / span;
 }
 
-static double aimd_clamp(const Aimd *a, double rate)
+/* The measured knee: healthy answers per second over the saturated slots among the
+ * completed ones of the meter (a slot with a 429 whose previous slot had one too). False
+ * when fewer than KNEE_SAT_SLOTS are, or none of their answers was healthy. */
+static bool knee_measure(const Knee *k, double *knee)
 {
-    if (!(rate >= a->floor)) /* NaN too */
-        rate = a->floor;
-    if (a->ceiling > 0 && rate > a->ceiling)
-        rate = a->ceiling;
+    unsigned n = 0;
+    double ok = 0;
+    /* slot s - 1 must still be in the ring: s >= newest - (KNEE_SLOTS - 2) */
+    for (long long s = k->slot - (KNEE_SLOTS - 2); s < k->slot; s++) {
+        if (s < 1)
+            continue;
+        int i = (int)(s % KNEE_SLOTS), p = (int)((s - 1) % KNEE_SLOTS);
+        if (k->all[i] > k->ok[i] && k->all[p] > k->ok[p]) {
+            n++;
+            ok += k->ok[i];
+        }
+    }
+    if (n < KNEE_SAT_SLOTS || !(ok > 0))
+        return false;
+    *knee = ok / (n * KNEE_SLOT);
+    return true;
+}
+
+static double knee_clamp(const Knee *k, double rate)
+{
+    if (!(rate >= k->floor)) /* NaN too */
+        rate = k->floor;
+    if (k->ceiling > 0 && rate > k->ceiling)
+        rate = k->ceiling;
     return rate;
 }
 
-double aimd_on_throttle(Aimd *a, double sent, double now)
+/* Hold `rate` from now on and count the climb from here. */
+static double knee_hold(Knee *k, double rate, double now)
 {
-    aimd_count(a, false, now);
-    bool seasoned = a->answers >= AIMD_MIN_ANSWERS && now - a->first >= AIMD_WARMUP;
-    bool held = now - a->last_cut < AIMD_HOLD && !(a->provisional && seasoned);
-    if (sent < a->last_cut || held)
-        return a->rate;
-    double base = a->rate;
-    if (seasoned) {
-        double all_rate;
-        double accepted = aimd_accepted(a, now, &all_rate);
-        /* Nothing accepted at all lately: fall back to what was answered, so that a
-         * provider refusing everything is backed off from gradually, not to the floor. */
-        double seen = accepted > 0 ? accepted : all_rate;
-        if (!(base > 0) || seen < base)
-            base = seen;
-    } else if (!(base > 0)) {
-        /* No limit yet and a short history. With too few answers there is nothing to
-         * measure: wait. With enough of them (a concurrent job gets them within one round
-         * trip), cut provisionally from the meter, whose span of at least one slot keeps
-         * the first burst from reading as a huge rate: waiting for the warm-up instead lets
-         * the whole opening burst run into 429s. */
-        if (a->answers < AIMD_MIN_ANSWERS)
-            return a->rate;
-        double all_rate;
-        double accepted = aimd_accepted(a, now, &all_rate);
-        base = accepted > 0 ? accepted : all_rate;
-    }
-    a->provisional = !seasoned;
-    a->knee = base;
-    a->rate = aimd_clamp(a, AIMD_DECREASE * base);
-    a->last_cut = now;
-    a->last_step = now;
-    return a->rate;
+    k->rate = knee_clamp(k, rate);
+    k->held = k->rate;
+    k->climbed = 0;
+    k->last_step = now;
+    return k->rate;
 }
 
-/* Climb from `rate` for `dt` seconds: linear at AIMD_CLIMB * knee per second up to the
- * knee, then the excess x above it follows dx/dt = AIMD_CLIMB * knee + AIMD_PROBE * x,
- * solved exactly so that the result does not depend on how often answers arrive. */
-static double aimd_climb(double rate, double knee, double dt)
+double knee_on_throttle(Knee *k, double sent, double now)
 {
-    double lin = AIMD_CLIMB * knee;
-    if (rate < knee) {
-        double need = (knee - rate) / lin;
-        if (dt <= need)
-            return rate + lin * dt;
-        rate = knee;
-        dt -= need;
+    knee_count(k, false, now);
+    if (sent < k->last_cut || now - k->last_cut < KNEE_HOLD)
+        return k->rate;
+    bool limited = k->rate > 0;
+    if (k->answers < KNEE_MIN_ANSWERS && !limited)
+        return k->rate; /* no limit and nothing to measure yet: wait */
+    double all_rate, accepted = knee_accepted(k, now, &all_rate);
+    /* The rate the job was sending at: its limit, or less when the limit did not bind. */
+    double sending = limited ? k->rate : all_rate;
+    if (k->answers >= KNEE_MIN_ANSWERS && all_rate < sending)
+        sending = all_rate;
+    double measured;
+    if (knee_measure(k, &measured) && (1 - KNEE_MARGIN) * measured < sending) {
+        k->knee = measured;
+        k->measured = true;
+        k->last_cut = now;
+        return knee_hold(k, (1 - KNEE_MARGIN) * measured, now);
     }
-    double c = lin / AIMD_PROBE;
-    return knee + (rate - knee + c) * exp(AIMD_PROBE * dt) - c;
+    bool seasoned = k->answers >= KNEE_MIN_ANSWERS && now - k->first >= KNEE_SEASONED;
+    /* Seasoned: from the accepted rate when it is lower (and not nil: a provider that
+     * accepts nothing at all is backed off from gradually). A job's first answers: from
+     * what it sent, since the few it has say nothing of what the provider would take. */
+    double base = seasoned && accepted > 0 && accepted < sending ? accepted : sending;
+    double rate = (1 - (seasoned ? KNEE_CUT : KNEE_FIRST_CUT)) * base;
+    k->knee = rate;
+    k->measured = seasoned;
+    k->last_cut = now;
+    return knee_hold(k, rate, now);
 }
 
-double aimd_on_success(Aimd *a, double now)
+/* The limit after `t` seconds of climbing from the held rate. */
+static double knee_climb(const Knee *k, double t)
 {
-    aimd_count(a, true, now);
-    double dt = now - a->last_step;
+    if (!k->measured)
+        return k->held * exp2(t / KNEE_FAST_DOUBLE);
+    if (t <= KNEE_CRUISE)
+        return k->held;
+    const double g = KNEE_PROBE_GROWTH;
+    return k->held + k->knee * KNEE_PROBE_SLOPE / g * expm1(g * (t - KNEE_CRUISE));
+}
+
+double knee_on_success(Knee *k, double now)
+{
+    knee_count(k, true, now);
+    double dt = now - k->last_step;
     if (!(dt > 0)) {
         if (dt < 0)
-            a->last_step = now; /* the clock went back: count from here */
-        return a->rate;
+            k->last_step = now; /* the clock went back: count from here */
+        return k->rate;
     }
-    a->last_step = now;
-    if (!(a->rate > 0) || !(a->knee > 0))
-        return a->rate; /* no limit, or at the ceiling having never been cut */
-    if (dt > AIMD_STEP_MAX)
-        dt = AIMD_STEP_MAX;
-    double rate = aimd_clamp(a, aimd_climb(a->rate, a->knee, dt));
-    if (a->ceiling <= 0 && rate >= AIMD_RELEASE * a->knee) {
-        double all_rate;
-        (void)aimd_accepted(a, now, &all_rate);
-        if (all_rate < AIMD_SLACK * rate)
-            rate = 0; /* the limit no longer binds: drop it */
+    k->last_step = now;
+    if (!(k->rate > 0) || !(k->knee > 0))
+        return k->rate; /* no limit, or at the ceiling having never been cut */
+    if (k->ceiling > 0 && k->rate >= k->ceiling)
+        return k->rate; /* nowhere to climb */
+    k->climbed += dt < KNEE_STEP_MAX ? dt : KNEE_STEP_MAX;
+    double rate = knee_clamp(k, knee_climb(k, k->climbed));
+    double all_rate = 0, accepted = 0;
+    if (!k->measured || rate >= KNEE_STALE * k->knee)
+        accepted = knee_accepted(k, now, &all_rate);
+    if (k->measured && rate >= KNEE_STALE * k->knee) {
+        /* The probe went far past the knee without a 429: it has moved up. Climb on from
+         * here, doubling. */
+        k->measured = false;
+        (void)knee_hold(k, rate, now);
     }
-    a->rate = rate;
+    if (!k->measured && accepted > k->knee)
+        k->knee = accepted; /* what got through is a floor for the knee */
+    /* Without a ceiling, drop a limit that no longer binds. While doubling, answers lag
+     * the limit by a round trip (a factor 2 a second), so only a limit far above what got
+     * through counts as not binding. */
+    if (k->ceiling <= 0 &&
+        (k->measured ? rate >= KNEE_RELEASE * k->knee && all_rate < KNEE_SLACK * rate
+                     : rate >= KNEE_RELEASE_FAST * k->knee))
+        rate = 0;
+    k->rate = rate;
     return rate;
 }

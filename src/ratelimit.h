@@ -1,6 +1,7 @@
 /* ratelimit: a token bucket on a caller-supplied clock (seconds, any epoch), so that
- * it can be driven by the event loop and tested without sleeping; and Aimd, the adaptive
- * rate that a job's 429s cut and its healthy answers raise again, which feeds the bucket. */
+ * it can be driven by the event loop and tested without sleeping; and Knee, the adaptive
+ * rate that finds a provider's unannounced limit from its 429s and healthy answers and
+ * feeds the bucket. */
 #ifndef PGENRICH_RATELIMIT_H
 #define PGENRICH_RATELIMIT_H
 
@@ -35,92 +36,121 @@ double rl_wait(const RateLimit *rl, double now);
  * and credits nothing for the unlimited stretch. */
 void rl_set_rate(RateLimit *rl, double rate, double now);
 
-/* ---------------------------------------------------------------- adaptive rate (AIMD)
- *
- * A 429 cuts the job's rate (multiplicative decrease); healthy answers raise it again
- * (additive increase) up to the ceiling (--rate). Under a provider that enforces R
- * requests/s the limit settles in a sawtooth around R: each cut lands at
- * AIMD_DECREASE times the rate the provider actually accepted over the last second, and
- * the limit takes about (1 - AIMD_DECREASE) / AIMD_CLIMB = 10 seconds to climb back.
- *
- * The cut is taken from the accepted rate, not only from the current limit, because the
- * limit may be far above what the job really sends (no --rate, or bound by concurrency):
- * cutting an unlimited or idle limit would change nothing. The controller measures that
- * rate itself from the answers it is told about, over the last second of time in which
- * answers arrived (quiet stretches such as a Retry-After pause do not water it down).
- * That measure needs some history: the first answers of a job come back together (its
- * first round of requests left together), and how many of such a batch a provider takes
- * says little about its rate. Until the job has had AIMD_MIN_ANSWERS answers over at
- * least AIMD_WARMUP seconds, a 429 cuts from the current limit, and that cut holds only
- * until the history is there (then the next 429 cuts from the measure); a job without a
- * limit does not cut before that. So a job whose first answers happen to be 429s is not
- * set to a few requests per second, and one far above the provider's rate does not wait
- * a whole hold once the measure is good.
- *
- * Below the knee (the rate the last cut was taken from, i.e. what the provider refused)
- * the climb is linear, AIMD_CLIMB * knee per second; above it the excess grows by
- * AIMD_PROBE per second, so a provider that raised its limit is found in seconds rather
- * than minutes. The climb is driven by healthy answers and counts at most AIMD_STEP_MAX
- * seconds between two of them, so an idle job does not wake up with a high limit.
- * Without a ceiling, the limit is dropped (rate 0 = none, until the next 429) once it has
- * climbed to AIMD_RELEASE times the knee and no longer binds: answers come back at less
- * than AIMD_SLACK times the limit, because concurrency or the supply of IDs holds the job
- * back. Dropping a limit that still binds would let the job send in bursts as fast as
- * concurrency allows, which is what got it throttled in the first place. */
+/* The bucket size a limit of `rate` requests/s gets: `burst` when it is >= 1 (the
+ * --burst setting), else max(1, rate / 20), about 50 ms of requests at once. Over any
+ * stretch of T seconds a bucket sends at most rate * T + this many requests. */
+double rl_burst_for(double rate, double burst);
 
-#define AIMD_FLOOR       1.0  /* requests/s: no cut goes below this (nor below the ceiling) */
-#define AIMD_DECREASE    0.8  /* a cut sets the limit to this share of the accepted rate */
-#define AIMD_CLIMB       0.02 /* below the knee: per second, the limit gains this share of it */
-#define AIMD_PROBE       0.3  /* above the knee: per second, the excess grows by this share */
-#define AIMD_HOLD        1.0  /* seconds: at most one cut per hold (one overload = one cut) */
-#define AIMD_STEP_MAX    1.0  /* seconds: the most climbing time one healthy answer may add */
-#define AIMD_RELEASE     4.0  /* no ceiling: no limit once above this multiple of the knee... */
-#define AIMD_SLACK       0.5  /* ...and answers come at less than this share of the limit */
-#define AIMD_MIN_ANSWERS 20   /* the accepted rate is trusted after this many answers... */
-#define AIMD_WARMUP      0.1  /* ...over at least this many seconds */
-#define AIMD_SLOTS       10   /* the accepted-rate meter: AIMD_SLOTS slots of AIMD_SLOT s */
-#define AIMD_SLOT        0.1
+/* ---------------------------------------------------------------- adaptive rate (Knee)
+ *
+ * A provider that enforces R requests/s without announcing it (a token bucket: it takes
+ * R/s and a burst, and answers 429 to the rest) is found by its knee: the rate past which
+ * it refuses. The controller measures it rather than guessing it, the way TCP BBR measures
+ * a path's bandwidth: hold the job just under the knee, probe above it now and then, and
+ * measure again whenever the provider pushes back.
+ *
+ * The measure. While a provider refuses part of what it gets, its bucket is empty and
+ * what it accepts is R itself, whatever the job sends. The controller meters the answers
+ * it is told about in KNEE_SLOTS slots of KNEE_SLOT seconds; a slot with a 429 whose
+ * previous slot had one too is saturated (the first slot of an overload is left out: it
+ * still holds what the bucket had in store). Healthy answers per second over at least
+ * KNEE_SAT_SLOTS saturated slots of the last second are the knee, to a few percent.
+ *
+ * A cut. A 429 for a request sent after the last cut, at least KNEE_HOLD after it, sets
+ * the limit to
+ *   - KNEE_MARGIN below the measured knee, when there is a measure (above);
+ *   - else KNEE_CUT below what the job was getting through: the smaller of the rate it
+ *     sent at (its limit, or the answers/s when the limit does not bind) and the accepted
+ *     rate (healthy answers/s over the busy slots of the last second). When that small cut
+ *     does not end the overload, the 429s go on and the next one measures; when it does,
+ *     the job is within KNEE_CUT of the knee anyway.
+ *   - A job's first answers come back together (its first round of requests left
+ *     together) and say little about a rate: until there are KNEE_MIN_ANSWERS of them, a
+ *     429 without a limit waits, and one with a limit cuts from it; until the answers span
+ *     KNEE_SEASONED seconds, the cut is KNEE_FIRST_CUT below the rate sent at (the few
+ *     accepted tell nothing). Either way the knee is only tentative (below).
+ * A 429 that cuts nothing (within the hold, or for a request sent before the cut) leaves
+ * the limit: the requests already on their way belong to the overload just answered.
+ *
+ * The climb. After a cut with a measured knee, the limit holds KNEE_CRUISE seconds, then
+ * probes: its excess over the held rate starts at KNEE_PROBE_SLOPE * knee per second and
+ * grows by KNEE_PROBE_GROWTH per second, so that it passes the knee within a few seconds,
+ * drains what the provider's bucket saved meanwhile, and meets the 429 that measures
+ * again (a cheap one: the first 429 ends the probe). After a tentative cut (a job's first
+ * answers) it climbs at once and doubles every KNEE_FAST_DOUBLE seconds, since that first
+ * cut may be far below the knee; meanwhile the accepted rate is a floor for the knee. A
+ * probe that gets KNEE_STALE times the knee through without a 429 means the knee has moved
+ * up (the provider raised its limit, or shares it with fewer clients): the climb goes on
+ * doubling from there.
+ * The climb is driven by healthy answers and counts at most KNEE_STEP_MAX seconds between
+ * two of them, so an idle job does not wake up with a high limit.
+ *
+ * Without a ceiling (--rate), the limit is dropped (rate 0 = none, until the next 429)
+ * once it has climbed to KNEE_RELEASE times the knee and no longer binds: answers come
+ * back at less than KNEE_SLACK times the limit, because concurrency or the supply of IDs
+ * holds the job back. While doubling, the answers lag the limit by a round trip (a factor
+ * of 2 a second), so that test would misread a long round trip: then the limit is dropped
+ * only once it is KNEE_RELEASE_FAST times the accepted rate. Dropping a limit that still
+ * binds would let the job send in bursts as fast as concurrency allows, which is what got
+ * it throttled in the first place. */
 
-typedef struct Aimd {
+#define KNEE_FLOOR        1.0  /* requests/s: no cut goes below this (nor below the ceiling) */
+#define KNEE_MARGIN       0.03 /* held this share below a measured knee */
+#define KNEE_CUT          0.02 /* without a measure, a cut lands this share below the rate */
+#define KNEE_FIRST_CUT    0.3  /* ...or this share, while the answers are too few or too new */
+#define KNEE_HOLD         0.2  /* seconds: at most one cut per hold */
+#define KNEE_CRUISE       2.0  /* seconds held at the cut rate before probing */
+#define KNEE_PROBE_SLOPE  0.01 /* per second: the probe's first excess, a share of the knee */
+#define KNEE_PROBE_GROWTH 0.3  /* per second: how fast the probe's excess grows */
+#define KNEE_FAST_DOUBLE  1.0  /* seconds: a tentative knee's climb doubles in this time */
+#define KNEE_STALE        1.25 /* a probe this far above the knee without a 429: it moved */
+#define KNEE_STEP_MAX     1.0  /* seconds: the most climbing time one healthy answer may add */
+#define KNEE_RELEASE      4.0  /* no ceiling: no limit once above this multiple of the knee... */
+#define KNEE_SLACK        0.5  /* ...and answers come at less than this share of the limit */
+#define KNEE_RELEASE_FAST 64.0 /* ...or, doubling, once this far above what got through */
+#define KNEE_MIN_ANSWERS  20   /* a cut without a limit waits for this many answers... */
+#define KNEE_SEASONED     0.5  /* ...and is tentative while they span less than this (s) */
+#define KNEE_SAT_SLOTS    3    /* saturated slots a measure needs */
+#define KNEE_SLOTS        10   /* the meter: KNEE_SLOTS slots of KNEE_SLOT s */
+#define KNEE_SLOT         0.1
+
+typedef struct Knee {
     double ceiling;   /* --rate; 0 = none */
-    double floor;     /* min(AIMD_FLOOR, ceiling) */
+    double floor;     /* min(KNEE_FLOOR, ceiling) */
     double rate;      /* the limit to apply; 0 = none */
-    double knee;      /* what the last cut was taken from; 0 before the first cut */
+    double knee;      /* the provider's rate as last measured or estimated; 0 = not yet */
+    bool measured;    /* the knee comes from a measure or a seasoned cut (else tentative) */
+    double held;      /* the rate the last cut (or re-basing) set, where the climb starts */
+    double climbed;   /* climbing seconds counted since then */
     double last_cut;  /* clock of the last cut; -INFINITY before the first */
     double last_step; /* clock up to which the climb has been counted */
-    unsigned answers; /* answers seen since init, up to AIMD_MIN_ANSWERS */
+    unsigned answers; /* answers seen since init, up to KNEE_MIN_ANSWERS */
     double first;     /* clock of the first answer */
-    bool provisional; /* the last cut was made before the measure could be trusted */
-    /* answers per slot over the last AIMD_SLOTS slots, a ring indexed by slot number */
-    unsigned ok[AIMD_SLOTS];  /* healthy answers */
-    unsigned all[AIMD_SLOTS]; /* healthy answers and 429s */
-    double origin;            /* clock at init: slot n covers origin + n * AIMD_SLOT */
+    /* answers per slot over the last KNEE_SLOTS slots, a ring indexed by slot number */
+    unsigned ok[KNEE_SLOTS];  /* healthy answers */
+    unsigned all[KNEE_SLOTS]; /* healthy answers and 429s */
+    double origin;            /* clock at init: slot n covers origin + n * KNEE_SLOT */
     long long slot;           /* number of the newest slot */
-} Aimd;
+} Knee;
 
 /* A controller at its ceiling: rate = ceiling (> 0: --rate) or 0 (none: no limit until
  * the first 429). A negative or NaN ceiling counts as none. */
-void aimd_init(Aimd *a, double ceiling, double now);
+void knee_init(Knee *k, double ceiling, double now);
 
 /* A 429 arrived at `now` for a request sent at `sent`. Returns the limit to apply from
- * now on (> 0 after any cut; unchanged when this 429 does not cut). It cuts at most once
- * per AIMD_HOLD (see above for a job's first answers), and never for a request sent
- * before the last cut: the 429s of requests that were already on their way belong to the
- * overload that was already answered. A caller that does not know when the request was
- * sent may pass `now` (then only the hold applies). The cut sets the limit to
- * AIMD_DECREASE times the smaller of the current limit and the accepted rate (healthy
- * answers/s lately; if there were none, all answers/s), kept within [floor, ceiling].
- * Call it also for a 429 that carries a Retry-After: the pause is the caller's, the cut
- * is this. */
-double aimd_on_throttle(Aimd *a, double sent, double now);
+ * now on (> 0 after any cut; unchanged when this 429 does not cut): see above. A caller
+ * that does not know when the request was sent may pass `now` (then only the hold
+ * applies). Call it also for a 429 that carries a Retry-After: the wait before that
+ * request's retry is the caller's, the job's rate is this. */
+double knee_on_throttle(Knee *k, double sent, double now);
 
 /* A healthy answer arrived: any complete answer from the provider other than 429 (200,
  * 404, 4xx...); not 5xx or transport failures, which are the breaker's business. Returns
  * the limit to apply: it climbs as described above, never above the ceiling, and turns
  * to 0 (no limit) without a ceiling as described above. */
-double aimd_on_success(Aimd *a, double now);
+double knee_on_success(Knee *k, double now);
 
 /* The current limit (requests/s); 0 = none. Same value the last call returned. */
-double aimd_rate(const Aimd *a);
+double knee_rate(const Knee *k);
 
 #endif

@@ -109,7 +109,7 @@ struct Scheduler {
     Prov provs[PROVIDERS_MAX];
     int n_provs;
     bool from_ledger; /* retry-failed: IDs from the ledger, no checkpoint */
-    Aimd aimd;
+    Knee knee;
     Buf url;
     Buf body;
     Buf scratch;
@@ -418,7 +418,7 @@ static void on_retry_due(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Retry l after a backoff, and not before retry_after seconds (0: none asked): that is a
- * floor for this ID; the job as a whole slows through the AIMD rate. */
+ * floor for this ID; the job as a whole slows through the adaptive rate. */
 static void schedule_retry(Scheduler *s, Lookup *l, double retry_after)
 {
     double delay = retry_backoff(l->attempts, s->cfg->backoff_base, s->cfg->backoff_cap, rand01(s));
@@ -466,14 +466,15 @@ static void adapt_rate(Scheduler *s, double sent_at, bool throttled, bool health
     if (!throttled && !healthy)
         return;
     double now = ev_now(s->loop);
-    double before = aimd_rate(&s->aimd);
+    double before = knee_rate(&s->knee);
     double after =
-        throttled ? aimd_on_throttle(&s->aimd, sent_at, now) : aimd_on_success(&s->aimd, now);
+        throttled ? knee_on_throttle(&s->knee, sent_at, now) : knee_on_success(&s->knee, now);
     if (after != before) {
         rl_set_rate(&s->rl, after, now);
-        s->rl.burst = fmax(1.0, after / 20.0); /* about 50 ms of requests at once */
+        s->rl.burst = rl_burst_for(after, s->cfg->burst);
         if (throttled)
-            log_info("event=rate_lowered rate=%.1f", after);
+            log_info("event=rate_lowered rate=%.1f provider_rate=%.1f measured=%s", after,
+                     s->knee.knee, s->knee.measured ? "true" : "false");
     }
 }
 
@@ -1573,8 +1574,8 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     double at = (double)setup->start_offset; /* a resume starts at its checkpoint */
     if (cfg->paging_offset ? at > 0 : position_number(s, setup->start_key, &at))
         metrics_checkpoint(&s->metrics, s->numeric_position, at);
-    rl_init(&s->rl, cfg->rate, cfg->rate > 0 ? fmax(1.0, cfg->rate / 20.0) : 1.0, ev_now(loop));
-    aimd_init(&s->aimd, cfg->rate, ev_now(loop));
+    rl_init(&s->rl, cfg->rate, rl_burst_for(cfg->rate, cfg->burst), ev_now(loop));
+    knee_init(&s->knee, cfg->rate, ev_now(loop));
 
     SourceOpts so = {
         .table = cfg->source_table,
@@ -1745,7 +1746,7 @@ bool scheduler_metrics(void *ud, Buf *out)
     const OutboxTotals *t = outbox_totals(s->outbox);
     MetricsGauges g = {
         .rate_limit = s->cfg->rate,
-        .rate = aimd_rate(&s->aimd),
+        .rate = knee_rate(&s->knee),
         .in_flight = (long long)fetcher_in_flight(s->fetcher),
         .rows_loaded = t->rows_loaded,
         .failures_kept = t->kept,

@@ -53,6 +53,7 @@ typedef struct Opts {
     unsigned slow_status;       /* status of the --slow-mod answer: 503 or 429 */
     const char *require_header; /* "Name: value" every API request must carry, or NULL */
     const char *header_log;     /* file for one "path TAB Authorization" line per request */
+    const char *trace_file;     /* file for one line of answers by class per second */
     const char *tls_cert;       /* PEM certificate (chain): serve HTTPS */
     const char *tls_key;        /* its PEM key */
     const char *tls_client_ca;  /* PEM CA: require a client certificate it issued */
@@ -109,6 +110,7 @@ static const OptDef opt_defs[] = {
     {"slow-retry-after", OPT_UINT, offsetof(Opts, slow_retry_after), 1000000000},
     {"slow-status", OPT_UINT, offsetof(Opts, slow_status), 599},
     {"header-log", OPT_STR, offsetof(Opts, header_log), 0},
+    {"trace-file", OPT_STR, offsetof(Opts, trace_file), 0},
     {"tls-cert", OPT_STR, offsetof(Opts, tls_cert), 0},
     {"tls-key", OPT_STR, offsetof(Opts, tls_key), 0},
     {"tls-client-ca", OPT_STR, offsetof(Opts, tls_client_ca), 0},
@@ -139,6 +141,7 @@ static void usage(FILE *f)
           "                        [--batch-drop-mod N] [--batch-extra] [--batch-dup]\n"
           "                        [--job-expire-first N] [--job-never-first N]\n"
           "                        [--job-ready-ms N]\n"
+          "                        [--trace-file FILE]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -248,6 +251,145 @@ static bool parse_args(int argc, char **argv, Opts *o)
     return true;
 }
 
+/* ---------------------------------------------------------------- trace (--trace-file)
+ *
+ * One line per wall-clock second (CLOCK_REALTIME, whole epoch seconds) from start-up to
+ * shutdown: "SECOND OK R429 OTHER", the API requests decided in that second by the class of
+ * their answer: OK = 2xx and 404 (the provider served it), R429 = 429, OTHER = anything else
+ * (400, 401, 403, 5xx, resets, hangs). A request counts in the second it arrived and was
+ * decided (what a rate limit judges), not when its delayed answer leaves. Counting is a
+ * relaxed atomic add into a ring of per-second slots; a writer thread prints second S half a
+ * second after it ended and clears its slot, so the file is live (a reader sees every second
+ * up to about 1.5 s ago) and idle seconds are lines of zeros. */
+
+#define TRACE_SLOTS 4 /* > the 1.5 s the writer lags behind the counting */
+
+typedef enum TraceClass { TR_OK, TR_429, TR_OTHER, TR_CLASSES } TraceClass;
+
+typedef struct Trace {
+    FILE *f; /* NULL: no trace */
+    _Atomic uint64_t n[TRACE_SLOTS][TR_CLASSES];
+    int64_t next; /* the next second to write */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_REALTIME, the default */
+    bool closed;
+    bool started;
+    pthread_t thread;
+} Trace;
+
+static int64_t trace_second(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* The answer's class: status and whether an answer is sent at all (not a reset or hang). */
+static void trace_count(Trace *t, unsigned status, bool answered)
+{
+    TraceClass c = TR_OTHER;
+
+    if (!t->f)
+        return;
+    if (answered && status == MHD_HTTP_TOO_MANY_REQUESTS)
+        c = TR_429;
+    else if (answered && ((status >= 200 && status < 300) || status == MHD_HTTP_NOT_FOUND))
+        c = TR_OK;
+    atomic_fetch_add_explicit(&t->n[trace_second() % TRACE_SLOTS][c], 1, memory_order_relaxed);
+}
+
+/* Print second t->next and clear its slot (under t->mu). */
+static void trace_write_next(Trace *t)
+{
+    _Atomic uint64_t *slot = t->n[t->next % TRACE_SLOTS];
+    uint64_t v[TR_CLASSES];
+
+    for (int c = 0; c < TR_CLASSES; c++)
+        v[c] = atomic_exchange_explicit(&slot[c], 0, memory_order_relaxed);
+    fprintf(t->f, "%" PRId64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", t->next, v[TR_OK], v[TR_429],
+            v[TR_OTHER]);
+    fflush(t->f);
+    t->next++;
+}
+
+static void *trace_main(void *arg)
+{
+    Trace *t = arg;
+
+    pthread_mutex_lock(&t->mu);
+    while (!t->closed) {
+        /* Second S is written at S + 1.5: late counts of S (a thread descheduled at the
+         * boundary) still land in it. */
+        struct timespec due = {(time_t)(t->next + 1), 500000000}, now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec)) {
+            trace_write_next(t);
+            continue;
+        }
+        pthread_cond_timedwait(&t->cv, &t->mu, &due);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static bool trace_open(Trace *t, const char *path) WUR;
+
+/* Create (or truncate) the trace file and start its writer with every signal blocked (the
+ * main thread takes SIGINT and SIGTERM). false with a message on failure. */
+static bool trace_open(Trace *t, const char *path)
+{
+    sigset_t all, old;
+
+    t->f = fopen(path, "w");
+    if (!t->f) {
+        fprintf(stderr, "pgenrich-mockapi: cannot open the trace file \"%s\": %s\n", path,
+                strerror(errno));
+        return false;
+    }
+    t->next = trace_second();
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    t->started = pthread_create(&t->thread, NULL, trace_main, t) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!t->started) {
+        fprintf(stderr, "pgenrich-mockapi: cannot start the trace thread\n");
+        fclose(t->f);
+        t->f = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Once no request can be counted any more: stop the writer, write every second up to the
+ * current one (partial), close the file. false if it could not be written. */
+static bool trace_close(Trace *t)
+{
+    bool ok;
+
+    if (!t->f)
+        return true;
+    pthread_mutex_lock(&t->mu);
+    t->closed = true;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    for (int64_t end = trace_second(); t->next <= end;)
+        trace_write_next(t);
+    ok = !ferror(t->f);
+    if (fclose(t->f) != 0)
+        ok = false;
+    t->f = NULL;
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    if (!ok)
+        fprintf(stderr, "pgenrich-mockapi: cannot write the trace file\n");
+    return ok;
+}
+
+/* ---------------------------------------------------------------- end of trace */
+
 /* ---------------------------------------------------------------- shared state */
 
 #define STATS(X)                                                                                   \
@@ -325,6 +467,7 @@ typedef struct Server {
     Job jobs[JOB_SLOTS];
     int log_fd; /* --header-log, or -1 */
     pthread_mutex_t log_mu;
+    Trace trace; /* --trace-file */
 } Server;
 
 static uint64_t now_ns(void)
@@ -1340,6 +1483,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     prepare(s, conn, rq, url);
+    if (rq->route != RT_STATS)
+        trace_count(&s->trace, rq->status, rq->action == ACT_SEND);
     if (rq->delay_ns > 0) {
         rq->parked = true;
         if (timer_park(&s->timer, conn, now_ns() + rq->delay_ns))
@@ -1738,7 +1883,12 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&s.jobs_mu, NULL);
 
-    rc = run_server(&s);
+    if (s.o.trace_file && !trace_open(&s.trace, s.o.trace_file))
+        rc = 2;
+    else
+        rc = run_server(&s);
+    if (!trace_close(&s.trace) && rc == 0)
+        rc = 1;
 
     for (size_t i = 0; i < JOB_SLOTS; i++)
         mockdata_idlist_free(&s.jobs[i].ids);

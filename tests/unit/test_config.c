@@ -32,6 +32,7 @@ static void test_defaults(void **state)
     assert_false(c.paging_offset);
     assert_int_equal(c.concurrency, 64);
     assert_true(c.rate == 0.0);
+    assert_int_equal(c.burst, 0); /* the rule: max(1, rate / 20) */
     assert_int_equal(c.max_attempts, 5);
     assert_null(c.dsn);
     assert_null(c.where);
@@ -52,7 +53,7 @@ static void test_all_flags(void **state)
                       "--concurrency", "256", "--rate", "99.5", "--timeout", "2.5",
                       "--max-attempts", "7", "--flush-rows", "100", "--flush-interval", "0.5",
                       "--restart", "--quiet", "--token-file", "/dev/null", "--max-body", "4096",
-                      "--statement-timeout", "2.5", "--db-keepalive", "10"));
+                      "--statement-timeout", "2.5", "--db-keepalive", "10", "--burst", "7"));
     assert_string_equal(c.dsn, "host=x");
     assert_string_equal(c.job, "nightly");
     assert_string_equal(c.source_table, "Master Table");
@@ -65,6 +66,7 @@ static void test_all_flags(void **state)
     assert_true(c.paging_offset);
     assert_int_equal(c.concurrency, 256);
     assert_true(c.rate == 99.5);
+    assert_int_equal(c.burst, 7);
     assert_true(c.timeout == 2.5);
     assert_int_equal(c.max_attempts, 7);
     assert_int_equal(c.flush_rows, 100);
@@ -142,6 +144,8 @@ static void test_number_bounds(void **state)
         {"--db-keepalive", "-1"},
         {"--db-keepalive", "1.5"},
         {"--db-keepalive", "7201"},
+        {"--burst", "-1"},
+        {"--burst", "2.5"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_false(PARSE(&c, err, "run", "--job", "j", "--base-url", "http://h",
