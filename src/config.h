@@ -116,10 +116,15 @@ typedef struct Config {
     const char *noproxy;          /* NULL: no_proxy; hosts that bypass the proxy */
     double provider_down_timeout; /* seconds without an answer from a provider before the
                                      job stops, resumable: 300; 0 = wait for ever */
+    const char *quota_headers;    /* "on" (default): pace by announced quotas; "off" */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */
 void config_defaults(Config *c);
+
+/* Whether requests are paced by the quotas providers announce (--quota-headers, validated
+ * on or off; anything but "off" counts as on). */
+bool config_quota_headers(const Config *c);
 
 /* Parse argv (argv[0] is the program, argv[1] the command) onto the defaults. Returns true
  * with c filled and validated (unless --config names a job file: then the caller validates
