@@ -8,7 +8,8 @@
 # busy machine, where a late loop can land a few requests past a window's end), and the
 # IDs go at no less than 75 % of the quota's rate (measured from the run's start, which is
 # lined up just after a window begins). A scrape mid-run shows the quota gauges; the
-# quota is logged when first seen. With --quota-headers off the same provider draws 429s.
+# quota is logged when first seen. With --quota-headers off the same provider draws 429s;
+# a quota spent until a reset further away than --retry-after-max stops the job (75).
 # Each paced run takes about 12 s.
 IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-90}
 # shellcheck source=tests/integration/lib.sh
@@ -114,3 +115,18 @@ assert_eq "IDs settled with --quota-headers off" 600 \
 run_pgenrich bad run --dsn "$IT_DSN" --job quota_bad --base-url "$MOCK_URL" --quota-headers maybe
 expect_rc 2 "--quota-headers maybe"
 assert_stderr_has bad "--quota-headers must be on or off"
+
+# --- 3. a quota spent until a reset past --retry-after-max: stop, resumable, before any 429 ----
+stop_mock_pid "$MOCK_PID"
+start_mock --quota 3/600
+# Not in the last seconds of a window (then the reset would be near enough to wait for).
+left=$(awk -v t="$(date +%s)" 'BEGIN { print 600 - t % 600 }')
+[ "$left" -gt 15 ] || sleep "$((left + 1))"
+run_pgenrich spent run --dsn "$IT_DSN" --job quota_spent --base-url "$MOCK_URL" --concurrency 2 \
+    --source-table off_source --target-table spent_target --failures-table spent_failures \
+    --retry-after-max 5
+expect_rc 75 "a quota spent for longer than --retry-after-max"
+assert_stderr_has spent "event=quota_announced" "event=provider_asks_wait"
+assert_eq "429s of the run that stopped on its spent quota" 0 "$(mock_stat rate_limited)"
+log "spent: stopped after $(mock_stat requests) requests: $(grep -m1 -o 'until=[^ ]*' \
+    "$IT_TMP/spent.err")"
