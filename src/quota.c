@@ -286,7 +286,8 @@ static void adopt(Quota *q, const QuotaAnn *a, double lo, double hi, double est,
     q->fresh = seq;
     q->fresh_sent = sent_at;
     q->start_seq = seq; /* sent before it: counted in either window */
-    q->win_prev = q->win_cur;
+    if (q->win_cur > 0) /* a window the clock started has seen no Reset yet: keep */
+        q->win_prev = q->win_cur;
     q->win_cur = a->reset;
     if (a->epoch_end > 0)
         q->epoch_end = a->epoch_end;

@@ -1159,7 +1159,7 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
         if (!has_work)
             continue;
         double w = breaker_wait(&p->breaker, now);
-        if (p->batch == NULL) /* a batch provider's quota is its calls' (send_batches) */
+        if (p->batch == NULL || batch_due(p->batch)) /* a batch: its calls, once one is due */
             w = fmax(w, quota_wait(&p->quota, now, p->in_flight));
         if (w > 0) {
             if (*wait == 0 || w < *wait)

@@ -130,3 +130,28 @@ assert_stderr_has spent "event=quota_announced" "event=provider_asks_wait"
 assert_eq "429s of the run that stopped on its spent quota" 0 "$(mock_stat rate_limited)"
 log "spent: stopped after $(mock_stat requests) requests: $(grep -m1 -o 'until=[^ ]*' \
     "$IT_TMP/spent.err")"
+
+# --- 4. a batch provider: its calls are paced (one call, one request of the quota) -----------
+stop_mock_pid "$MOCK_PID"
+start_mock --latency-ms 20 --quota 10/1 --batch-sync
+cat >"$IT_TMP/batch.ini" <<INI
+[job]
+job = quota_batch
+concurrency = 8
+
+[provider primary]
+kind = batch
+url = $MOCK_URL/api/v2/entities/batch
+max_batch = 100
+INI
+sql -c "CREATE TABLE batch_source AS SELECT id FROM master_table WHERE id <= 4000"
+run_pgenrich batch run --config "$IT_TMP/batch.ini" --dsn "$IT_DSN" --source-table batch_source \
+    --target-table batch_target --failures-table batch_failures
+expect_done "the batch run"
+log "batch: $(mock_stat requests) requests ($(mock_stat batch) batches), $(mock_stat rate_limited)" \
+    "drew a 429, $(summary batch elapsed_s) s"
+assert_eq "IDs settled by the batch run" 4000 \
+    "$(q "SELECT (SELECT count(*) FROM batch_target) + (SELECT count(*) FROM batch_failures
+          WHERE job = 'quota_batch')")"
+assert_stderr_has batch "event=quota_announced"
+assert_le "429s of the batch run" "$(mock_stat rate_limited)" 1
