@@ -320,10 +320,14 @@ uint64_t quota_seq_guess(const Quota *q, size_t in_flight)
 static void unroll(Quota *q, const QuotaAnn *a, double est, uint64_t seq, double sent_at,
                    double now)
 {
-    /* Whole seconds: a server that rounds down puts the end up to a second later than
-     * read, so a second more. A timestamp: the end is later than this request's arrival,
-     * which was at most a round trip before now; a round trip past now, then. */
-    double add = a->grain > 0 ? a->grain : (now - q->prev_hi) + (now - sent_at);
+    /* A Reset of 0 whole seconds while the window still runs: the server rounds down, and
+     * its ends are up to a second later than read, so a second more. Other whole seconds:
+     * what this answer showed (a clock read late). A timestamp: the end is later than
+     * this request's arrival, which was at most a round trip before now; a round trip past
+     * now, then. */
+    double add = a->grain > 0 && a->reset == 0 ? a->grain
+                 : a->grain > 0                ? sent_at - q->prev_hi
+                                               : (now - q->prev_hi) + (now - sent_at);
     add += QUOTA_SHIFT_PAD;
     if (q->shift + add > QUOTA_SHIFT_MAX)
         add = QUOTA_SHIFT_MAX - q->shift;

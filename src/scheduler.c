@@ -477,11 +477,14 @@ static bool fresh_allowed(const Scheduler *s);
  * tells p's pacing what it announced of the quota. Returns whether r is a 429 that the
  * quota explains (its Remaining is 0): the pacing answers that one, not the adaptive rate,
  * which would only cut below what the quota allows. */
-static bool quota_note(Scheduler *s, Prov *p, const FetchResult *r, uint64_t seq, double sent_at)
+static bool quota_note(Prov *p, const FetchResult *r, uint64_t seq, double sent_at)
 {
     if (r->terr != TE_NONE || !p->quota.on)
         return false;
-    double now = ev_now(s->loop); /* libev's clock is the wall clock: timestamps compare */
+    /* libev's clock is the wall clock, so timestamps compare; read afresh, since the window
+     * ends no earlier than the server's count plus its Reset, and the loop's time can be
+     * older than the answer. */
+    double now = ev_time();
     QuotaAnn a;
     bool has = r->quota != NULL && quota_hdr_resolve(r->quota, now, &a);
     if (seq == 0)
@@ -683,7 +686,7 @@ static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAc
     bool throttled = r->terr == TE_NONE && r->status == 429;
     bool healthy = act != RA_RETRY;
     s->st.requests++;
-    bool paced = quota_note(s, p, r, quota_seq, sent_at); /* its quota explains the 429 */
+    bool paced = quota_note(p, r, quota_seq, sent_at); /* its quota explains the 429 */
     adapt_rate(s, sent_at, throttled && !paced, healthy);
     if (!throttled) {
         BreakerState before = breaker_state(&p->breaker);
@@ -851,7 +854,7 @@ static void on_batch_answered(void *ud, BatchCall *c, const FetchResult *r, bool
     double now = ev_now(s->loop);
     if (poll) { /* a poll is a request, but says nothing of the provider's health */
         s->st.requests++;
-        (void)quota_note(s, &s->provs[prov], r, 0, now); /* and counts in its quota */
+        (void)quota_note(&s->provs[prov], r, 0, now); /* and counts in its quota */
         return;
     }
     /* Reachability only: a failure below HTTP that is a configuration error is retried

@@ -433,6 +433,18 @@ static void test_premature_reset_shifts(void **state)
     assert_false(q.rolled);
     assert_true(q.hi >= 3.2);
     assert_true(quota_wait(&q, 3.22, 0) > 0); /* spent: wait again */
+
+    /* A Reset still of whole seconds (a clock read a little late, not a server that rounds
+     * down): only what the answer showed. */
+    quota_init(&q, true, 0);
+    a = ann(100, 0, 3);
+    (void)quota_on_answer(&q, &a, quota_on_send(&q, 0.1), 0.1, 0.12);
+    assert_near(quota_wait(&q, 3.12, 0), 0, 0);
+    s = quota_on_send(&q, 3.13);
+    a = ann(100, 0, 1);
+    (void)quota_on_answer(&q, &a, s, 3.13, 3.15);
+    assert_int_equal(quota_on_answer(&q, &a, s, 3.13, 3.15), QUOTA_EV_NONE); /* once */
+    assert_near(q.shift, 0.01 + QUOTA_SHIFT_PAD, 1e-9);
 }
 
 /* Timestamp resets: windows told apart by their end; a stale answer of the old window
