@@ -10,7 +10,7 @@
 # lined up just after a window begins). A scrape mid-run shows the quota gauges; the
 # quota is logged when first seen. With --quota-headers off the same provider draws 429s;
 # a quota spent until a reset further away than --retry-after-max stops the job (75).
-# Each paced run takes about 12 s.
+# Each paced run takes about 12 s. QUOTA_FORMS="x" (say) runs only those forms in section 1.
 IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-90}
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
