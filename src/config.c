@@ -63,6 +63,8 @@ const char config_usage[] =
     "[limits]+:  --provider-down-timeout S (300: no answer from a provider this long stops\n"
     "            the job, resumable, exit 75; 0 = wait for ever)\n"
     "            --burst N (0: max(1, rate/20); requests the rate limit lets go at once)\n"
+    "            --quota-headers on|off (on: pace each provider by the quota it announces in\n"
+    "            RateLimit-* or X-RateLimit-* headers, so that it lasts until the reset)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
@@ -144,6 +146,7 @@ static const OptSpec opts[] = {
     {"noproxy", OT_STR, OFF(noproxy), 0, 0, true, CONFIG_SEC_JOB},
     {"provider-down-timeout", OT_DOUBLE, OFF(provider_down_timeout), 0, 604800, true, LIM},
     {"burst", OT_INT, OFF(burst), 0, 10000000, true, LIM},
+    {"quota-headers", OT_STR, OFF(quota_headers), 0, 0, true, LIM},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -184,6 +187,12 @@ void config_defaults(Config *c)
     c->metrics_listen = NULL;
     c->progress_interval = 10;
     c->provider_down_timeout = 300;
+    c->quota_headers = "on";
+}
+
+bool config_quota_headers(const Config *c)
+{
+    return c->quota_headers == NULL || strcmp(c->quota_headers, "off") != 0;
 }
 
 static bool parse_number(const char *s, double *out)
@@ -482,6 +491,12 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
         strcmp(c->tls_min_version, "1.3") != 0) {
         blame(c, "tls-min-version", err, errlen, "must be 1.2 or 1.3, not \"%.40s\"",
               c->tls_min_version);
+        return false;
+    }
+    if (c->quota_headers != NULL && strcmp(c->quota_headers, "on") != 0 &&
+        strcmp(c->quota_headers, "off") != 0) {
+        blame(c, "quota-headers", err, errlen, "must be on or off, not \"%.40s\"",
+              c->quota_headers);
         return false;
     }
     if (c->format != NULL && strcmp(c->format, "text") != 0 && strcmp(c->format, "json") != 0) {

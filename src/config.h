@@ -118,10 +118,15 @@ typedef struct Config {
                                      job stops, resumable: 300; 0 = wait for ever */
     int burst; /* requests the rate limit (--rate or the adaptive one) lets go at once:
                   0 = max(1, rate / 20) (rl_burst_for) */
+    const char *quota_headers;    /* "on" (default): pace by announced quotas; "off" */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */
 void config_defaults(Config *c);
+
+/* Whether requests are paced by the quotas providers announce (--quota-headers, validated
+ * on or off; anything but "off" counts as on). */
+bool config_quota_headers(const Config *c);
 
 /* Parse argv (argv[0] is the program, argv[1] the command) onto the defaults. Returns true
  * with c filled and validated (unless --config names a job file: then the caller validates

@@ -27,6 +27,7 @@ struct Req {
     bool has_retry_after;
     char content_type[96];
     bool has_content_type;
+    QuotaHdr quota; /* announced quota headers, if any */
     bool too_large;
     fetch_done_fn fn;
     void *ud;
@@ -190,6 +191,8 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
         r->has_retry_after = true;
     else if (header_value(ptr, n, "content-type", r->content_type, sizeof r->content_type))
         r->has_content_type = true;
+    else if (quota_hdr_candidate(ptr, n)) /* one byte and the length first: a hot path */
+        (void)quota_hdr_line(&r->quota, ptr, n);
     return n;
 }
 
@@ -427,6 +430,7 @@ static void check_multi_info(Fetcher *f)
             .body_len = r->body.len,
             .retry_after = r->has_retry_after ? r->retry_after : NULL,
             .content_type = r->has_content_type ? r->content_type : NULL,
+            .quota = quota_hdr_any(&r->quota) ? &r->quota : NULL,
             .error = rc == CURLE_OK ? ""
                      : r->errbuf[0] ? r->errbuf
                                     : curl_easy_strerror(rc),
@@ -605,6 +609,7 @@ bool fetcher_start(Fetcher *f, int profile, const char *url, const char *body, s
     r->too_large = false;
     r->has_retry_after = false;
     r->has_content_type = false;
+    memset(&r->quota, 0, sizeof r->quota);
     r->errbuf[0] = '\0';
     buf_reset(&r->body);
     CURL *e = r->easy;

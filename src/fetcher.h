@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include "compat.h"
 #include "connerr.h"
+#include "quota.h"
 #include "retry.h"
 
 struct ev_loop;
@@ -29,6 +30,8 @@ typedef struct FetchResult {
     const char *error;        /* curl's message for a transport error, else "" */
     ConnFault fault;          /* the cause of a transport error in finer terms; CF_NONE
                                  when terr is TE_NONE */
+    const QuotaHdr *quota;    /* the quota headers (RateLimit-*, X-RateLimit-*) as read, or
+                                 NULL when there were none; borrowed */
 } FetchResult;
 
 /* Called once per request when it ends, from the loop. The callback may start new

@@ -234,6 +234,40 @@ static bool render_requests(const Metrics *m, Buf *out)
     return ok;
 }
 
+/* The announced quotas: a family only when some provider announces one, a sample per
+ * provider that does. */
+static bool render_quota(const Metrics *m, const MetricsGauges *g, Buf *out)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[3] = {
+        {"pgenrich_quota_limit",
+         "The quota a provider announces (RateLimit-Limit): requests per window; 0 when it "
+         "announces none."},
+        {"pgenrich_quota_remaining",
+         "Requests left in the provider's quota window, as estimated now: the last Remaining "
+         "announced less the requests sent since."},
+        {"pgenrich_quota_rate_requests_per_second",
+         "The rate the provider is paced at so that its quota lasts until the reset; 0 while "
+         "it is spent."},
+    };
+    bool any = false, ok = true;
+    for (int p = 0; g->quota != NULL && p < m->n_prov; p++)
+        any = any || g->quota[p].known;
+    for (int f = 0; any && ok && f < 3; f++) {
+        ok = family(out, fam[f].name, "gauge", fam[f].help);
+        for (int p = 0; ok && p < m->n_prov; p++) {
+            const MetricsQuota *q = &g->quota[p];
+            if (q->known)
+                ok = sample_d(out, fam[f].name, "provider", m->prov[p].name,
+                              f == 0   ? q->limit
+                              : f == 1 ? q->remaining
+                                       : q->rate);
+        }
+    }
+    return ok;
+}
+
 bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out)
 {
     bool ok = family(out, "pgenrich_build_info", "gauge",
@@ -308,7 +342,7 @@ bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out)
                 "Seconds since the page holding the oldest unsettled ID was read from the "
                 "source; 0 when every ID read is settled.") &&
          sample_d(out, "pgenrich_source_lag_seconds", NULL, NULL, g->source_lag);
-    return ok;
+    return ok && render_quota(m, g, out);
 }
 
 /* ---------------------------------------------------------------- the scrape request */

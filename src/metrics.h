@@ -99,6 +99,14 @@ void metrics_page(Metrics *m, long long n, double now);
  * ID read is settled. Also drops the pages entirely settled. */
 double metrics_source_lag(Metrics *m, unsigned long long settled, double now);
 
+/* A provider's announced quota as its pacing sees it (src/quota.h). */
+typedef struct MetricsQuota {
+    bool known;       /* it announces one: the other fields hold */
+    double limit;     /* requests per window; 0 when not announced */
+    double remaining; /* requests estimated left in the window now */
+    double rate;      /* the rate it is paced at (requests/s); 0 while the quota is spent */
+} MetricsQuota;
+
 /* What the scheduler knows only at scrape time. */
 typedef struct MetricsGauges {
     double rate_limit;               /* --rate; 0 = none */
@@ -109,7 +117,9 @@ typedef struct MetricsGauges {
     const char *const *reason_names; /* n_reasons names, parallel to failures */
     const long long *failures;       /* committed failures by reason */
     int n_reasons;
-    double source_lag; /* metrics_source_lag */
+    double source_lag;         /* metrics_source_lag */
+    const MetricsQuota *quota; /* per provider, parallel to the registry's; NULL: none. The
+                                  pgenrich_quota_* families are rendered when one is known */
 } MetricsGauges;
 
 /* Append the whole exposition (text format 0.0.4) of m and g to out. Returns false when

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "progress.h"
+#include "quota.h"
 #include "ratelimit.h"
 #include "redial.h"
 #include "retry.h"
@@ -62,6 +63,7 @@ struct Lookup {
     int total_attempts; /* over the whole chain */
     long last_status;
     double sent_at;           /* loop time the current request was started */
+    uint64_t quota_seq;       /* its number in the provider's quota pacing */
     const char *first_reason; /* the first provider's final failure, while the chain goes on */
     long first_status;
     ev_timer retry;
@@ -92,6 +94,7 @@ typedef struct Prov {
     ConnFault last_fault; /* the last failure below HTTP, and curl's words for it */
     char last_error[160];
     char host[256]; /* of its URL template, for messages */
+    Quota quota;    /* what it announces of its quota, and the pacing from it */
 } Prov;
 
 typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
@@ -478,6 +481,75 @@ static void adapt_rate(Scheduler *s, double sent_at, bool throttled, bool health
     }
 }
 
+static void wait_too_long(Scheduler *s, const Prov *p, Lookup *l, double seconds);
+static bool fresh_allowed(const Scheduler *s);
+
+/* ---------------------------------------------------------------- announced quotas */
+
+/* An HTTP answer r of p (to its request numbered seq, sent at sent_at; seq 0: not known)
+ * tells p's pacing what it announced of the quota. Returns whether r is a 429 that the
+ * quota explains (its Remaining is 0): the pacing answers that one, not the adaptive rate,
+ * which would only cut below what the quota allows. */
+static bool quota_note(Prov *p, const FetchResult *r, uint64_t seq, double sent_at)
+{
+    if (r->terr != TE_NONE || !p->quota.on)
+        return false;
+    /* libev's clock is the wall clock, so timestamps compare; read afresh, since the window
+     * ends no earlier than the server's count plus its Reset, and the loop's time can be
+     * older than the answer. */
+    double now = ev_time();
+    QuotaAnn a;
+    bool has = r->quota != NULL && quota_hdr_resolve(r->quota, now, &a);
+    if (seq == 0)
+        seq = quota_seq_guess(&p->quota, p->in_flight);
+    switch (quota_on_answer(&p->quota, has ? &a : NULL, seq, sent_at, now)) {
+    case QUOTA_EV_FIRST:
+        log_info("event=quota_announced provider=%s form=%s limit=%.0f remaining=%.0f "
+                 "reset_s=%.3g detail=\"pacing the provider so that its quota lasts until each "
+                 "reset\"",
+                 p->conf->name, a.form == QUOTA_FORM_IETF ? "RateLimit" : "X-RateLimit", a.limit,
+                 a.remaining, a.reset);
+        break;
+    case QUOTA_EV_GONE:
+        log_info("event=quota_gone provider=%s answers=%d detail=\"no quota announced on the "
+                 "last answers: requests go at the job's rate again\"",
+                 p->conf->name, QUOTA_FORGET);
+        break;
+    case QUOTA_EV_SHIFTED:
+        log_debug("event=quota_reset_late provider=%s shift_s=%.3f", p->conf->name, p->quota.shift);
+        break;
+    case QUOTA_EV_NONE:
+        break;
+    }
+    return has && r->status == 429 && quota_explains_429(&p->quota, &a);
+}
+
+/* A provider with work whose quota is spent until a reset further away than
+ * --retry-after-max stops the job, resumable, as a 429 asking that would. Returns whether
+ * it did. */
+static bool quota_holds_too_long(Scheduler *s, double now)
+{
+    for (int i = 0; i < s->n_provs; i++) {
+        Prov *p = &s->provs[i];
+        if (!p->quota.known || (p->ready_head == NULL && !(i == 0 && fresh_allowed(s))))
+            continue;
+        double w = quota_wait(&p->quota, now, p->in_flight);
+        if (w > s->cfg->retry_after_max && quota_rate(&p->quota) == 0) {
+            wait_too_long(s, p, NULL, w);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void quota_gauges(const Scheduler *s, MetricsQuota *out)
+{
+    for (int i = 0; i < s->n_provs; i++) {
+        const Quota *q = &s->provs[i].quota;
+        out[i] = (MetricsQuota){q->on && q->known, q->limit, quota_left(q), quota_rate(q)};
+    }
+}
+
 /* A 429 asks the whole job to wait longer than --retry-after-max: stop cleanly with what
  * is settled committed, l left for the resume, and say when to come back. */
 static void wait_too_long(Scheduler *s, const Prov *p, Lookup *l, double seconds)
@@ -643,14 +715,15 @@ static void note_answer(Lookup *l, const FetchResult *r)
 /* What any answer of provider prov tells the job as a whole: the adaptive rate hears of
  * 429s and healthy answers, the breaker of everything else. */
 static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAction act,
-                           double sent_at)
+                           double sent_at, uint64_t quota_seq)
 {
     Prov *p = &s->provs[prov];
     double now = ev_now(s->loop);
     bool throttled = r->terr == TE_NONE && r->status == 429;
     bool healthy = act != RA_RETRY;
     s->st.requests++;
-    adapt_rate(s, sent_at, throttled, healthy);
+    bool paced = quota_note(p, r, quota_seq, sent_at); /* its quota explains the 429 */
+    adapt_rate(s, sent_at, throttled && !paced, healthy);
     if (!throttled) {
         BreakerState before = breaker_state(&p->breaker);
         breaker_record(&p->breaker, healthy, sent_at, now);
@@ -737,7 +810,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     double took = now - l->sent_at;
     if (act != RA_PARSE) /* a 200 is counted once its body is read */
         metrics_request(&s->metrics, l->prov, metrics_outcome(r->terr, r->status), took);
-    account_answer(s, l->prov, r, act, l->sent_at);
+    account_answer(s, l->prov, r, act, l->sent_at, l->quota_seq);
 
     if (p->in_flight > 0)
         p->in_flight--;
@@ -817,6 +890,7 @@ static void on_batch_answered(void *ud, BatchCall *c, const FetchResult *r, bool
     double now = ev_now(s->loop);
     if (poll) { /* a poll is a request, but says nothing of the provider's health */
         s->st.requests++;
+        (void)quota_note(&s->provs[prov], r, 0, now); /* and counts in its quota */
         return;
     }
     /* Reachability only: a failure below HTTP that is a configuration error is retried
@@ -825,7 +899,7 @@ static void on_batch_answered(void *ud, BatchCall *c, const FetchResult *r, bool
     RetryAction act = retry_classify(r->terr, r->status, NULL);
     metrics_request(&s->metrics, prov, metrics_outcome(r->terr, r->status),
                     now - batch_call_sent(c));
-    account_answer(s, prov, r, r->status == 202 ? RA_PARSE : act, batch_call_sent(c));
+    account_answer(s, prov, r, r->status == 202 ? RA_PARSE : act, batch_call_sent(c), 0);
 }
 
 /* A 200 with results: settle each ID by its item. */
@@ -979,7 +1053,7 @@ static bool send_batches(Scheduler *s, double now)
         Prov *p = &s->provs[i];
         if (p->batch == NULL || !batch_due(p->batch))
             continue;
-        double w = breaker_wait(&p->breaker, now);
+        double w = fmax(breaker_wait(&p->breaker, now), quota_wait(&p->quota, now, p->in_flight));
         if (w > 0) {
             arm_wake(s, w);
             continue;
@@ -1000,6 +1074,7 @@ static bool send_batches(Scheduler *s, double now)
             return false;
         }
         p->in_flight++;
+        (void)quota_on_send(&p->quota, now);
     }
     return s->phase == PH_RUNNING;
 }
@@ -1087,6 +1162,7 @@ static bool start_request(Scheduler *s, Lookup *l)
         return false;
     }
     s->provs[l->prov].in_flight++;
+    l->quota_seq = quota_on_send(&s->provs[l->prov].quota, ev_now(s->loop));
     return true;
 }
 
@@ -1122,6 +1198,8 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
         if (!has_work)
             continue;
         double w = breaker_wait(&p->breaker, now);
+        if (p->batch == NULL || batch_due(p->batch)) /* a batch: its calls, once one is due */
+            w = fmax(w, quota_wait(&p->quota, now, p->in_flight));
         if (w > 0) {
             if (*wait == 0 || w < *wait)
                 *wait = w;
@@ -1172,6 +1250,8 @@ static void fail_over_paused(Scheduler *s, double now)
 
 static void pump(Scheduler *s)
 {
+    if (s->phase == PH_RUNNING && quota_holds_too_long(s, ev_now(s->loop)))
+        return;
     if (s->phase == PH_RUNNING)
         fail_over_paused(s, ev_now(s->loop));
 again:
@@ -1648,6 +1728,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         (void)metrics_add_provider(&s->metrics, p->conf->name); /* index i, like provs */
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
                      BREAKER_COOLDOWN, BREAKER_COOLDOWN_MAX, ev_now(loop));
+        quota_init(&p->quota, config_quota_headers(cfg), ev_now(loop));
     }
     if (s->n_provs == 0) {
         snprintf(err, errlen, "no provider configured");
@@ -1744,6 +1825,8 @@ bool scheduler_metrics(void *ud, Buf *out)
 {
     Scheduler *s = ud;
     const OutboxTotals *t = outbox_totals(s->outbox);
+    MetricsQuota quota[PROVIDERS_MAX];
+    quota_gauges(s, quota);
     MetricsGauges g = {
         .rate_limit = s->cfg->rate,
         .rate = knee_rate(&s->knee),
@@ -1754,6 +1837,7 @@ bool scheduler_metrics(void *ud, Buf *out)
         .failures = t->by_reason,
         .n_reasons = SCHED_REASONS,
         .source_lag = metrics_source_lag(&s->metrics, window_settled(s->win), ev_now(s->loop)),
+        .quota = quota,
     };
     return metrics_render(&s->metrics, &g, out);
 }

@@ -68,6 +68,9 @@ typedef struct Opts {
                                      is a later job */
     unsigned job_never_first;     /* the first N jobs: pending for good */
     unsigned job_ready_ms;        /* a job is pending this long (default 100) */
+    /* ---- announced quota (--quota, --quota-headers) ---- */
+    const char *quota;         /* "N/S": N requests per fixed window of S seconds, or NULL */
+    const char *quota_headers; /* ietf (default), x or x-delta */
 } Opts;
 
 typedef enum OptType { OPT_STR, OPT_UINT, OPT_U64, OPT_DOUBLE, OPT_PROB, OPT_FLAG } OptType;
@@ -123,6 +126,9 @@ static const OptDef opt_defs[] = {
     {"job-expire-first", OPT_UINT, offsetof(Opts, job_expire_first), 1000000},
     {"job-never-first", OPT_UINT, offsetof(Opts, job_never_first), 1000000},
     {"job-ready-ms", OPT_UINT, offsetof(Opts, job_ready_ms), 3600000},
+    /* ---- announced quota ---- */
+    {"quota", OPT_STR, offsetof(Opts, quota), 0},
+    {"quota-headers", OPT_STR, offsetof(Opts, quota_headers), 0},
 };
 
 static void usage(FILE *f)
@@ -142,6 +148,7 @@ static void usage(FILE *f)
           "                        [--job-expire-first N] [--job-never-first N]\n"
           "                        [--job-ready-ms N]\n"
           "                        [--trace-file FILE]\n"
+          "                        [--quota N/S [--quota-headers ietf|x|x-delta]]\n"
           "       pgenrich-mockapi --expect [quirk options] < ids.copy > expected.copy\n",
           f);
 }
@@ -185,6 +192,63 @@ static bool opt_set(Opts *o, const OptDef *d, const char *val)
     }
     }
     return false;
+}
+
+/* ---- announced quota: options ---- */
+
+typedef enum QuotaForm { QF_NONE, QF_IETF, QF_X, QF_X_DELTA } QuotaForm;
+
+/* --quota "N/S" (N >= 1 requests, S >= 1 whole seconds) into *n and *secs. */
+static bool quota_parse(const char *v, unsigned *n, unsigned *secs)
+{
+    char *end = NULL;
+    unsigned long a, b;
+
+    errno = 0;
+    if (!v || v[0] < '0' || v[0] > '9')
+        return false;
+    a = strtoul(v, &end, 10);
+    if (errno || *end != '/' || a == 0 || a > 1000000000ul || end[1] < '0' || end[1] > '9')
+        return false;
+    b = strtoul(end + 1, &end, 10);
+    if (errno || *end || b == 0 || b > 86400ul)
+        return false;
+    *n = (unsigned)a;
+    *secs = (unsigned)b;
+    return true;
+}
+
+static QuotaForm quota_form_of(const char *v)
+{
+    if (!v || strcmp(v, "ietf") == 0)
+        return QF_IETF;
+    if (strcmp(v, "x") == 0)
+        return QF_X;
+    if (strcmp(v, "x-delta") == 0)
+        return QF_X_DELTA;
+    return QF_NONE;
+}
+
+static bool quota_opts_ok(const Opts *o)
+{
+    unsigned n, secs;
+
+    if (o->quota && !quota_parse(o->quota, &n, &secs)) {
+        fprintf(stderr,
+                "pgenrich-mockapi: --quota wants N/S (requests per S seconds, both "
+                "whole numbers from 1), not \"%s\"\n",
+                o->quota);
+        return false;
+    }
+    if (o->quota_headers && !o->quota) {
+        fprintf(stderr, "pgenrich-mockapi: --quota-headers needs --quota\n");
+        return false;
+    }
+    if (quota_form_of(o->quota_headers) == QF_NONE) {
+        fprintf(stderr, "pgenrich-mockapi: --quota-headers must be ietf, x or x-delta\n");
+        return false;
+    }
+    return true;
 }
 
 /* Accepts "--name value" and "--name=value". */
@@ -248,6 +312,8 @@ static bool parse_args(int argc, char **argv, Opts *o)
             return false;
         }
     }
+    if (!quota_opts_ok(o))
+        return false;
     return true;
 }
 
@@ -468,6 +534,12 @@ typedef struct Server {
     int log_fd; /* --header-log, or -1 */
     pthread_mutex_t log_mu;
     Trace trace; /* --trace-file */
+    /* ---- announced quota (--quota): a fixed window on the wall clock ---- */
+    unsigned quota_n, quota_s; /* N requests per S seconds; quota_n 0 = off */
+    QuotaForm quota_form;
+    pthread_mutex_t quota_mu;
+    int64_t quota_window; /* number of the current window (wall seconds / S) */
+    unsigned quota_used;  /* requests let in during it */
 } Server;
 
 static uint64_t now_ns(void)
@@ -734,7 +806,68 @@ typedef struct Req {
     char *up; /* request body (batch) */
     size_t up_len, up_cap;
     bool up_over;
+    /* ---- announced quota: what this answer announces (quota_form QF_NONE: nothing) ---- */
+    QuotaForm quota_form;
+    unsigned quota_limit, quota_remaining;
+    unsigned quota_reset_s;    /* whole seconds left in the window, rounded up */
+    int64_t quota_reset_epoch; /* the window's end, Unix seconds */
 } Req;
+
+/* ---- announced quota: the window and the headers ---- */
+
+/* --quota: count a request that arrives now in the current fixed window (windows start at
+ * the multiples of S seconds of the wall clock) and fill rq's announcement. Returns false,
+ * counting nothing, when the window's N requests are spent. One lock: the pool's threads
+ * share the window. */
+static bool quota_take(Server *s, Req *rq)
+{
+    struct timespec ts;
+    uint64_t win_ns = (uint64_t)s->quota_s * 1000000000u, now, end;
+    int64_t w;
+    bool ok;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    w = (int64_t)(now / win_ns);
+    end = ((uint64_t)w + 1) * win_ns;
+    pthread_mutex_lock(&s->quota_mu);
+    if (w != s->quota_window) {
+        s->quota_window = w;
+        s->quota_used = 0;
+    }
+    ok = s->quota_used < s->quota_n;
+    if (ok)
+        s->quota_used++;
+    rq->quota_remaining = s->quota_n - s->quota_used;
+    pthread_mutex_unlock(&s->quota_mu);
+    rq->quota_form = s->quota_form;
+    rq->quota_limit = s->quota_n;
+    rq->quota_reset_s = (unsigned)((end - now + 999999999u) / 1000000000u);
+    rq->quota_reset_epoch = (w + 1) * (int64_t)s->quota_s;
+    return ok;
+}
+
+/* The announcement of rq on resp, in its form; false when MHD refused a header. */
+static bool quota_announce(const Req *rq, struct MHD_Response *resp)
+{
+    bool x = rq->quota_form != QF_IETF;
+    char lim[16], rem[16], reset[24];
+
+    if (rq->quota_form == QF_NONE)
+        return true;
+    snprintf(lim, sizeof lim, "%u", rq->quota_limit);
+    snprintf(rem, sizeof rem, "%u", rq->quota_remaining);
+    if (rq->quota_form == QF_X)
+        snprintf(reset, sizeof reset, "%" PRId64, rq->quota_reset_epoch);
+    else
+        snprintf(reset, sizeof reset, "%u", rq->quota_reset_s);
+    return MHD_add_response_header(resp, x ? "X-RateLimit-Limit" : "RateLimit-Limit", lim) ==
+               MHD_YES &&
+           MHD_add_response_header(resp, x ? "X-RateLimit-Remaining" : "RateLimit-Remaining",
+                                   rem) == MHD_YES &&
+           MHD_add_response_header(resp, x ? "X-RateLimit-Reset" : "RateLimit-Reset", reset) ==
+               MHD_YES;
+}
 
 static Route route_of(const char *url, const char *method)
 {
@@ -1320,6 +1453,14 @@ static void prepare(Server *s, struct MHD_Connection *conn, Req *rq, const char 
             return;
         }
     }
+    /* ---- announced quota: past it, 429 until the window ends ---- */
+    if (s->quota_n && !quota_take(s, rq)) {
+        BUMP(s, rate_limited);
+        set_error(rq, MHD_HTTP_TOO_MANY_REQUESTS, "quota exceeded");
+        rq->retry_after = true;
+        rq->retry_after_s = rq->quota_reset_s;
+        return;
+    }
     if (!rl_allow(s, now_ns())) {
         BUMP(s, rate_limited);
         set_error(rq, MHD_HTTP_TOO_MANY_REQUESTS, "rate limit exceeded");
@@ -1393,7 +1534,8 @@ static enum MHD_Result deliver(struct MHD_Connection *conn, Req *rq)
          MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->ctype) != MHD_YES) ||
         (rq->retry_after &&
          (snprintf(retry, sizeof(retry), "%u", rq->retry_after_s) < 0 ||
-          MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) != MHD_YES))) {
+          MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry) != MHD_YES)) ||
+        !quota_announce(rq, resp)) {
         MHD_destroy_response(resp);
         return MHD_NO;
     }
@@ -1872,6 +2014,11 @@ int main(int argc, char **argv)
         }
     }
     pthread_mutex_init(&s.log_mu, NULL);
+    /* ---- announced quota ---- */
+    pthread_mutex_init(&s.quota_mu, NULL);
+    s.quota_window = -1;
+    if (s.o.quota && quota_parse(s.o.quota, &s.quota_n, &s.quota_s))
+        s.quota_form = quota_form_of(s.o.quota_headers);
     rl_init(&s);
     if (!timer_init(&s.timer)) {
         if (s.log_fd >= 0)
@@ -1899,6 +2046,7 @@ int main(int argc, char **argv)
         rc = 1;
     }
     pthread_mutex_destroy(&s.log_mu);
+    pthread_mutex_destroy(&s.quota_mu);
     free(s.req_name);
     free(s.auth);
     return rc;

@@ -1,6 +1,6 @@
 /* Unit tests for metrics: the exact exposition text of a small registry, label escaping,
- * cumulative histogram buckets, the optional checkpoint, the source lag over pages, the
- * outcome of an answer, and the parsing of a scrape's request. */
+ * cumulative histogram buckets, the optional checkpoint and quota gauges, the source lag
+ * over pages, the outcome of an answer, and the parsing of a scrape's request. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,6 +158,43 @@ static void test_exact_text_small_case(void **state)
                   "# TYPE pgenrich_source_lag_seconds gauge\n"
                   "pgenrich_source_lag_seconds 0.25\n");
     assert_int_equal(t[strlen(t) - 1], '\n');
+    free(t);
+}
+
+/* The quota families: absent until a provider announces a quota, then one sample per
+ * provider that does. */
+static void test_quota_gauges(void **state)
+{
+    (void)state;
+    Metrics m;
+    metrics_init(&m, 0);
+    assert_int_equal(metrics_add_provider(&m, "primary"), 0);
+    assert_int_equal(metrics_add_provider(&m, "secondary"), 1);
+    long long fails[3] = {0, 0, 0};
+    MetricsQuota q[2] = {{false, 0, 0, 0}, {false, 0, 0, 0}};
+    MetricsGauges g = gauges(fails);
+    g.quota = q;
+    char *t = render(&m, &g);
+    assert_null(strstr(t, "pgenrich_quota"));
+    free(t);
+    q[1] = (MetricsQuota){true, 3000, 1234, 617.5};
+    t = render(&m, &g);
+    assert_family(t, "pgenrich_quota_limit",
+                  "# HELP pgenrich_quota_limit The quota a provider announces (RateLimit-Limit): "
+                  "requests per window; 0 when it announces none.\n"
+                  "# TYPE pgenrich_quota_limit gauge\n"
+                  "pgenrich_quota_limit{provider=\"secondary\"} 3000\n");
+    assert_family(t, "pgenrich_quota_remaining",
+                  "# HELP pgenrich_quota_remaining Requests left in the provider's quota window, "
+                  "as estimated now: the last Remaining announced less the requests sent "
+                  "since.\n"
+                  "# TYPE pgenrich_quota_remaining gauge\n"
+                  "pgenrich_quota_remaining{provider=\"secondary\"} 1234\n");
+    assert_family(t, "pgenrich_quota_rate_requests_per_second",
+                  "# HELP pgenrich_quota_rate_requests_per_second The rate the provider is paced "
+                  "at so that its quota lasts until the reset; 0 while it is spent.\n"
+                  "# TYPE pgenrich_quota_rate_requests_per_second gauge\n"
+                  "pgenrich_quota_rate_requests_per_second{provider=\"secondary\"} 617.5\n");
     free(t);
 }
 
@@ -351,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_source_lag),
         cmocka_unit_test(test_outcome),
         cmocka_unit_test(test_render_cap),
+        cmocka_unit_test(test_quota_gauges),
         cmocka_unit_test(test_parse_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
