@@ -118,7 +118,7 @@ typedef struct Config {
                                      job stops, resumable: 300; 0 = wait for ever */
     int burst; /* requests the rate limit (--rate or the adaptive one) lets go at once:
                   0 = max(1, rate / 20) (rl_burst_for) */
-    const char *quota_headers;    /* "on" (default): pace by announced quotas; "off" */
+    const char *quota_headers; /* "on" (default): pace by announced quotas; "off" */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */
