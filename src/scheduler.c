@@ -95,7 +95,20 @@ typedef struct Prov {
     char last_error[160];
     char host[256]; /* of its URL template, for messages */
     Quota quota;    /* what it announces of its quota, and the pacing from it */
+    /* Slow start: how many requests it may have in flight, from RAMP_START up by one per
+     * healthy answer (twice as many every round trip, as TCP's slow start), and at least
+     * twice as many every RAMP_DOUBLE seconds from its first request (so that a slow
+     * provider is not held back for many of its long round trips), so that a run does not
+     * open with --concurrency requests at once against a provider whose limit it does not
+     * know yet: a token bucket takes its burst of them and refuses the rest. It ends (0) at
+     * the first 429, where the adaptive rate or the quota pacing takes over, or at
+     * --concurrency. */
+    double ramp;
+    double ramp_t0; /* loop time of its first request; 0 before */
 } Prov;
+
+#define RAMP_START  8
+#define RAMP_DOUBLE 0.5
 
 typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
 
@@ -712,6 +725,22 @@ static void note_answer(Lookup *l, const FetchResult *r)
         http_status_text(l->last_error, sizeof l->last_error, r->status);
 }
 
+/* Slow start (Prov.ramp): the requests p may have in flight at `now`. */
+static double ramp_allowance(const Prov *p, double now)
+{
+    if (p->ramp <= 0)
+        return INFINITY;
+    double timed = p->ramp_t0 > 0 ? RAMP_START * exp2((now - p->ramp_t0) / RAMP_DOUBLE) : 0;
+    return fmax(p->ramp, timed);
+}
+
+/* Seconds until slow start lets p have one more request in flight without an answer. */
+static double ramp_wait(const Prov *p, double now)
+{
+    double t = p->ramp_t0 + RAMP_DOUBLE * log2(((double)p->in_flight + 1) / RAMP_START);
+    return fmax(t - now, 0.001);
+}
+
 /* What any answer of provider prov tells the job as a whole: the adaptive rate hears of
  * 429s and healthy answers, the breaker of everything else. */
 static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAction act,
@@ -724,6 +753,10 @@ static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAc
     s->st.requests++;
     bool paced = quota_note(p, r, quota_seq, sent_at); /* its quota explains the 429 */
     adapt_rate(s, sent_at, throttled && !paced, healthy);
+    if (p->ramp > 0 && healthy)
+        p->ramp++;
+    if (p->ramp > 0 && (throttled || ramp_allowance(p, now) >= s->cfg->concurrency))
+        p->ramp = 0;
     if (!throttled) {
         BreakerState before = breaker_state(&p->breaker);
         breaker_record(&p->breaker, healthy, sent_at, now);
@@ -1054,6 +1087,8 @@ static bool send_batches(Scheduler *s, double now)
         if (p->batch == NULL || !batch_due(p->batch))
             continue;
         double w = fmax(breaker_wait(&p->breaker, now), quota_wait(&p->quota, now, p->in_flight));
+        if ((double)p->in_flight >= ramp_allowance(p, now))
+            w = fmax(w, ramp_wait(p, now));
         if (w > 0) {
             arm_wake(s, w);
             continue;
@@ -1073,7 +1108,8 @@ static bool send_batches(Scheduler *s, double now)
             stop_job(s, EXIT_RUNTIME);
             return false;
         }
-        p->in_flight++;
+        if (p->in_flight++ == 0 && p->ramp_t0 == 0)
+            p->ramp_t0 = now;
         (void)quota_on_send(&p->quota, now);
     }
     return s->phase == PH_RUNNING;
@@ -1161,8 +1197,10 @@ static bool start_request(Scheduler *s, Lookup *l)
         stop_job(s, EXIT_RUNTIME);
         return false;
     }
-    s->provs[l->prov].in_flight++;
-    l->quota_seq = quota_on_send(&s->provs[l->prov].quota, ev_now(s->loop));
+    Prov *p = &s->provs[l->prov];
+    if (p->in_flight++ == 0 && p->ramp_t0 == 0)
+        p->ramp_t0 = ev_now(s->loop);
+    l->quota_seq = quota_on_send(&p->quota, ev_now(s->loop));
     return true;
 }
 
@@ -1198,6 +1236,8 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
         if (!has_work)
             continue;
         double w = breaker_wait(&p->breaker, now);
+        if (p->batch == NULL && (double)p->in_flight >= ramp_allowance(p, now))
+            w = fmax(w, ramp_wait(p, now));          /* (or its next answer, which pumps again) */
         if (p->batch == NULL || batch_due(p->batch)) /* a batch: its calls, once one is due */
             w = fmax(w, quota_wait(&p->quota, now, p->in_flight));
         if (w > 0) {
@@ -1729,6 +1769,7 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         breaker_init(&p->breaker, BREAKER_WINDOW, BREAKER_MIN_REQUESTS, BREAKER_THRESHOLD,
                      BREAKER_COOLDOWN, BREAKER_COOLDOWN_MAX, ev_now(loop));
         quota_init(&p->quota, config_quota_headers(cfg), ev_now(loop));
+        p->ramp = cfg->concurrency > RAMP_START ? RAMP_START : 0;
     }
     if (s->n_provs == 0) {
         snprintf(err, errlen, "no provider configured");
