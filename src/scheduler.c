@@ -693,24 +693,23 @@ static void on_down_tick(struct ev_loop *loop, ev_timer *w, int revents)
 /* snprintf(dst, cap, "HTTP %ld", status), by hand where it fits: this runs for every answer. */
 static void http_status_text(char *dst, size_t cap, long status)
 {
-    char digits[24];
-    size_t nd = 0;
+    char tmp[32]; /* "HTTP -" and a long's digits, written from the end */
+    char *p = tmp + sizeof tmp;
     unsigned long u = status < 0 ? 0UL - (unsigned long)status : (unsigned long)status;
+    *--p = '\0';
     do {
-        digits[nd++] = (char)('0' + u % 10);
+        *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u != 0);
     if (status < 0)
-        digits[nd++] = '-';
-    if (cap < 6 + nd) {
-        snprintf(dst, cap, "HTTP %ld", status);
-        return;
-    }
-    memcpy(dst, "HTTP ", 5);
-    size_t n = 5;
-    while (nd > 0)
-        dst[n++] = digits[--nd];
-    dst[n] = '\0';
+        *--p = '-';
+    p -= 5;
+    memcpy(p, "HTTP ", 5);
+    size_t n = (size_t)(tmp + sizeof tmp - p); /* with the NUL */
+    if (n <= cap)
+        memcpy(dst, p, n);
+    else
+        snprintf(dst, cap, "%s", p); /* cut, as snprintf would */
 }
 
 /* The answer r to l's request: one more attempt, and what it said. */
