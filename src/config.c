@@ -62,6 +62,10 @@ const char config_usage[] =
     "            (each also per provider: cacert = ... in [provider NAME])\n"
     "[limits]+:  --provider-down-timeout S (300: no answer from a provider this long stops\n"
     "            the job, resumable, exit 75; 0 = wait for ever)\n"
+    "[job]+:     --shared (one of several workers of the job: it leases ranges of the key\n"
+    "            space from --ranges-table) --ranges N (64: the split the first worker makes)\n"
+    "            --lease-seconds S (30: a silent worker's range is taken over after this)\n"
+    "[target]+:  --ranges-table T (enrich_ranges)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
@@ -142,6 +146,10 @@ static const OptSpec opts[] = {
     {"proxy", OT_STR, OFF(proxy), 0, 0, true, CONFIG_SEC_JOB},
     {"noproxy", OT_STR, OFF(noproxy), 0, 0, true, CONFIG_SEC_JOB},
     {"provider-down-timeout", OT_DOUBLE, OFF(provider_down_timeout), 0, 604800, true, LIM},
+    {"shared", OT_FLAG, OFF(shared), 0, 0, true, CONFIG_SEC_JOB},
+    {"ranges", OT_INT, OFF(ranges), 1, 100000, true, CONFIG_SEC_JOB},
+    {"lease-seconds", OT_DOUBLE, OFF(lease_seconds), 1, 86400, true, CONFIG_SEC_JOB},
+    {"ranges-table", OT_STR, OFF(ranges_table), 0, 0, false, TGT},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -182,6 +190,9 @@ void config_defaults(Config *c)
     c->metrics_listen = NULL;
     c->progress_interval = 10;
     c->provider_down_timeout = 300;
+    c->ranges = 64;
+    c->lease_seconds = 30;
+    c->ranges_table = "enrich_ranges";
 }
 
 static bool parse_number(const char *s, double *out)
@@ -536,6 +547,14 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
         snprintf(err, errlen,
                  "--refresh-older-than alone covers the job's checkpoint, which "
                  "--restart forgets: add --only-missing, or drop --restart");
+        return false;
+    }
+    if (c->shared && (c->cmd == CMD_RETRY_FAILED || c->paging_offset || incremental || c->restart ||
+                      c->explain)) {
+        snprintf(err, errlen,
+                 "--shared works on keyset ranges of a plain run: it does not go with "
+                 "retry-failed, --paging offset, --only-missing, --refresh-older-than, "
+                 "--restart or --explain");
         return false;
     }
     if (c->backoff_cap < c->backoff_base) {

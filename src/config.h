@@ -116,6 +116,11 @@ typedef struct Config {
     const char *noproxy;          /* NULL: no_proxy; hosts that bypass the proxy */
     double provider_down_timeout; /* seconds without an answer from a provider before the
                                      job stops, resumable: 300; 0 = wait for ever */
+    /* Scale-out (README "Many workers on one job"; src/lease.h). */
+    bool shared;              /* false; true: one of the job's workers, leasing ranges */
+    int ranges;               /* how many ranges the first worker splits the key space into: 64 */
+    double lease_seconds;     /* a range's lease, renewed every third of it: 30 */
+    const char *ranges_table; /* the job's ranges: enrich_ranges */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */

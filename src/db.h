@@ -18,6 +18,7 @@ typedef struct DbNames {
     const char *failures;    /* default enrich_failures */
     const char *checkpoints; /* default enrich_checkpoints */
     const char *runs;        /* default enrich_runs */
+    const char *ranges;      /* default enrich_ranges (--shared); NULL: that default */
 } DbNames;
 
 /* Session settings that keep a connection from hanging: TCP keepalives (so that a dead
