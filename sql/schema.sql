@@ -1,6 +1,6 @@
--- pgenrich schema: the four tables a job writes to. This file is a template compiled into
--- the binary; db_init_schema fills in the placeholders (table names quoted as identifiers,
--- the id type copied from the source key column) and runs it in one transaction, after
+-- pgenrich schema: the tables a job writes to, and the fence of --shared workers. This file
+-- is a template compiled into the binary; db_init_schema fills in the placeholders (table
+-- names quoted as identifiers, the id type copied from the source key column) and runs it in one transaction, after
 -- checking that tables which already exist have an id of that same type.
 -- Every statement is idempotent: applying the file again changes nothing. Databases made
 -- by an older version of this file are migrated in place (see the ledger's last_seen).
@@ -147,16 +147,26 @@ CREATE TABLE IF NOT EXISTS {{ranges}} (
 -- The fence of a flush: true when the range's fence is still the worker's token, else an
 -- error with SQLSTATE PGF01 that rolls the whole flush back (rows, failures, checkpoint).
 -- A class of its own, so that the sink never takes it for a data error (22, 23) to split.
-CREATE OR REPLACE FUNCTION pgenrich_fence_check(fence bigint, token bigint, job text,
-                                                range_no int) RETURNS boolean
-LANGUAGE plpgsql AS $pgenrich_fence$
+-- Made only when missing: CREATE OR REPLACE would need the function's owner at every run of
+-- every job, shared or not, where CREATE TABLE IF NOT EXISTS needs nothing once the tables
+-- are there.
+DO $pgenrich_fence_make$
 BEGIN
-    IF fence IS DISTINCT FROM token THEN
-        RAISE EXCEPTION USING ERRCODE = 'PGF01',
-            MESSAGE = pg_catalog.format('lease lost: range %s of job %s was taken over by '
-                                        'another worker (fence %s, ours %s)', range_no, job,
-                                        fence, token);
+    IF pg_catalog.to_regprocedure('pgenrich_fence_check(bigint, bigint, text, integer)')
+       IS NULL THEN
+        CREATE FUNCTION pgenrich_fence_check(fence bigint, token bigint, job text,
+                                             range_no int) RETURNS boolean
+        LANGUAGE plpgsql AS $pgenrich_fence$
+        BEGIN
+            IF fence IS DISTINCT FROM token THEN
+                RAISE EXCEPTION USING ERRCODE = 'PGF01',
+                    MESSAGE = pg_catalog.format('lease lost: range %s of job %s was taken '
+                                                'over by another worker (fence %s, ours %s)',
+                                                range_no, job, fence, token);
+            END IF;
+            RETURN true;
+        END
+        $pgenrich_fence$;
     END IF;
-    RETURN true;
 END
-$pgenrich_fence$;
+$pgenrich_fence_make$;

@@ -357,8 +357,12 @@ bool lease_live(PGconn *c, const DbNames *names, const char *job, long long *n, 
         db_error(c, NULL, "quoting names", err, errlen);
         goto done;
     }
-    r = PQexecParams(c, "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL", 1,
-                     NULL, p, NULL, NULL, 0);
+    /* A role that may not read the table (granted the tables of a plain run only) cannot
+     * have run workers with it; the job's lock in shared mode covers the others. */
+    r = PQexecParams(c,
+                     "SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass("
+                     "pg_catalog.quote_ident($1)), 'SELECT'), false)",
+                     1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         db_error(c, r, "looking for live workers", err, errlen);
         goto done;

@@ -60,7 +60,8 @@ bool lease_release(PGconn *c, const DbNames *names, const char *job, const Lease
                    size_t errlen) WUR;
 
 /* How many of job's ranges are leased with a lease not expired (live workers), into *n;
- * 0 when names->ranges does not exist. For a plain run, which refuses such a job. */
+ * 0 when names->ranges does not exist or this role may not read it. For a plain run, which
+ * refuses such a job. */
 bool lease_live(PGconn *c, const DbNames *names, const char *job, long long *n, char *err,
                 size_t errlen) WUR;
 
