@@ -1,6 +1,6 @@
--- pgenrich schema: the four tables a job writes to. This file is a template compiled into
--- the binary; db_init_schema fills in the placeholders (table names quoted as identifiers,
--- the id type copied from the source key column) and runs it in one transaction, after
+-- pgenrich schema: the tables a job writes to, and the fence of --shared workers. This file
+-- is a template compiled into the binary; db_init_schema fills in the placeholders (table
+-- names quoted as identifiers, the id type copied from the source key column) and runs it in one transaction, after
 -- checking that tables which already exist have an id of that same type.
 -- Every statement is idempotent: applying the file again changes nothing. Databases made
 -- by an older version of this file are migrated in place (see the ledger's last_seen).
@@ -116,3 +116,57 @@ CREATE TABLE IF NOT EXISTS {{runs}} (
     checkpoint_to text
 );
 CREATE INDEX IF NOT EXISTS {{runs_index}} ON {{runs}} (job, started_at DESC);
+
+-- The ranges of the jobs run with --shared (README "Many workers on one job"): the first
+-- worker of a job splits the key space into ranges, once; each worker leases one at a time.
+-- lower_bound is exclusive (NULL: from the start), upper_bound inclusive (NULL: the open tail,
+-- where IDs added beyond the last bound land); both are the key's text form and compare as
+-- the key's type and collation. state is pending, leased (owner holds it until
+-- lease_expires, renewed by heartbeat) or done. fence grows by one at every claim: each
+-- flush of the owner checks it in its own transaction (pgenrich_fence_check below), so a
+-- worker that lost its range commits nothing more to it. position is the range's checkpoint
+-- (like enrich_checkpoints.position); rows_loaded and failures count what the flushes
+-- committed; started_at is the range's first claim.
+CREATE TABLE IF NOT EXISTS {{ranges}} (
+    job text NOT NULL,
+    range_no int NOT NULL,
+    lower_bound text,
+    upper_bound text,
+    state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'leased', 'done')),
+    owner text,
+    lease_expires timestamptz,
+    fence bigint NOT NULL DEFAULT 0,
+    position text,
+    rows_loaded bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0,
+    started_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job, range_no)
+);
+
+-- The fence of a flush: true when the range's fence is still the worker's token, else an
+-- error with SQLSTATE PGF01 that rolls the whole flush back (rows, failures, checkpoint).
+-- A class of its own, so that the sink never takes it for a data error (22, 23) to split.
+-- Made only when missing: CREATE OR REPLACE would need the function's owner at every run of
+-- every job, shared or not, where CREATE TABLE IF NOT EXISTS needs nothing once the tables
+-- are there.
+DO $pgenrich_fence_make$
+BEGIN
+    IF pg_catalog.to_regprocedure('pgenrich_fence_check(bigint, bigint, text, integer)')
+       IS NULL THEN
+        CREATE FUNCTION pgenrich_fence_check(fence bigint, token bigint, job text,
+                                             range_no int) RETURNS boolean
+        LANGUAGE plpgsql AS $pgenrich_fence$
+        BEGIN
+            IF fence IS DISTINCT FROM token THEN
+                RAISE EXCEPTION USING ERRCODE = 'PGF01',
+                    MESSAGE = pg_catalog.format('lease lost: range %s of job %s was taken '
+                                                'over by another worker (fence %s, ours %s)',
+                                                range_no, job, fence, token);
+            END IF;
+            RETURN true;
+        END
+        $pgenrich_fence$;
+    END IF;
+END
+$pgenrich_fence_make$;

@@ -27,8 +27,10 @@ const char config_usage[] =
     "            effective settings (secrets masked) and exits 0, or 2 with FILE:LINE: KEY:\n"
     "            reason; connects to nothing\n"
     "       pgenrich help [COMMAND] (or COMMAND --help): one command's usage\n"
-    "       pgenrich version (or --version)\n"
-    "\n"
+    "       pgenrich version (or --version)\n";
+
+/* Two literals: one would pass the 4095 characters C guarantees a string literal. */
+const char config_usage_options[] =
     "[source]:   --dsn DSN (else DATABASE_URL, else the PG* variables)\n"
     "            --statement-timeout S (300; 0 = none) --db-keepalive S (30; 0 = OS default)\n"
     "            --source-table T (master_table) --key-column C (id) --where SQL\n"
@@ -65,10 +67,19 @@ const char config_usage[] =
     "            --burst N (0: max(1, rate/20); requests the rate limit lets go at once)\n"
     "            --quota-headers on|off (on: pace each provider by the quota it announces in\n"
     "            RateLimit-* or X-RateLimit-* headers, so that it lasts until the reset)\n"
+    "[job]+:     --shared (one of several workers of the job: it leases ranges of the key\n"
+    "            space from --ranges-table) --ranges N (64: the split the first worker makes)\n"
+    "            --lease-seconds S (30: a silent worker's range is taken over after this)\n"
+    "[target]+:  --ranges-table T (enrich_ranges)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
     "environment < flags.\n";
+
+void config_print_usage(FILE *out)
+{
+    fprintf(out, "%s\n%s", config_usage, config_usage_options);
+}
 
 enum OptType { OT_STR, OT_INT, OT_DOUBLE, OT_SIZE, OT_FLAG, OT_PAGING, OT_DURATION };
 
@@ -147,6 +158,10 @@ static const OptSpec opts[] = {
     {"provider-down-timeout", OT_DOUBLE, OFF(provider_down_timeout), 0, 604800, true, LIM},
     {"burst", OT_INT, OFF(burst), 0, 10000000, true, LIM},
     {"quota-headers", OT_STR, OFF(quota_headers), 0, 0, true, LIM},
+    {"shared", OT_FLAG, OFF(shared), 0, 0, true, CONFIG_SEC_JOB},
+    {"ranges", OT_INT, OFF(ranges), 1, 100000, true, CONFIG_SEC_JOB},
+    {"lease-seconds", OT_DOUBLE, OFF(lease_seconds), 1, 86400, true, CONFIG_SEC_JOB},
+    {"ranges-table", OT_STR, OFF(ranges_table), 0, 0, false, TGT},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -188,6 +203,9 @@ void config_defaults(Config *c)
     c->progress_interval = 10;
     c->provider_down_timeout = 300;
     c->quota_headers = "on";
+    c->ranges = 64;
+    c->lease_seconds = 30;
+    c->ranges_table = "enrich_ranges";
 }
 
 bool config_quota_headers(const Config *c)
@@ -553,6 +571,14 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
         snprintf(err, errlen,
                  "--refresh-older-than alone covers the job's checkpoint, which "
                  "--restart forgets: add --only-missing, or drop --restart");
+        return false;
+    }
+    if (c->shared && (c->cmd == CMD_RETRY_FAILED || c->paging_offset || incremental || c->restart ||
+                      c->explain)) {
+        snprintf(err, errlen,
+                 "--shared works on keyset ranges of a plain run: it does not go with "
+                 "retry-failed, --paging offset, --only-missing, --refresh-older-than, "
+                 "--restart or --explain");
         return false;
     }
     if (c->backoff_cap < c->backoff_base) {
@@ -926,7 +952,7 @@ void config_dump(const Config *c, FILE *out)
 typedef struct CommandHelp {
     const char *name;
     const char *text; /* synopsis and what it does */
-    bool run_options; /* followed by the options of config_usage */
+    bool run_options; /* followed by config_usage_options */
 } CommandHelp;
 
 #define EXIT_LINE                                                                                  \
@@ -1016,8 +1042,7 @@ bool config_help(FILE *out, const char *command)
             continue;
         fputs(h->text, out);
         if (h->run_options) {
-            const char *options = strstr(config_usage, "\n\n");
-            fprintf(out, "\n%s", options ? options + 2 : config_usage);
+            fprintf(out, "\n%s", config_usage_options);
         }
         return true;
     }

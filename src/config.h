@@ -119,6 +119,11 @@ typedef struct Config {
     int burst; /* requests the rate limit (--rate or the adaptive one) lets go at once:
                   0 = max(1, rate / 20) (rl_burst_for) */
     const char *quota_headers; /* "on" (default): pace by announced quotas; "off" */
+    /* Scale-out (README "Many workers on one job"; src/lease.h). */
+    bool shared;              /* false; true: one of the job's workers, leasing ranges */
+    int ranges;               /* how many ranges the first worker splits the key space into: 64 */
+    double lease_seconds;     /* a range's lease, renewed every third of it: 30 */
+    const char *ranges_table; /* the job's ranges: enrich_ranges */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */
@@ -208,12 +213,14 @@ void config_mask_dsn(const char *dsn, char *out, size_t outlen);
  * credential or signature. */
 bool config_secret_name(const char *name, size_t len);
 
-/* The usage text. */
+/* The usage text: the commands, then (after a blank line) the options. */
 extern const char config_usage[];
+extern const char config_usage_options[];
+void config_print_usage(FILE *out);
 
 /* Print the usage of one command ("init", "run", "retry-failed", "status", "check-config",
  * "help", "version") to out: its synopsis, what it does, its options and exit statuses
- * (for run, retry-failed and check-config the options part of config_usage). Returns false,
+ * (for run, retry-failed and check-config config_usage_options). Returns false,
  * printing nothing, for any other name. */
 bool config_help(FILE *out, const char *command);
 

@@ -398,7 +398,7 @@ static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
 {
     bool ok = false, in_tx = false;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL, *qr = NULL, *qri = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL, *qr = NULL, *qri = NULL, *qg = NULL;
     char index_name[128];
     Buf sql;
     buf_init(&sql, SQL_MAX);
@@ -418,13 +418,15 @@ bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char 
     snprintf(index_name, sizeof index_name, "%.100s_job_started", names->runs);
     qr = db_quote_ident(c, names->runs);
     qri = db_quote_ident(c, index_name);
-    if (qt == NULL || qf == NULL || qc == NULL || lf == NULL || qr == NULL || qri == NULL) {
+    qg = db_quote_ident(c, names->ranges ? names->ranges : "enrich_ranges");
+    if (qt == NULL || qf == NULL || qc == NULL || lf == NULL || qr == NULL || qri == NULL ||
+        qg == NULL) {
         db_error(c, NULL, "quoting table names", err, errlen);
         goto done;
     }
     const char *const keys[] = {"target",        "failures", "checkpoints", "key_type",
-                                "failures_text", "runs",     "runs_index"};
-    const char *const vals[] = {qt, qf, qc, key_type, lf, qr, qri};
+                                "failures_text", "runs",     "runs_index",  "ranges"};
+    const char *const vals[] = {qt, qf, qc, key_type, lf, qr, qri, qg};
     if (!render(schema_sql, keys, vals, ARRAY_LEN(keys), &sql, err, errlen))
         goto done;
 
@@ -459,6 +461,7 @@ done:
     free(lf);
     free(qr);
     free(qri);
+    free(qg);
     return ok;
 }
 

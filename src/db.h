@@ -18,6 +18,7 @@ typedef struct DbNames {
     const char *failures;    /* default enrich_failures */
     const char *checkpoints; /* default enrich_checkpoints */
     const char *runs;        /* default enrich_runs */
+    const char *ranges;      /* default enrich_ranges (--shared); NULL: that default */
 } DbNames;
 
 /* Session settings that keep a connection from hanging: TCP keepalives (so that a dead
@@ -59,10 +60,11 @@ bool db_key_type(PGconn *c, const DbNames *names, char **type_out, char **order_
                  size_t errlen) WUR;
 
 /* Apply sql/schema.sql (compiled in) idempotently, in one transaction: target, failures,
- * checkpoint and run-history tables with the given names, id columns of key_type. A failures table
- * made by an older schema is migrated (it gains last_seen). If the target or the failures table
- * already exists with an id of another type, fails with a clear message.
- * key_type must look like a type name (format_type output); anything else is refused. */
+ * checkpoint, run-history and ranges tables with the given names (and the fence function of
+ * --shared workers), id columns of key_type. A failures table made by an older schema is migrated
+ * (it gains last_seen). If the target or the failures table already exists with an id of another
+ * type, fails with a clear message. key_type must look like a type name (format_type output);
+ * anything else is refused. */
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err,
                     size_t errlen) WUR;
 

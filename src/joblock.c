@@ -30,11 +30,11 @@ static bool query_holder(PGconn *conn, const char *name, JobLockHolder *h, char 
     static const char sql[] =
         "SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), "
         "coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "'') "
+        "''), l.mode = 'ShareLock', count(*) OVER () "
         "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " JOBLOCK_CLASS
         "::oid AND l.objid = ((pg_catalog.hashtext($1)::bigint + 4294967296) % "
-        "4294967296)::oid AND l.objsubid = 2 LIMIT 1";
+        "4294967296)::oid AND l.objsubid = 2 ORDER BY l.mode = 'ShareLock', l.pid LIMIT 1";
     const char *params[1] = {name};
     memset(h, 0, sizeof *h);
     PGresult *r = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
@@ -47,6 +47,8 @@ static bool query_holder(PGconn *conn, const char *name, JobLockHolder *h, char 
         snprintf(h->application, sizeof h->application, "%s", PQgetvalue(r, 0, 1));
         snprintf(h->client, sizeof h->client, "%s", PQgetvalue(r, 0, 2));
         snprintf(h->since, sizeof h->since, "%s", PQgetvalue(r, 0, 3));
+        h->shared = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+        h->holders = strtol(PQgetvalue(r, 0, 5), NULL, 10);
     }
     PQclear(r);
     return ok;
@@ -59,7 +61,13 @@ static void describe_holder(PGconn *conn, const char *name, const char *job, cha
 {
     JobLockHolder h;
     char ignored[256];
-    if (query_holder(conn, name, &h, ignored, sizeof ignored) && h.held)
+    if (query_holder(conn, name, &h, ignored, sizeof ignored) && h.held && h.shared)
+        snprintf(err, errlen,
+                 "job \"%s\" is already running with --shared workers (%ld worker session%s, "
+                 "e.g. PostgreSQL backend pid %ld, application \"%s\", client %s): a plain run "
+                 "must wait for them to end; or run this one with --shared too",
+                 job, h.holders, h.holders == 1 ? "" : "s", h.backend_pid, h.application, h.client);
+    else if (query_holder(conn, name, &h, ignored, sizeof ignored) && h.held)
         snprintf(err, errlen,
                  "job \"%s\" is already running: its lock is held by PostgreSQL backend pid %ld "
                  "(application \"%s\", client %s, connected %s); wait for that run to end or "
@@ -86,8 +94,8 @@ bool joblock_holder(PGconn *conn, const char *checkpoints, const char *job, JobL
     return ok;
 }
 
-JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,
-                           size_t errlen)
+static JobLockResult take(PGconn *conn, const char *checkpoints, const char *job, bool shared,
+                          char *err, size_t errlen)
 {
     JobLockResult res = JOBLOCK_ERROR;
     char *name = lock_name(checkpoints, job);
@@ -107,9 +115,12 @@ JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *jo
         goto done;
     }
     PQclear(r);
-    r = PQexecParams(
-        conn, "SELECT pg_catalog.pg_advisory_lock(" JOBLOCK_CLASS ", pg_catalog.hashtext($1))", 1,
-        NULL, params, NULL, NULL, 0);
+    r = PQexecParams(conn,
+                     shared ? "SELECT pg_catalog.pg_advisory_lock_shared(" JOBLOCK_CLASS
+                              ", pg_catalog.hashtext($1))"
+                            : "SELECT pg_catalog.pg_advisory_lock(" JOBLOCK_CLASS
+                              ", pg_catalog.hashtext($1))",
+                     1, NULL, params, NULL, NULL, 0);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     bool busy = state != NULL && strcmp(state, "55P03") == 0; /* lock_not_available */
     bool taken = PQresultStatus(r) == PGRES_TUPLES_OK;
@@ -151,4 +162,16 @@ done:
     PQclear(r);
     free(name);
     return res;
+}
+
+JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,
+                           size_t errlen)
+{
+    return take(conn, checkpoints, job, false, err, errlen);
+}
+
+JobLockResult joblock_take_shared(PGconn *conn, const char *checkpoints, const char *job, char *err,
+                                  size_t errlen)
+{
+    return take(conn, checkpoints, job, true, err, errlen);
 }

@@ -25,6 +25,12 @@ typedef enum JobLockResult {
 JobLockResult joblock_take(PGconn *conn, const char *checkpoints, const char *job, char *err,
                            size_t errlen) WUR;
 
+/* The same lock in shared mode, for the workers of a --shared job: any number of them hold
+ * it together, and it excludes a plain run (which takes it exclusively) both ways. BUSY
+ * means a plain run holds the job. */
+JobLockResult joblock_take_shared(PGconn *conn, const char *checkpoints, const char *job, char *err,
+                                  size_t errlen) WUR;
+
 /* Who holds a job's lock. */
 typedef struct JobLockHolder {
     bool held;
@@ -32,6 +38,8 @@ typedef struct JobLockHolder {
     char application[96]; /* its application_name ("pgenrich pid N on HOST" for a runner) */
     char client[64];      /* client address, or "local" */
     char since[32];       /* backend start, UTC, ISO 8601 */
+    bool shared;          /* held in shared mode (--shared workers; then the others too) */
+    long holders;         /* sessions holding it */
 } JobLockHolder;
 
 /* Look up, without waiting or taking anything, who holds job's lock now (the same lock as

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -19,6 +20,8 @@
 #include "db.h"
 #include "jobfile.h"
 #include "joblock.h"
+#include "lease.h"
+#include "ranges.h"
 #include "log.h"
 #include "runs.h"
 #include "metrics_http.h"
@@ -36,7 +39,8 @@ static DbNames names_of(const Config *c)
                  .target = c->target_table,
                  .failures = c->failures_table,
                  .checkpoints = c->checkpoint_table,
-                 .runs = c->runs_table};
+                 .runs = c->runs_table,
+                 .ranges = c->ranges_table};
     return n;
 }
 
@@ -354,6 +358,20 @@ done:
     return ok;
 }
 
+/* What a run checks and sets up before it touches the database: the provider chain, the
+ * open-file limit, the metrics listener (a port in use is a configuration error), the tokens
+ * and each provider's connection settings. False: a configuration error, in err. */
+static bool prepare_run(const Config *c, JobFile *jf, TokenChain *tokens, MetricsHttp **metrics,
+                        char *err, size_t errlen)
+{
+    return (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, errlen)) &&
+           fit_open_files(c->concurrency, err, errlen) &&
+           (c->metrics_listen == NULL ||
+            (*metrics = metrics_http_open(c->metrics_listen, err, errlen)) != NULL) &&
+           token_chain_load(tokens, c->token_file, jf->providers, jf->n_providers, err, errlen) &&
+           check_connectivity(c, jf, tokens->tokens, err, errlen);
+}
+
 static int cmd_run(const Config *c, JobFile *jf)
 {
     char err[512];
@@ -373,24 +391,7 @@ static int cmd_run(const Config *c, JobFile *jf)
      * done, so it needs no position to resume. */
     bool incremental = c->only_missing || c->refresh_older_than > 0;
 
-    if (jf->n_providers == 0 && !jobfile_default_chain(c->base_url, jf, err, sizeof err)) {
-        rc = EXIT_CONFIG;
-        goto failed;
-    }
-
-    if (!fit_open_files(c->concurrency, err, sizeof err)) {
-        rc = EXIT_CONFIG;
-        goto failed;
-    }
-    /* Bound before the database is touched: a port in use is a configuration error. */
-    if (c->metrics_listen &&
-        (metrics = metrics_http_open(c->metrics_listen, err, sizeof err)) == NULL) {
-        rc = EXIT_CONFIG;
-        goto failed;
-    }
-    if (!token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err,
-                          sizeof err) ||
-        !check_connectivity(c, jf, tokens.tokens, err, sizeof err)) {
+    if (!prepare_run(c, jf, &tokens, &metrics, err, sizeof err)) {
         rc = EXIT_CONFIG;
         goto failed;
     }
@@ -418,6 +419,20 @@ static int cmd_run(const Config *c, JobFile *jf)
         !db_init_schema(src, &names, key_type, err, sizeof err) ||
         !db_check_shape(src, &names, key_type, err, sizeof err))
         goto failed;
+    /* Shared workers hold the job's lock in shared mode, which the lock above excludes; a
+     * worker whose session is gone but whose lease still runs may yet be writing. */
+    long long live = 0;
+    if (!retry_failed && !lease_live(src, &names, c->job, &live, err, sizeof err))
+        goto failed;
+    if (live > 0) {
+        snprintf(err, sizeof err,
+                 "job \"%s\" is already running with --shared workers (%lld range%s leased "
+                 "with a live lease in %s): a plain run must wait for them to end; or run "
+                 "this one with --shared too",
+                 c->job, live, live == 1 ? "" : "s", c->ranges_table);
+        rc = EXIT_LOCKED;
+        goto failed;
+    }
     long long pending = 0;
     if (retry_failed) {
         if (!db_count_failures(src, &names, c->job, c->reason, &pending, err, sizeof err))
@@ -565,6 +580,299 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- --shared */
+
+/* Between ranges a signal asks the worker to stop: no range is being run then, so there is
+ * nothing to commit; the summary and the run's record are still written. */
+static volatile sig_atomic_t shared_stop;
+
+static void on_signal_between_ranges(int sig)
+{
+    (void)sig;
+    shared_stop = 1;
+}
+
+static void between_ranges_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal_between_ranges;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The heartbeat saw the range taken over: stop working on it at once. */
+static void on_lease_lost(void *ud)
+{
+    scheduler_abandon(ud, EXIT_TEMPFAIL);
+}
+
+static void add_stats(SchedStats *sum, const SchedStats *st)
+{
+    sum->ids_read += st->ids_read;
+    sum->rows_loaded += st->rows_loaded;
+    sum->failures += st->failures;
+    for (int i = 0; i < SCHED_REASONS; i++)
+        sum->by_reason[i] += st->by_reason[i];
+    sum->kept += st->kept;
+    sum->retries += st->retries;
+    sum->requests += st->requests;
+}
+
+static uint32_t random32(void)
+{
+    uint32_t v = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f == NULL || fread(&v, sizeof v, 1, f) != 1)
+        v = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The lease session: holds the job's lock in shared mode (a plain run holds it exclusively),
+ * makes the split, claims, renews and releases. */
+static PGconn *lease_session(const Config *c, int *rc, char *err, size_t errlen)
+{
+    PGconn *conn = connect_db(c, err, errlen);
+    if (conn == NULL) {
+        *rc = EXIT_DB;
+        return NULL;
+    }
+    switch (joblock_take_shared(conn, c->checkpoint_table, c->job, err, errlen)) {
+    case JOBLOCK_TAKEN:
+        return conn;
+    case JOBLOCK_BUSY:
+        *rc = EXIT_LOCKED;
+        break;
+    case JOBLOCK_ERROR:
+        *rc = EXIT_DB;
+        break;
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+/* Run one claimed range like a job of its own: keyset paging from its checkpoint (or its
+ * lower bound) up to its upper bound, the flushes fenced, the heartbeat on the loop. Returns
+ * the scheduler's exit status; *lost: the range was taken over meanwhile. */
+static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, MetricsHttp *metrics,
+                     struct ev_loop *loop, PGconn *lease_conn, const char *key_order,
+                     long long run_id, const LeaseRange *r, SchedStats *sum, bool *lost)
+{
+    char err[512];
+    DbNames names = names_of(c);
+    int rc = EXIT_RUNTIME;
+    PGconn *src = NULL, *sink = NULL;
+    Scheduler *sched = NULL;
+    LeaseBeat *beat = NULL;
+    *lost = false;
+    if ((sink = connect_db(c, err, sizeof err)) == NULL ||
+        (src = connect_db(c, err, sizeof err)) == NULL) {
+        rc = EXIT_DB;
+        goto failed;
+    }
+    SchedSetup setup = {
+        .source_conn = src,
+        .sink_conn = sink,
+        .start_key = r->position ? r->position : r->lower,
+        .key_order = key_order,
+        /* Claimed before (taken over, or given back): skip what the range's pass has
+         * committed past its checkpoint, as a resume does. */
+        .skip_since = r->fence > 1 ? r->started_at : NULL,
+        .end_key = r->upper,
+        .tokens = tokens->tokens,
+        .providers = jf->providers,
+        .n_providers = jf->n_providers,
+        .conninfo = dsn_of(c),
+        .db_opts = db_opts_of(c),
+        .run_id = run_id,
+        .total_estimate = -1,
+        .range_mode = true,
+        .range_no = r->range_no,
+        .fence = r->fence,
+    };
+    src = sink = NULL; /* the scheduler owns them now */
+    sched = scheduler_new(loop, c, &setup, err, sizeof err);
+    if (sched == NULL)
+        goto failed;
+    beat =
+        lease_beat_new(loop, lease_conn, &names, c->job, r, c->lease_seconds, on_lease_lost, sched);
+    if (beat == NULL) {
+        snprintf(err, sizeof err, "cannot start the heartbeat");
+        goto failed;
+    }
+    if (metrics)
+        metrics_http_start(metrics, loop, scheduler_metrics, sched);
+    rc = scheduler_run(sched);
+    metrics_http_stop(metrics);
+    *lost = lease_beat_lost(beat);
+    lease_beat_free(beat);
+    add_stats(sum, scheduler_stats(sched));
+    scheduler_free(sched);
+    return rc;
+failed:
+    log_error("%s", err);
+    lease_beat_free(beat);
+    scheduler_free(sched);
+    if (src)
+        PQfinish(src);
+    if (sink)
+        PQfinish(sink);
+    return rc;
+}
+
+/* run --shared: one of the job's workers. Claims ranges one after the other and runs each;
+ * waits while other workers hold the ranges left (one of them may die: its lease expires
+ * and the range is taken over here), and ends when every range is done. */
+static int cmd_run_shared(const Config *c, JobFile *jf)
+{
+    char err[512], host[256] = "", owner[160];
+    DbNames names = names_of(c);
+    char *key_type = NULL, *key_order = NULL;
+    TokenChain tokens = {0};
+    PGconn *lease_conn = NULL;
+    MetricsHttp *metrics = NULL;
+    struct ev_loop *loop = NULL;
+    int rc = EXIT_RUNTIME, made = 0, ranges_run = 0;
+    long long run_id = 0;
+    SchedStats sum;
+    memset(&sum, 0, sizeof sum);
+    double t0 = 0;
+
+    if (!prepare_run(c, jf, &tokens, &metrics, err, sizeof err)) {
+        rc = EXIT_CONFIG;
+        goto failed;
+    }
+    if ((lease_conn = lease_session(c, &rc, err, sizeof err)) == NULL)
+        goto failed;
+    if (!db_key_type(lease_conn, &names, &key_type, &key_order, err, sizeof err) ||
+        !db_init_schema(lease_conn, &names, key_type, err, sizeof err) ||
+        !db_check_shape(lease_conn, &names, key_type, err, sizeof err) ||
+        !lease_ensure_split(lease_conn, &names, c->job, c->ranges, key_order, &made, err,
+                            sizeof err))
+        goto failed;
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    ranges_owner_id(owner, sizeof owner, host, (long)getpid(), random32());
+    log_info("event=worker_start job=\"%s\" owner=\"%s\" ranges_made=%d lease_s=%g", c->job, owner,
+             made, c->lease_seconds);
+    if (!begin_run(c, lease_conn, NULL, &run_id, err, sizeof err))
+        goto failed;
+    loop = ev_default_loop(EVFLAG_AUTO);
+    if (loop == NULL) {
+        snprintf(err, sizeof err, "cannot initialise the event loop");
+        goto failed;
+    }
+    t0 = ev_time();
+    bool waiting = false;
+    double poll = c->lease_seconds / 3 < 2 ? c->lease_seconds / 3 : 2;
+    between_ranges_signals();
+    for (;;) {
+        if (shared_stop) {
+            log_warn("event=interrupted phase=between_ranges detail=\"nothing to commit\"");
+            rc = EXIT_TEMPFAIL;
+            break;
+        }
+        if (PQstatus(lease_conn) != CONNECTION_OK) { /* the database went away meanwhile */
+            PQfinish(lease_conn);
+            if ((lease_conn = lease_session(c, &rc, err, sizeof err)) == NULL)
+                goto failed;
+        }
+        LeaseRange r;
+        LeaseClaim got =
+            lease_claim(lease_conn, &names, c->job, owner, c->lease_seconds, &r, err, sizeof err);
+        if (got == LEASE_ERROR) {
+            rc = EXIT_DB;
+            goto failed;
+        }
+        if (got == LEASE_ALL_DONE) {
+            rc = EXIT_OK;
+            break;
+        }
+        if (got == LEASE_WAIT) {
+            if (!waiting)
+                log_info("event=waiting job=\"%s\" detail=\"the ranges left are leased by "
+                         "other workers; taking over any whose lease expires\"",
+                         c->job);
+            waiting = true;
+            struct timespec ts = {.tv_sec = (time_t)poll,
+                                  .tv_nsec = (long)((poll - (double)(time_t)poll) * 1e9)};
+            nanosleep(&ts, NULL); /* a signal cuts it short */
+            continue;
+        }
+        waiting = false;
+        ranges_run++;
+        log_info("event=range_claimed job=\"%s\" range=%d fence=%lld after=\"%.80s\" "
+                 "upto=\"%.80s\" position=\"%.80s\" taken_over_from=\"%s\"",
+                 c->job, r.range_no, r.fence, r.lower ? r.lower : "", r.upper ? r.upper : "",
+                 r.position ? r.position : "", r.prev_owner ? r.prev_owner : "");
+        bool lost = false, ours = false, done = false;
+        int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, key_order, run_id, &r, &sum,
+                            &lost);
+        between_ranges_signals(); /* the loop's signal watchers are gone */
+        if (!lost && PQstatus(lease_conn) == CONNECTION_OK &&
+            lease_check(lease_conn, &names, c->job, &r, &ours, &done, err, sizeof err))
+            lost = !ours;
+        if (lost) {
+            log_warn("event=range_abandoned job=\"%s\" range=%d fence=%lld detail=\"taken "
+                     "over by another worker; nothing more was committed to it from here\"",
+                     c->job, r.range_no, r.fence);
+            lease_range_clear(&r);
+            continue;
+        }
+        if (rrc == EXIT_OK && done) {
+            log_info("event=range_done job=\"%s\" range=%d fence=%lld", c->job, r.range_no,
+                     r.fence);
+            lease_range_clear(&r);
+            continue;
+        }
+        /* Stopped (a signal, a fault): give the range back at once rather than after its
+         * lease. */
+        if (rrc == EXIT_OK)
+            rrc = EXIT_RUNTIME; /* ended without its last flush: should not happen */
+        if (PQstatus(lease_conn) == CONNECTION_OK &&
+            !lease_release(lease_conn, &names, c->job, &r, err, sizeof err))
+            log_warn("event=range_release_failed range=%d error=\"%s\"", r.range_no, err);
+        lease_range_clear(&r);
+        rc = rrc;
+        break;
+    }
+    outside_loop_signals(true);
+    sum.elapsed = ev_time() - t0;
+    print_summary(&sum);
+    if (rc == EXIT_OK) {
+        long long left = -1;
+        if (!db_count_failures(lease_conn, &names, c->job, NULL, &left, err, sizeof err)) {
+            log_warn("event=ledger_count_failed error=\"%s\"", err);
+            left = sum.failures;
+        }
+        if (left > 0)
+            rc = EXIT_FAILURES;
+        log_info("event=finished job=\"%s\" ranges_run=%d ledger=%lld detail=\"every range of "
+                 "the job is done\"",
+                 c->job, ranges_run, left);
+    } else if (rc == EXIT_TEMPFAIL || rc == EXIT_DB) {
+        log_info("event=resumable job=\"%s\" detail=\"settled work is committed; the job's "
+                 "workers (this command again) go on from the ranges' checkpoints\"",
+                 c->job);
+    }
+    goto done;
+failed:
+    log_error("%s", err);
+done:
+    metrics_http_free(metrics);
+    if (run_id > 0)
+        end_run(c, run_id, rc, &sum);
+    if (lease_conn)
+        PQfinish(lease_conn);
+    token_chain_free(&tokens);
+    free(key_type);
+    free(key_order);
+    return rc;
+}
+
 /* check-config: what run would load and check before it connects, printed; nothing is
  * connected. */
 static int cmd_check_config(const Config *c, JobFile *jf)
@@ -606,7 +914,7 @@ static int cmd_help(int argc, char **argv)
         return EXIT_OK;
     }
     if (topic == NULL) {
-        fputs(config_usage, stdout);
+        config_print_usage(stdout);
         return EXIT_OK;
     }
     if (!config_help(stdout, topic)) {
@@ -650,8 +958,9 @@ int main(int argc, char **argv)
     memset(&jf, 0, sizeof jf);
     if (!load_config(&cfg, &jf, argc, argv, &usage, err, sizeof err)) {
         /* check-config prints the bare FILE:LINE: KEY: reason, as a compiler does */
-        fprintf(stderr, "%s%s\n%s", cfg.cmd == CMD_CHECK_CONFIG ? "" : "pgenrich: ", err,
-                usage ? config_usage : "");
+        fprintf(stderr, "%s%s\n", cfg.cmd == CMD_CHECK_CONFIG ? "" : "pgenrich: ", err);
+        if (usage)
+            config_print_usage(stderr);
         jobfile_free(&jf);
         return EXIT_CONFIG;
     }
@@ -699,6 +1008,8 @@ int main(int argc, char **argv)
         rc = cmd_init(&cfg);
     else if (cfg.cmd == CMD_STATUS)
         rc = cmd_status(&cfg);
+    else if (cfg.shared)
+        rc = cmd_run_shared(&cfg, &jf);
     else
         rc = cmd_run(&cfg, &jf);
     curl_global_cleanup();

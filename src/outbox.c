@@ -355,6 +355,19 @@ static void on_flushed(void *ud, const SinkResult *r)
         o->hooks.lost(o->ud);
         return;
     }
+    if (!r->ok && r->lease_lost) {
+        /* Not this batch's fault, nor the database's: the range is another worker's now. */
+        log_warn("event=lease_lost error=\"%s\" detail=\"nothing of this batch was committed; "
+                 "the range's new owner does it\"",
+                 r->err ? r->err : "unknown");
+        if (o->poison.active)
+            poison_end(o);
+        o->flushing = NULL;
+        o->sink_failed = true;
+        flushbuf_clear(b);
+        o->hooks.failed(o->ud);
+        return;
+    }
     if (o->poison.active) {
         poison_flushed(o, b, r);
         return;

@@ -148,6 +148,7 @@ struct Scheduler {
 
     Phase phase;
     bool final_sent; /* the flush that marks the job done has started */
+    bool range_mode; /* SchedSetup.range_mode */
     int exit_code;
     uint64_t rng;
     double started;
@@ -1542,8 +1543,11 @@ static void on_sink_redialed(void *ud, PGconn *conn, const char *err)
         return;
     }
     /* The lock went with the old session: without it again, another runner may have the
-     * job now, and this one must not write. */
-    switch (joblock_take(conn, s->cfg->checkpoint_table, s->cfg->job, msg, sizeof msg)) {
+     * job now, and this one must not write. A range's worker has no lock on this session:
+     * its flushes are fenced instead. */
+    switch (s->range_mode
+                ? JOBLOCK_TAKEN
+                : joblock_take(conn, s->cfg->checkpoint_table, s->cfg->job, msg, sizeof msg)) {
     case JOBLOCK_TAKEN:
         break;
     case JOBLOCK_BUSY:
@@ -1725,13 +1729,18 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
                   .target = cfg->target_table,
                   .failures = cfg->failures_table,
                   .checkpoints = cfg->checkpoint_table,
-                  .runs = cfg->runs_table},
+                  .runs = cfg->runs_table,
+                  .ranges = cfg->ranges_table},
         .job = cfg->job,
         .paging = cfg->paging_offset ? "offset" : "keyset",
         .no_checkpoint = cfg->cmd == CMD_RETRY_FAILED,
         .position_type = cfg->paging_offset ? "bigint" : setup->key_order,
         .run_id = setup->run_id,
+        .range_mode = setup->range_mode,
+        .range_no = setup->range_no,
+        .fence = setup->fence,
     };
+    s->range_mode = setup->range_mode;
     Sink *sink = sink_new(loop, sink_conn, &ko, err, errlen);
     sink_conn = NULL;
     if (sink == NULL)
@@ -1880,6 +1889,25 @@ bool scheduler_metrics(void *ud, Buf *out)
         .quota = quota,
     };
     return metrics_render(&s->metrics, &g, out);
+}
+
+void scheduler_abandon(Scheduler *s, int code)
+{
+    if (s->exit_code < 0 || s->exit_code == EXIT_TEMPFAIL)
+        s->exit_code = code;
+    s->phase = PH_DONE; /* stop_job then flushes nothing */
+    fetcher_abort_all(s->fetcher);
+    for (int i = 0; i < s->n_provs; i++) {
+        if (s->provs[i].batch)
+            batch_abort(s->provs[i].batch);
+    }
+    while (s->live)
+        lookup_free(s, s->live);
+    for (int i = 0; i < s->n_provs; i++) {
+        s->provs[i].ready_head = s->provs[i].ready_tail = NULL;
+        s->provs[i].held = NULL;
+    }
+    end_loop(s);
 }
 
 const SchedStats *scheduler_stats(const Scheduler *s)

@@ -37,6 +37,12 @@ typedef struct SchedSetup {
     long long run_id;         /* the run's history row (db_run_begin), or 0: SinkOpts.run_id */
     long long total_estimate; /* IDs this run is expected to read, for the progress line;
                                  <= 0: unknown */
+    /* --shared (src/lease.h): the run is one leased range, start_key / end_key its bounds;
+     * the flushes move that range's checkpoint under its fence (SinkOpts.range_mode), and a
+     * new sink connection takes no job lock (the fence guards the writes). */
+    bool range_mode;
+    int range_no;
+    long long fence;
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */
@@ -69,6 +75,10 @@ int scheduler_run(Scheduler *s);
 /* The metrics_http render callback (ud: the Scheduler): append the job's Prometheus
  * exposition, read as of now, to out. Returns false when out's cap is reached. */
 bool scheduler_metrics(void *ud, Buf *out) WUR;
+
+/* Stop at once, from the loop (a lost lease): abandon the lookups, commit nothing more and
+ * let scheduler_run return code, unless a code was set before. */
+void scheduler_abandon(Scheduler *s, int code);
 
 /* The run's figures, complete once scheduler_run has returned. */
 const SchedStats *scheduler_stats(const Scheduler *s);

@@ -30,6 +30,8 @@
 #define FAIL_COLS "id, reason, http_status, attempts, last_error"
 /* The ledger keeps a short excerpt of the last error, whatever the caller passed. */
 #define LAST_ERROR_MAX "500"
+/* What pgenrich_fence_check (sql/schema.sql) raises when a range's fence has moved on. */
+#define SINK_FENCE_SQLSTATE "PGF01"
 
 struct Sink {
     struct ev_loop *loop;
@@ -60,6 +62,7 @@ struct Sink {
     int want_ok, got_ok; /* command results expected / received */
     bool failed;
     bool data_error; /* the first error was SQLSTATE class 22 or 23 */
+    bool lease_lost; /* the first error was the fence's (PGF01) */
     long long kept;  /* from the flush's count of failures kept out by a target row */
     char err[512];
     sink_done_fn fn;
@@ -87,6 +90,7 @@ static void set_error(Sink *s, const PGresult *r, const char *what)
     db_error(s->conn, r, what, s->err, sizeof s->err);
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     s->data_error = state != NULL && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    s->lease_lost = state != NULL && strcmp(state, SINK_FENCE_SQLSTATE) == 0;
     if (state != NULL && strcmp(state, "57014") == 0) { /* query_canceled */
         size_t used = strlen(s->err);
         snprintf(s->err + used, sizeof s->err - used,
@@ -136,7 +140,8 @@ static void finish(Sink *s)
                       .data_error = s->failed && s->data_error,
                       .conn_lost = s->failed && sink_conn_lost(s),
                       .err = s->failed ? err : NULL,
-                      .kept = s->failed ? 0 : s->kept};
+                      .kept = s->failed ? 0 : s->kept,
+                      .lease_lost = s->failed && s->lease_lost};
     s->fn(s->ud, &res);
 }
 
@@ -312,8 +317,50 @@ oom:
     return false;
 }
 
+/* Range mode's checkpoint: the range's row, as the job's row would be (the position only
+ * moves forward, the counts add up, done ends the range), under its fence. The fence test is
+ * a function in the WHERE, evaluated on the row the UPDATE locks (re-read after a concurrent
+ * claim commits): a claim in between makes it raise, and the flush rolls back whole. Then
+ * the flush appends "position, nrows, nfails, done" and ckpt_end. */
+static bool build_range_sql(Sink *s, const SinkOpts *range, const char *ljob, const char *ptype)
+{
+    Buf b;
+    char *qg = db_quote_ident(s->conn, range->names.ranges ? range->names.ranges : "enrich_ranges");
+    if (qg == NULL)
+        return false;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    "UPDATE %s AS g SET position = CASE WHEN v.p IS NULL THEN g.position "
+                    "WHEN g.position IS NULL OR (v.p)::%s > (g.position)::%s THEN v.p "
+                    "ELSE g.position END, rows_loaded = g.rows_loaded + v.n, "
+                    "failures = g.failures + v.f, "
+                    "state = CASE WHEN v.done THEN 'done' ELSE g.state END, "
+                    "lease_expires = CASE WHEN v.done THEN NULL ELSE g.lease_expires END, "
+                    "updated_at = now() FROM (VALUES (",
+                    qg, ptype, ptype))
+        goto oom;
+    s->ckpt_head = b.data;
+    buf_init(&b, SQL_MAX);
+    if (!buf_puts(&b, "::text, "))
+        goto oom;
+    s->ckpt_mid = b.data;
+    buf_init(&b, SQL_MAX);
+    if (!buf_printf(&b,
+                    ")) AS v(p, n, f, done) WHERE g.job = %s AND g.range_no = %d AND "
+                    "pgenrich_fence_check(g.fence, %lld, g.job, g.range_no)",
+                    ljob, range->range_no, range->fence))
+        goto oom;
+    s->ckpt_end = b.data;
+    free(qg);
+    return true;
+oom:
+    buf_free(&b);
+    free(qg);
+    return false;
+}
+
 static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, const char *ljob,
-                      const char *lpaging, const char *ptype)
+                      const char *lpaging, const char *ptype, const SinkOpts *range)
 {
     Buf b;
     buf_init(&b, SQL_MAX);
@@ -361,6 +408,8 @@ static bool build_sql(Sink *s, const char *qt, const char *qf, const char *qc, c
     s->sql_fails = b.data;
     if (lpaging == NULL) /* no_checkpoint */
         return true;
+    if (range != NULL)
+        return build_range_sql(s, range, ljob, ptype);
     buf_init(&b, SQL_MAX);
     if (!buf_printf(&b,
                     "INSERT INTO %s AS c (job, position, paging, rows_loaded, failures, "
@@ -442,9 +491,12 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
         snprintf(err, errlen, "sink: no position type");
         goto failed;
     }
-    if (!build_sql(s, qt, qf, qc, ljob, lpaging, opts->position_type))
+    s->conn = conn; /* build_range_sql quotes with it */
+    if (!build_sql(s, qt, qf, qc, ljob, lpaging, opts->position_type,
+                   opts->range_mode ? opts : NULL))
         goto oom;
-    if (opts->run_id > 0 && !build_run_sql(s, qt, qc, qr, ljob, !opts->no_checkpoint, opts->run_id))
+    if (opts->run_id > 0 && !build_run_sql(s, qt, qc, qr, ljob,
+                                           !opts->no_checkpoint && !opts->range_mode, opts->run_id))
         goto oom;
     if (PQsetnonblocking(conn, 1) != 0) {
         db_error(conn, NULL, "sink", err, errlen);
@@ -554,6 +606,7 @@ bool sink_flush(Sink *s, const Buf *rows, size_t nrows, const Buf *fails, size_t
     s->got_ok = 0;
     s->failed = false;
     s->data_error = false;
+    s->lease_lost = false;
     s->kept = 0;
     s->err[0] = '\0';
     /* Simple protocol on purpose: several statements in one string run as one implicit

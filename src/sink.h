@@ -37,6 +37,15 @@ typedef struct SinkOpts {
      * checkpoint position after it), so the row is exact for what committed, even when
      * the run is killed later. */
     long long run_id;
+    /* Range mode (--shared, src/lease.h): each flush moves the checkpoint of range range_no
+     * of job in names.ranges (position, counts, state done with done) instead of the job's
+     * row in names.checkpoints, and only while that range's fence is still fence: if another
+     * worker has claimed the range since, the flush fails whole (SQLSTATE PGF01, from
+     * pgenrich_fence_check) and SinkResult.lease_lost says so. The run's row then gets no
+     * checkpoint_to. */
+    bool range_mode;
+    int range_no;
+    long long fence;
 } SinkOpts;
 
 /* How a flush ended, for sink_done_fn. */
@@ -51,6 +60,8 @@ typedef struct SinkResult {
     const char *err; /* one-line message when !ok (valid during the call), else NULL */
     long long kept;  /* failure lines not recorded because their ID has a target row
                         (the row stays as it was), counted once per ID */
+    bool lease_lost; /* range mode: the range's fence has moved on (another worker took the
+                        range over): nothing committed, and no later flush of this range can */
 } SinkResult;
 
 /* Called from the loop (never from inside sink_flush) when a flush has committed or
