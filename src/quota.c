@@ -218,6 +218,12 @@ void quota_init(Quota *q, bool on, double now)
     q->on = on;
     q->first_send = -1;
     q->last = now;
+    q->share = 1;
+}
+
+void quota_set_share(Quota *q, double share)
+{
+    q->share = share > 0 && share <= 1 ? share : 1;
 }
 
 static double reserve(const Quota *q)
@@ -480,7 +486,7 @@ double quota_wait(Quota *q, double now, size_t in_flight)
             q->tokens = 0;
         return span;
     }
-    q->rate = avail / span;
+    q->rate = avail / span * q->share;
     double cap = fmin(fmax(1, q->rate * QUOTA_BURST), avail);
     if (now > q->last)
         q->tokens += (now - q->last) * q->rate;

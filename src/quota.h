@@ -159,6 +159,7 @@ typedef struct Quota {
     double tokens, last;        /* the pacing bucket */
     double rate;                /* the paced rate of the last quota_wait (requests/s) */
     double announced;           /* the last Remaining announced */
+    double share;               /* --shared: this worker's share of the quota (1: all of it) */
     double sent_at[QUOTA_RING]; /* when request n left, at n % QUOTA_RING */
 } Quota;
 
@@ -189,6 +190,11 @@ uint64_t quota_seq_guess(const Quota *q, size_t in_flight);
 /* Seconds from now until the next request to the provider may go (0: now), given its
  * requests in flight. Moves to the next window when the current one has surely ended. */
 double quota_wait(Quota *q, double now, size_t in_flight);
+
+/* --shared (README "One rate for all"): the quota is the key's, and every worker reads the
+ * same Remaining: each paces at its share of it (1 / live workers). A share outside (0, 1]
+ * (or NaN) is taken as 1. */
+void quota_set_share(Quota *q, double share);
 
 /* Whether a 429 with announcement a (NULL: none) is the announced quota being spent (its
  * Remaining is 0): the pacing answers it, not the adaptive rate. */

@@ -298,3 +298,35 @@ double knee_on_success(Knee *k, double now)
     k->rate = rate;
     return rate;
 }
+
+/* ---------------------------------------------------------------- shares (--shared) */
+
+double knee_set_ceiling(Knee *k, double ceiling, double now)
+{
+    if (!(ceiling > 0))
+        return k->rate;
+    bool at_ceiling = !(k->rate > 0) || (k->ceiling > 0 && k->rate >= k->ceiling);
+    k->ceiling = ceiling;
+    k->floor = ceiling < KNEE_FLOOR ? ceiling : KNEE_FLOOR;
+    if (at_ceiling) {
+        k->rate = ceiling;
+        return k->rate;
+    }
+    if (k->rate > ceiling)
+        return knee_hold(k, ceiling, now);
+    if (k->held > ceiling)
+        k->held = ceiling;
+    return k->rate;
+}
+
+double knee_take_share(Knee *k, double share, double now)
+{
+    if (!(share > 0))
+        return k->rate;
+    if (k->rate > 0 && k->rate <= share)
+        return k->rate;
+    k->knee = share / (1 - KNEE_MARGIN);
+    k->measured = true;
+    k->last_cut = now;
+    return knee_hold(k, share, now);
+}

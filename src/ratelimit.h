@@ -153,4 +153,18 @@ double knee_on_success(Knee *k, double now);
 /* The current limit (requests/s); 0 = none. Same value the last call returned. */
 double knee_rate(const Knee *k);
 
+/* --shared (README "One rate for all"): the job's --rate divided among its live workers.
+ * A new ceiling (> 0; anything else leaves k as it is): a limit at the old ceiling (never
+ * cut, or climbed back) moves to the new one; a cut limit stays, capped at the new
+ * ceiling, and climbs to it. Returns the limit to apply. */
+double knee_set_ceiling(Knee *k, double ceiling, double now);
+
+/* --shared: another worker cut the job's rate, and this worker's share of the job-wide
+ * estimate it published is `share` requests/s. A limit already at or below the share (no
+ * limit counts as above it) stays; else the limit is cut to the share as a measured cut
+ * is: the knee is share / (1 - KNEE_MARGIN), the limit cruises there, then probes; the
+ * hold applies from now, so that the 429s of requests sent before it cut nothing more.
+ * share <= 0 or NaN leaves k as it is. Returns the limit to apply. */
+double knee_take_share(Knee *k, double share, double now);
+
 #endif

@@ -268,6 +268,73 @@ static void test_stale_and_fresh_answers(void **state)
     assert_near(q.announced, 30, 0);
 }
 
+/* --shared: each of three workers paces at a third of what the server says is left. */
+static void test_pacing_share(void **state)
+{
+    (void)state;
+    Quota q;
+    quota_init(&q, true, 0);
+    assert_near(q.share, 1, 0);
+    quota_set_share(&q, 0);
+    assert_near(q.share, 1, 0);
+    quota_set_share(&q, 2);
+    assert_near(q.share, 1, 0);
+    quota_set_share(&q, NAN);
+    assert_near(q.share, 1, 0);
+    quota_set_share(&q, 1.0 / 3);
+    uint64_t s = quota_on_send(&q, 0);
+    QuotaAnn a = ann(1000, 801, 2);
+    (void)quota_on_answer(&q, &a, s, 0, 0);
+    assert_near(quota_wait(&q, 0, 0), 0, 0);
+    assert_near(quota_rate(&q), 795.0 / 2 / 3, 1e-9);
+    /* Three workers on one key: the server counts them all, and each answer (at once)
+     * announces what is left of the key's quota. Together they spend what the whole key
+     * may in the window, about a third each, never more. */
+    Quota w[3];
+    double remaining = 801, t = 0;
+    int sent[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        quota_init(&w[i], true, 0);
+        quota_set_share(&w[i], 1.0 / 3);
+        uint64_t n = quota_on_send(&w[i], 0);
+        remaining--;
+        sent[i]++;
+        a = ann(1000, remaining, 2);
+        (void)quota_on_answer(&w[i], &a, n, 0, 0);
+    }
+    while (t < 1.999) {
+        double next = 2;
+        int who = -1;
+        for (int i = 0; i < 3; i++) {
+            double wt = quota_wait(&w[i], t, 0);
+            if (wt <= 0) {
+                who = i;
+                break;
+            }
+            next = fmin(next, t + wt);
+        }
+        if (who < 0) {
+            t = next;
+            continue;
+        }
+        uint64_t n = quota_on_send(&w[who], t);
+        remaining--;
+        sent[who]++;
+        a = ann(1000, remaining, ceil(2 - t));
+        (void)quota_on_answer(&w[who], &a, n, t, t);
+    }
+    int total = sent[0] + sent[1] + sent[2];
+    /* the key's 801 less the reserve of 6 (the first three went before any announcement),
+     * not 3 x that */
+    assert_in_range(total, 770, 798);
+    for (int i = 0; i < 3; i++)
+        assert_in_range(sent[i], total / 3 - 15, total / 3 + 15);
+    /* a worker left: two share it now, each paces at half */
+    quota_set_share(&q, 0.5);
+    (void)quota_wait(&q, 0.5, 0);
+    assert_near(quota_rate(&q), (quota_left(&q) - 6) / 1.5 / 2, 1e-6);
+}
+
 static void test_pacing_spreads_what_is_left(void **state)
 {
     (void)state;
@@ -721,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_first_answer_estimate),
         cmocka_unit_test(test_stale_and_fresh_answers),
         cmocka_unit_test(test_pacing_spreads_what_is_left),
+        cmocka_unit_test(test_pacing_share),
         cmocka_unit_test(test_spent_waits_for_reset_then_full_window),
         cmocka_unit_test(test_new_window_from_an_answer),
         cmocka_unit_test(test_first_answer_hold),

@@ -874,6 +874,62 @@ static void test_knee_sim_server_drops_and_recovers(void **state)
     assert_true(st.min_rate >= KNEE_FLOOR && st.max_rate <= c.ceiling);
 }
 
+/* --shared: the job's --rate divided among its workers, changing as they come and go. */
+static void test_knee_set_ceiling(void **state)
+{
+    (void)state;
+    Knee k;
+    knee_init(&k, 300, 0);
+    assert_near(knee_set_ceiling(&k, 100, 1), 100, 0); /* at the ceiling: follows it */
+    assert_near(knee_set_ceiling(&k, 150, 2), 150, 0); /* a worker left: up again */
+    assert_near(knee_set_ceiling(&k, 0, 3), 150, 0);   /* not a ceiling: unchanged */
+    assert_near(knee_set_ceiling(&k, NAN, 3), 150, 0);
+    /* A cut limit stays under a higher ceiling, and climbs to it. */
+    feed_ok(&k, 40, 3, 4);
+    double cut = knee_on_throttle(&k, 4, 4);
+    assert_true(cut < 150);
+    assert_near(knee_set_ceiling(&k, 300, 4), cut, 0);
+    double r = feed_ok(&k, 4000, 4, 40);
+    assert_true(r > cut && r <= 300);
+    /* A cut limit above a lower ceiling comes down to it. */
+    knee_init(&k, 300, 0);
+    feed_ok(&k, 400, 0, 1);
+    cut = knee_on_throttle(&k, 1, 1);
+    assert_true(cut > 100);
+    assert_near(knee_set_ceiling(&k, 100, 1.5), 100, 0);
+    assert_true(feed_ok(&k, 1000, 1.5, 20) <= 100);
+    /* Tiny shares: the floor follows the ceiling. */
+    assert_near(knee_set_ceiling(&k, 0.5, 21), 0.5, 0);
+    assert_true(knee_on_throttle(&k, 22, 22) <= 0.5);
+}
+
+/* --shared: another worker's cut, as this worker's share of the job-wide estimate. */
+static void test_knee_take_share(void **state)
+{
+    (void)state;
+    Knee k;
+    knee_init(&k, 0, 0);
+    /* No limit yet (nothing seen): the share becomes the limit, a measured one. */
+    assert_near(knee_take_share(&k, 100, 1), 100, 0);
+    assert_true(k.measured);
+    assert_near(k.knee, 100 / (1 - KNEE_MARGIN), 1e-9);
+    assert_near(knee_take_share(&k, 0, 1), 100, 0); /* not a share: unchanged */
+    assert_near(knee_take_share(&k, -1, 1), 100, 0);
+    assert_near(knee_take_share(&k, NAN, 1), 100, 0);
+    /* Already at or below the share: stays. */
+    assert_near(knee_take_share(&k, 150, 1.1), 100, 0);
+    /* The hold: a 429 for a request sent before the share was taken cuts nothing. */
+    assert_near(knee_take_share(&k, 80, 2), 80, 0);
+    assert_near(knee_on_throttle(&k, 1.9, 2.5), 80, 0);
+    /* It cruises at the share, then probes above it. */
+    assert_near(feed_ok(&k, 150, 2.5, 2 + KNEE_CRUISE - 0.1), 80, 0);
+    assert_true(feed_ok(&k, 400, 2 + KNEE_CRUISE, 2 + KNEE_CRUISE + 5) > 80);
+    /* Under a ceiling (--rate), a share never lifts the limit above it. */
+    knee_init(&k, 50, 0);
+    assert_near(knee_take_share(&k, 100, 1), 50, 0);
+    assert_near(knee_take_share(&k, 20, 1), 20, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -907,6 +963,8 @@ int main(void)
         cmocka_unit_test(test_knee_sim_other_servers),
         cmocka_unit_test(test_knee_sim_ceiling_below_server),
         cmocka_unit_test(test_knee_sim_server_drops_and_recovers),
+        cmocka_unit_test(test_knee_set_ceiling),
+        cmocka_unit_test(test_knee_take_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
