@@ -235,16 +235,19 @@ LeaseClaim lease_claim(PGconn *c, const DbNames *names, const char *job, const c
         goto done;
     }
     snprintf(secs, sizeof secs, "%.3f", lease_seconds);
-    /* One statement, one transaction: the row is locked by the subquery (rows other workers
-     * are claiming are skipped, not waited for) and updated at once. */
+    /* One statement, one transaction: the row is locked by the CTE (rows other workers are
+     * claiming are skipped, not waited for) and updated at once. MATERIALIZED: evaluated
+     * once; as a subquery in FROM the planner may rescan it for every row of the join (a
+     * nested loop), and each rescan picks the next range: one claim took them all. */
     if (!buf_printf(&sql,
+                    "WITH c AS MATERIALIZED (SELECT range_no, owner AS prev_owner FROM %s "
+                    "WHERE job = $1 AND (state = 'pending' OR (state = 'leased' AND "
+                    "lease_expires < now())) ORDER BY range_no LIMIT 1 FOR UPDATE SKIP LOCKED) "
                     "UPDATE %s AS g SET state = 'leased', owner = $2, "
                     "lease_expires = now() + pg_catalog.make_interval(secs => $3::float8), "
                     "fence = g.fence + 1, started_at = coalesce(g.started_at, now()), "
-                    "updated_at = now() FROM (SELECT range_no, owner AS prev_owner FROM %s "
-                    "WHERE job = $1 AND (state = 'pending' OR (state = 'leased' AND "
-                    "lease_expires < now())) ORDER BY range_no LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                    "AS c WHERE g.job = $1 AND g.range_no = c.range_no RETURNING g.range_no, "
+                    "updated_at = now() FROM c WHERE g.job = $1 AND g.range_no = c.range_no "
+                    "RETURNING g.range_no, "
                     "g.lower_bound, g.upper_bound, g.position, g.started_at, c.prev_owner, "
                     "g.fence",
                     qg, qg))
