@@ -144,6 +144,31 @@ CREATE TABLE IF NOT EXISTS {{ranges}} (
     PRIMARY KEY (job, range_no)
 );
 
+-- The live workers of the jobs run with --shared (README "One rate for all"): one row per
+-- worker (worker: the owner id of its leases), written by its heartbeat about once a second
+-- and deleted when it exits cleanly; a row whose heartbeat_at is older than the lease
+-- (--lease-seconds) is a dead worker's. rate is the limit it applies now (requests/s, 0:
+-- none); throttled and requests count its 429s and requests since it started. estimate is
+-- the job-wide rate (requests/s) the worker published at its last cut after a 429, at
+-- estimate_at: every worker applies the newest estimate of a live worker divided by the
+-- live workers.
+CREATE TABLE IF NOT EXISTS {{workers}} (
+    job text NOT NULL,
+    worker text NOT NULL,
+    host text NOT NULL DEFAULT '',
+    pid int NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    rate double precision NOT NULL DEFAULT 0,
+    throttled bigint NOT NULL DEFAULT 0,
+    last_429_at timestamptz,
+    requests bigint NOT NULL DEFAULT 0,
+    range_no int,
+    estimate double precision,
+    estimate_at timestamptz,
+    PRIMARY KEY (job, worker)
+);
+
 -- The fence of a flush: true when the range's fence is still the worker's token, else an
 -- error with SQLSTATE PGF01 that rolls the whole flush back (rows, failures, checkpoint).
 -- A class of its own, so that the sink never takes it for a data error (22, 23) to split.

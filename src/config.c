@@ -70,7 +70,8 @@ const char config_usage_options[] =
     "[job]+:     --shared (one of several workers of the job: it leases ranges of the key\n"
     "            space from --ranges-table) --ranges N (64: the split the first worker makes)\n"
     "            --lease-seconds S (30: a silent worker's range is taken over after this)\n"
-    "[target]+:  --ranges-table T (enrich_ranges)\n"
+    "[target]+:  --ranges-table T (enrich_ranges) --workers-table T (enrich_workers: the live\n"
+    "            workers of shared jobs, their rates and 429s)\n"
     "\n"
     "Every setting is also a job-file key (page-size or page_size) and an environment\n"
     "variable PGENRICH_<SETTING> (PGENRICH_PAGE_SIZE=500). Precedence: defaults < job file <\n"
@@ -162,6 +163,7 @@ static const OptSpec opts[] = {
     {"ranges", OT_INT, OFF(ranges), 1, 100000, true, CONFIG_SEC_JOB},
     {"lease-seconds", OT_DOUBLE, OFF(lease_seconds), 1, 86400, true, CONFIG_SEC_JOB},
     {"ranges-table", OT_STR, OFF(ranges_table), 0, 0, false, TGT},
+    {"workers-table", OT_STR, OFF(workers_table), 0, 0, false, TGT},
     /* command-line only: */
     {"config", OT_STR, OFF(config_file), 0, 0, true},
     {"help", OT_FLAG, 0, 0, 0, false},
@@ -206,6 +208,7 @@ void config_defaults(Config *c)
     c->ranges = 64;
     c->lease_seconds = 30;
     c->ranges_table = "enrich_ranges";
+    c->workers_table = "enrich_workers";
 }
 
 bool config_quota_headers(const Config *c)

@@ -120,10 +120,11 @@ typedef struct Config {
                   0 = max(1, rate / 20) (rl_burst_for) */
     const char *quota_headers; /* "on" (default): pace by announced quotas; "off" */
     /* Scale-out (README "Many workers on one job"; src/lease.h). */
-    bool shared;              /* false; true: one of the job's workers, leasing ranges */
-    int ranges;               /* how many ranges the first worker splits the key space into: 64 */
-    double lease_seconds;     /* a range's lease, renewed every third of it: 30 */
-    const char *ranges_table; /* the job's ranges: enrich_ranges */
+    bool shared;               /* false; true: one of the job's workers, leasing ranges */
+    int ranges;                /* how many ranges the first worker splits the key space into: 64 */
+    double lease_seconds;      /* a range's lease, renewed every third of it: 30 */
+    const char *ranges_table;  /* the job's ranges: enrich_ranges */
+    const char *workers_table; /* the live workers of shared jobs: enrich_workers */
 } Config;
 
 /* Fill c with the defaults (every origin CONFIG_FROM_DEFAULT). */

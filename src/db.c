@@ -398,7 +398,8 @@ static bool check_id_type(PGconn *c, const char *q, const char *key_type, char *
 bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char *err, size_t errlen)
 {
     bool ok = false, in_tx = false;
-    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL, *qr = NULL, *qri = NULL, *qg = NULL;
+    char *qt = NULL, *qf = NULL, *qc = NULL, *lf = NULL, *qr = NULL, *qri = NULL, *qg = NULL,
+         *qw = NULL;
     char index_name[128];
     Buf sql;
     buf_init(&sql, SQL_MAX);
@@ -419,14 +420,15 @@ bool db_init_schema(PGconn *c, const DbNames *names, const char *key_type, char 
     qr = db_quote_ident(c, names->runs);
     qri = db_quote_ident(c, index_name);
     qg = db_quote_ident(c, names->ranges ? names->ranges : "enrich_ranges");
+    qw = db_quote_ident(c, names->workers ? names->workers : "enrich_workers");
     if (qt == NULL || qf == NULL || qc == NULL || lf == NULL || qr == NULL || qri == NULL ||
-        qg == NULL) {
+        qg == NULL || qw == NULL) {
         db_error(c, NULL, "quoting table names", err, errlen);
         goto done;
     }
-    const char *const keys[] = {"target",        "failures", "checkpoints", "key_type",
-                                "failures_text", "runs",     "runs_index",  "ranges"};
-    const char *const vals[] = {qt, qf, qc, key_type, lf, qr, qri, qg};
+    const char *const keys[] = {"target", "failures",   "checkpoints", "key_type", "failures_text",
+                                "runs",   "runs_index", "ranges",      "workers"};
+    const char *const vals[] = {qt, qf, qc, key_type, lf, qr, qri, qg, qw};
     if (!render(schema_sql, keys, vals, ARRAY_LEN(keys), &sql, err, errlen))
         goto done;
 
@@ -462,6 +464,7 @@ done:
     free(qr);
     free(qri);
     free(qg);
+    free(qw);
     return ok;
 }
 

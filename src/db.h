@@ -19,6 +19,7 @@ typedef struct DbNames {
     const char *checkpoints; /* default enrich_checkpoints */
     const char *runs;        /* default enrich_runs */
     const char *ranges;      /* default enrich_ranges (--shared); NULL: that default */
+    const char *workers;     /* default enrich_workers (--shared); NULL: that default */
 } DbNames;
 
 /* Session settings that keep a connection from hanging: TCP keepalives (so that a dead
