@@ -21,6 +21,7 @@
 #include "jobfile.h"
 #include "joblock.h"
 #include "lease.h"
+#include "workers.h"
 #include "ranges.h"
 #include "log.h"
 #include "runs.h"
@@ -40,7 +41,8 @@ static DbNames names_of(const Config *c)
                  .failures = c->failures_table,
                  .checkpoints = c->checkpoint_table,
                  .runs = c->runs_table,
-                 .ranges = c->ranges_table};
+                 .ranges = c->ranges_table,
+                 .workers = c->workers_table};
     return n;
 }
 
@@ -658,8 +660,9 @@ static PGconn *lease_session(const Config *c, int *rc, char *err, size_t errlen)
  * lower bound) up to its upper bound, the flushes fenced, the heartbeat on the loop. Returns
  * the scheduler's exit status; *lost: the range was taken over meanwhile. */
 static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, MetricsHttp *metrics,
-                     struct ev_loop *loop, PGconn *lease_conn, const char *key_order,
-                     long long run_id, const LeaseRange *r, SchedStats *sum, bool *lost)
+                     struct ev_loop *loop, PGconn *lease_conn, Workers *workers,
+                     const char *key_order, long long run_id, const LeaseRange *r, SchedStats *sum,
+                     bool *lost)
 {
     char err[512];
     DbNames names = names_of(c);
@@ -692,6 +695,7 @@ static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, Met
         .range_mode = true,
         .range_no = r->range_no,
         .fence = r->fence,
+        .workers = workers,
     };
     src = sink = NULL; /* the scheduler owns them now */
     sched = scheduler_new(loop, c, &setup, err, sizeof err);
@@ -703,10 +707,12 @@ static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, Met
         snprintf(err, sizeof err, "cannot start the heartbeat");
         goto failed;
     }
+    workers_start(workers, loop, scheduler_share_report, scheduler_share_apply, sched);
     if (metrics)
         metrics_http_start(metrics, loop, scheduler_metrics, sched);
     rc = scheduler_run(sched);
     metrics_http_stop(metrics);
+    workers_stop(workers);
     *lost = lease_beat_lost(beat);
     lease_beat_free(beat);
     add_stats(sum, scheduler_stats(sched));
@@ -714,6 +720,7 @@ static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, Met
     return rc;
 failed:
     log_error("%s", err);
+    workers_stop(workers);
     lease_beat_free(beat);
     scheduler_free(sched);
     if (src)
@@ -732,7 +739,8 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
     DbNames names = names_of(c);
     char *key_type = NULL, *key_order = NULL;
     TokenChain tokens = {0};
-    PGconn *lease_conn = NULL;
+    PGconn *lease_conn = NULL, *wconn = NULL;
+    Workers *workers = NULL;
     MetricsHttp *metrics = NULL;
     struct ev_loop *loop = NULL;
     int rc = EXIT_RUNTIME, made = 0, ranges_run = 0;
@@ -756,8 +764,25 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = '\0';
     ranges_owner_id(owner, sizeof owner, host, (long)getpid(), random32());
-    log_info("event=worker_start job=\"%s\" owner=\"%s\" ranges_made=%d lease_s=%g", c->job, owner,
-             made, c->lease_seconds);
+    /* The worker's row (README "One rate for all"), on a connection of its own: its beat
+     * runs from the loop once a second, whatever the lease's heartbeat is doing. */
+    if ((wconn = connect_db(c, err, sizeof err)) == NULL) {
+        rc = EXIT_DB;
+        goto failed;
+    }
+    workers = workers_new(wconn, &names, c->job, owner, host, (long)getpid(), c->lease_seconds);
+    wconn = NULL; /* workers owns it now */
+    if (workers == NULL) {
+        snprintf(err, sizeof err, "out of memory");
+        goto failed;
+    }
+    if (!workers_register(workers, err, sizeof err)) {
+        rc = EXIT_DB;
+        goto failed;
+    }
+    log_info("event=worker_start job=\"%s\" owner=\"%s\" ranges_made=%d lease_s=%g "
+             "workers_live=%d",
+             c->job, owner, made, c->lease_seconds, workers_live(workers));
     if (!begin_run(c, lease_conn, NULL, &run_id, err, sizeof err))
         goto failed;
     loop = ev_default_loop(EVFLAG_AUTO);
@@ -809,8 +834,8 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
                  c->job, r.range_no, r.fence, r.lower ? r.lower : "", r.upper ? r.upper : "",
                  r.position ? r.position : "", r.prev_owner ? r.prev_owner : "");
         bool lost = false, ours = false, done = false;
-        int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, key_order, run_id, &r, &sum,
-                            &lost);
+        int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, workers, key_order, run_id,
+                            &r, &sum, &lost);
         between_ranges_signals(); /* the loop's signal watchers are gone */
         if (!lost && PQstatus(lease_conn) == CONNECTION_OK &&
             lease_check(lease_conn, &names, c->job, &r, &ours, &done, err, sizeof err))
@@ -862,6 +887,7 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
 failed:
     log_error("%s", err);
 done:
+    workers_free(workers, true); /* its row goes: the others take its share at once */
     metrics_http_free(metrics);
     if (run_id > 0)
         end_run(c, run_id, rc, &sum);

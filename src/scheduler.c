@@ -37,6 +37,7 @@
 #include "source.h"
 #include "utf8.h"
 #include "window.h"
+#include "workers.h"
 
 _Static_assert(METRICS_PROVIDERS_MAX >= PROVIDERS_MAX && METRICS_NAME_MAX > PROVIDER_NAME_MAX,
                "the metrics registry holds every provider of a chain under its whole name");
@@ -115,6 +116,11 @@ typedef enum Phase { PH_RUNNING, PH_FINISHING, PH_STOPPING, PH_DONE } Phase;
 struct Scheduler {
     struct ev_loop *loop;
     const Config *cfg;
+    /* --shared: the worker's row, 429s seen and the last one's time (Unix s); the range */
+    Workers *workers;
+    long long throttled_seen;
+    double last_429_wall;
+    int range_no;
     Source *source;
     Outbox *outbox;
     Sink *sink; /* the outbox's, for sink_set_run_counts */
@@ -486,13 +492,54 @@ static void adapt_rate(Scheduler *s, double sent_at, bool throttled, bool health
     double before = knee_rate(&s->knee);
     double after =
         throttled ? knee_on_throttle(&s->knee, sent_at, now) : knee_on_success(&s->knee, now);
+    if (throttled && s->workers) {
+        s->throttled_seen++;
+        s->last_429_wall = ev_time();
+    }
     if (after != before) {
         rl_set_rate(&s->rl, after, now);
         s->rl.burst = rl_burst_for(after, s->cfg->burst);
         if (throttled)
             log_info("event=rate_lowered rate=%.1f provider_rate=%.1f measured=%s", after,
                      s->knee.knee, s->knee.measured ? "true" : "false");
+        /* --shared: the provider's limit is the job's; tell the others at once. */
+        if (throttled && s->workers && after > 0 && (!(before > 0) || after < before))
+            workers_publish(s->workers, after);
     }
+}
+
+void scheduler_share_report(void *ud, WorkerReport *out)
+{
+    Scheduler *s = ud;
+    out->rate = knee_rate(&s->knee);
+    out->requests = s->st.requests;
+    out->throttled = s->throttled_seen;
+    out->last_429_wall = s->last_429_wall;
+    out->range_no = s->range_no;
+}
+
+void scheduler_share_apply(void *ud, int live, double estimate)
+{
+    Scheduler *s = ud;
+    double now = ev_now(s->loop), before = knee_rate(&s->knee), after = before;
+    if (live < 1)
+        live = 1;
+    if (s->cfg->rate > 0)
+        after = knee_set_ceiling(&s->knee, s->cfg->rate / live, now);
+    if (estimate > 0) {
+        after = knee_take_share(&s->knee, estimate / live, now);
+        if (after != before)
+            log_info("event=rate_shared rate=%.1f job_rate=%.1f workers=%d detail=\"another "
+                     "worker was throttled\"",
+                     after, estimate, live);
+    }
+    if (after != before) {
+        rl_set_rate(&s->rl, after, now);
+        s->rl.burst = rl_burst_for(after, s->cfg->burst);
+        log_info("event=rate_share rate=%.1f workers=%d", after, live);
+    }
+    for (int i = 0; i < s->n_provs; i++)
+        quota_set_share(&s->provs[i].quota, 1.0 / live);
 }
 
 static void wait_too_long(Scheduler *s, const Prov *p, Lookup *l, double seconds);
@@ -1699,6 +1746,14 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
         metrics_checkpoint(&s->metrics, s->numeric_position, at);
     rl_init(&s->rl, cfg->rate, rl_burst_for(cfg->rate, cfg->burst), ev_now(loop));
     knee_init(&s->knee, cfg->rate, ev_now(loop));
+    if (setup->workers) { /* --shared: the rate found by the ranges before this one */
+        s->workers = setup->workers;
+        s->range_no = setup->range_no;
+        if (workers_knee_get(s->workers, &s->knee)) {
+            double r = knee_rate(&s->knee);
+            rl_init(&s->rl, r, rl_burst_for(r, cfg->burst), ev_now(loop));
+        }
+    }
 
     SourceOpts so = {
         .table = cfg->source_table,
@@ -1919,6 +1974,8 @@ void scheduler_free(Scheduler *s)
 {
     if (s == NULL)
         return;
+    if (s->workers)
+        workers_knee_put(s->workers, &s->knee);
     if (s->fetcher)
         fetcher_abort_all(s->fetcher);
     for (int i = 0; i < s->n_provs; i++)

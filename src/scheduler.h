@@ -43,6 +43,10 @@ typedef struct SchedSetup {
     bool range_mode;
     int range_no;
     long long fence;
+    /* --shared: the worker's row (src/workers.h; borrowed, outlives the scheduler): the
+     * adaptive rate carried from the previous range, and the shares of the job's rate and
+     * quotas (scheduler_share_report / scheduler_share_apply); NULL for a plain run. */
+    struct Workers *workers;
 } SchedSetup;
 
 /* Outcomes that are not a row, in the order of sched_reason_names. */
@@ -79,6 +83,13 @@ bool scheduler_metrics(void *ud, Buf *out) WUR;
 /* Stop at once, from the loop (a lost lease): abandon the lookups, commit nothing more and
  * let scheduler_run return code, unless a code was set before. */
 void scheduler_abandon(Scheduler *s, int code);
+
+/* --shared (src/workers.h): the worker's beat reads the scheduler's rate and counts
+ * (ud: the Scheduler), and hands it the live workers and a newer job-wide estimate (0:
+ * none): the job's --rate, announced quotas and the estimate are divided by live. */
+struct WorkerReport;
+void scheduler_share_report(void *ud, struct WorkerReport *out);
+void scheduler_share_apply(void *ud, int live, double estimate);
 
 /* The run's figures, complete once scheduler_run has returned. */
 const SchedStats *scheduler_stats(const Scheduler *s);
