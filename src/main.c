@@ -24,6 +24,7 @@
 #include "ranges.h"
 #include "log.h"
 #include "runs.h"
+#include "metrics.h"
 #include "metrics_http.h"
 #include "scheduler.h"
 #include "source.h"
@@ -654,12 +655,25 @@ static PGconn *lease_session(const Config *c, int *rc, char *err, size_t errlen)
     return NULL;
 }
 
+/* A shared worker's scrape: the scheduler's figures and the worker's identity. */
+typedef struct SharedScrape {
+    Scheduler *sched;
+    MetricsWorker who;
+} SharedScrape;
+
+static bool shared_metrics(void *ud, Buf *out)
+{
+    SharedScrape *s = ud;
+    return scheduler_metrics(s->sched, out) && metrics_render_worker(&s->who, out);
+}
+
 /* Run one claimed range like a job of its own: keyset paging from its checkpoint (or its
  * lower bound) up to its upper bound, the flushes fenced, the heartbeat on the loop. Returns
  * the scheduler's exit status; *lost: the range was taken over meanwhile. */
 static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, MetricsHttp *metrics,
                      struct ev_loop *loop, PGconn *lease_conn, const char *key_order,
-                     long long run_id, const LeaseRange *r, SchedStats *sum, bool *lost)
+                     long long run_id, const LeaseRange *r, const MetricsWorker *who,
+                     SchedStats *sum, bool *lost)
 {
     char err[512];
     DbNames names = names_of(c);
@@ -703,8 +717,9 @@ static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, Met
         snprintf(err, sizeof err, "cannot start the heartbeat");
         goto failed;
     }
+    SharedScrape scrape = {.sched = sched, .who = *who};
     if (metrics)
-        metrics_http_start(metrics, loop, scheduler_metrics, sched);
+        metrics_http_start(metrics, loop, shared_metrics, &scrape);
     rc = scheduler_run(sched);
     metrics_http_stop(metrics);
     *lost = lease_beat_lost(beat);
@@ -809,8 +824,14 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
                  c->job, r.range_no, r.fence, r.lower ? r.lower : "", r.upper ? r.upper : "",
                  r.position ? r.position : "", r.prev_owner ? r.prev_owner : "");
         bool lost = false, ours = false, done = false;
-        int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, key_order, run_id, &r, &sum,
-                            &lost);
+        MetricsWorker who = {.job = c->job,
+                             .worker = owner,
+                             .host = host,
+                             .range_no = r.range_no,
+                             .fence = r.fence,
+                             .ranges_claimed = ranges_run};
+        int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, key_order, run_id, &r, &who,
+                            &sum, &lost);
         between_ranges_signals(); /* the loop's signal watchers are gone */
         if (!lost && PQstatus(lease_conn) == CONNECTION_OK &&
             lease_check(lease_conn, &names, c->job, &r, &ours, &done, err, sizeof err))
