@@ -25,6 +25,7 @@
 #include "ranges.h"
 #include "log.h"
 #include "runs.h"
+#include "metrics.h"
 #include "metrics_http.h"
 #include "scheduler.h"
 #include "source.h"
@@ -656,13 +657,25 @@ static PGconn *lease_session(const Config *c, int *rc, char *err, size_t errlen)
     return NULL;
 }
 
+/* A shared worker's scrape: the scheduler's figures and the worker's identity. */
+typedef struct SharedScrape {
+    Scheduler *sched;
+    MetricsWorker who;
+} SharedScrape;
+
+static bool shared_metrics(void *ud, Buf *out)
+{
+    SharedScrape *s = ud;
+    return scheduler_metrics(s->sched, out) && metrics_render_worker(&s->who, out);
+}
+
 /* Run one claimed range like a job of its own: keyset paging from its checkpoint (or its
  * lower bound) up to its upper bound, the flushes fenced, the heartbeat on the loop. Returns
  * the scheduler's exit status; *lost: the range was taken over meanwhile. */
 static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, MetricsHttp *metrics,
                      struct ev_loop *loop, PGconn *lease_conn, Workers *workers,
-                     const char *key_order, long long run_id, const LeaseRange *r, SchedStats *sum,
-                     bool *lost)
+                     const char *key_order, long long run_id, const LeaseRange *r,
+                     const MetricsWorker *who, SchedStats *sum, bool *lost)
 {
     char err[512];
     DbNames names = names_of(c);
@@ -708,8 +721,9 @@ static int run_range(const Config *c, JobFile *jf, const TokenChain *tokens, Met
         goto failed;
     }
     workers_start(workers, loop, scheduler_share_report, scheduler_share_apply, sched);
+    SharedScrape scrape = {.sched = sched, .who = *who};
     if (metrics)
-        metrics_http_start(metrics, loop, scheduler_metrics, sched);
+        metrics_http_start(metrics, loop, shared_metrics, &scrape);
     rc = scheduler_run(sched);
     metrics_http_stop(metrics);
     workers_stop(workers);
@@ -834,8 +848,14 @@ static int cmd_run_shared(const Config *c, JobFile *jf)
                  c->job, r.range_no, r.fence, r.lower ? r.lower : "", r.upper ? r.upper : "",
                  r.position ? r.position : "", r.prev_owner ? r.prev_owner : "");
         bool lost = false, ours = false, done = false;
+        MetricsWorker who = {.job = c->job,
+                             .worker = owner,
+                             .host = host,
+                             .range_no = r.range_no,
+                             .fence = r.fence,
+                             .ranges_claimed = ranges_run};
         int rrc = run_range(c, jf, &tokens, metrics, loop, lease_conn, workers, key_order, run_id,
-                            &r, &sum, &lost);
+                            &r, &who, &sum, &lost);
         between_ranges_signals(); /* the loop's signal watchers are gone */
         if (!lost && PQstatus(lease_conn) == CONNECTION_OK &&
             lease_check(lease_conn, &names, c->job, &r, &ours, &done, err, sizeof err))

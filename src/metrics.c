@@ -345,6 +345,28 @@ bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out)
     return ok && render_quota(m, g, out);
 }
 
+bool metrics_render_worker(const MetricsWorker *w, Buf *out)
+{
+    return family(out, "pgenrich_worker_info", "gauge",
+                  "Always 1; a shared worker's identity (run --shared) in labels: its job, its "
+                  "owner id in the ranges table and its host.") &&
+           buf_puts(out, "pgenrich_worker_info{job=\"") &&
+           metrics_escape_label(out, w->job ? w->job : "") && buf_puts(out, "\",worker=\"") &&
+           metrics_escape_label(out, w->worker ? w->worker : "") && buf_puts(out, "\",host=\"") &&
+           metrics_escape_label(out, w->host ? w->host : "") && buf_puts(out, "\"} 1\n") &&
+           family(out, "pgenrich_range_current", "gauge",
+                  "The range of the job this worker works on now (its range_no).") &&
+           sample_d(out, "pgenrich_range_current", NULL, NULL, (double)w->range_no) &&
+           family(out, "pgenrich_range_fence", "gauge",
+                  "The fencing token of this worker's claim on its range; it grows at every "
+                  "claim of the range.") &&
+           sample_d(out, "pgenrich_range_fence", NULL, NULL, (double)w->fence) &&
+           family(out, "pgenrich_ranges_claimed_total", "counter",
+                  "Ranges this worker has claimed since it started, the current one included.") &&
+           sample_u(out, "pgenrich_ranges_claimed_total", NULL, NULL,
+                    w->ranges_claimed > 0 ? (unsigned long long)w->ranges_claimed : 0);
+}
+
 /* ---------------------------------------------------------------- the scrape request */
 
 /* The offset just past the empty line that ends the head, or 0 if none has come. */

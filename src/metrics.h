@@ -126,6 +126,19 @@ typedef struct MetricsGauges {
  * out's cap is reached (out then holds a partial text the caller must not serve). */
 bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out) WUR;
 
+/* A worker of a --shared job: who it is and the range it works on. */
+typedef struct MetricsWorker {
+    const char *job, *worker, *host; /* worker: its owner id in the ranges table */
+    int range_no;                    /* the range it works on */
+    long long fence;                 /* that claim's fencing token */
+    long long ranges_claimed;        /* ranges it has claimed since it started, this one in */
+} MetricsWorker;
+
+/* Append the families of a shared worker to out: pgenrich_worker_info (always 1, the
+ * identity in labels on that one series only, as an info metric), pgenrich_range_current,
+ * pgenrich_range_fence and pgenrich_ranges_claimed_total. Returns false when out is full. */
+bool metrics_render_worker(const MetricsWorker *w, Buf *out) WUR;
+
 /* Append s to out as the inside of a label value: \ " and newline escaped. */
 bool metrics_escape_label(Buf *out, const char *s) WUR;
 

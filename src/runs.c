@@ -5,6 +5,7 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exitcode.h"
@@ -64,7 +65,34 @@ void runs_format_duration(double s, char *out, size_t outlen)
 
 bool runs_report_ran(const RunsReport *r)
 {
-    return r->has_checkpoint || r->nruns > 0 || r->nreasons > 0;
+    return r->has_checkpoint || r->nruns > 0 || r->nreasons > 0 || r->shared != NULL;
+}
+
+int runs_shared_progress(const RunsShared *s, long long *left, double *fraction, double *eta_s)
+{
+    int known = 0;
+    *left = 0;
+    *fraction = 0;
+    *eta_s = 0;
+    bool all_done = s->ranges > 0 && s->done == s->ranges;
+    if (all_done) {
+        *fraction = 1;
+        known |= 1;
+    } else if (s->has_total) {
+        long long l = s->ids_total - s->ids_done;
+        *left = l > 0 ? l : 0;
+        /* Never 100 % while a range is left: at most one window may be counted twice. */
+        double f = s->ids_total > 0 ? (double)s->ids_done / (double)s->ids_total : 0;
+        *fraction = f > 0.999 ? 0.999 : f < 0 ? 0 : f;
+        known |= 1;
+    }
+    if ((known & 1) && *left == 0 && (all_done || s->has_total))
+        known |= 2;
+    else if ((known & 1) && s->has_rate && s->ids_per_s > 0 && isfinite(s->ids_per_s)) {
+        *eta_s = (double)*left / s->ids_per_s;
+        known |= 2;
+    }
+    return known;
 }
 
 /* ---------------------------------------------------------------- text */
@@ -133,6 +161,91 @@ static bool text_run(const RunsRun *u, Buf *b)
            buf_putc(b, '\n');
 }
 
+/* A range list "3,7" as it is, or "-" when empty. */
+static const char *or_dash(const char *s)
+{
+    return s != NULL && *s != '\0' ? s : "-";
+}
+
+static bool text_worker(const RunsShared *s, const RunsWorker *w, Buf *b)
+{
+    char left[32], beat[32];
+    if (w->has_lease_left)
+        runs_format_duration(w->lease_left_s, left, sizeof left);
+    else
+        snprintf(left, sizeof left, "-");
+    if (w->has_lease_left && w->lease_left_s < 0)
+        snprintf(left, sizeof left, "expired");
+    bool ok = buf_puts(b, "  ") && put_clean(b, w->owner ? w->owner : "?") &&
+              buf_printf(b, "  live=%s leased=%s done=%lld lease_left=%s", w->live ? "yes" : "no",
+                         or_dash(w->leased), w->ranges_done, left);
+    if (ok && s->workers_table) {
+        if (w->worker_row == NULL)
+            return buf_puts(b, " (no row in the workers table)\n");
+        if (w->has_heartbeat_age)
+            runs_format_duration(w->heartbeat_age_s, beat, sizeof beat);
+        else
+            snprintf(beat, sizeof beat, "-");
+        ok = buf_printf(b, " heartbeat=%s ago rate=", beat) && put_clean(b, or_dash(w->rate)) &&
+             buf_puts(b, " throttled=") && put_clean(b, or_dash(w->throttled)) &&
+             buf_puts(b, " last_429=") && put_clean(b, or_dash(w->last_429_at));
+    }
+    return ok && buf_putc(b, '\n');
+}
+
+static bool text_range(const RunsRange *g, Buf *b)
+{
+    char left[32];
+    if (g->lease_left_s < 0)
+        snprintf(left, sizeof left, "expired");
+    else
+        runs_format_duration(g->lease_left_s, left, sizeof left);
+    return buf_printf(b, "  %-6d %-6lld %-10s %10lld %9lld  ", g->range_no, g->fence, left,
+                      g->rows_loaded, g->failures) &&
+           put_clean(b, g->owner ? g->owner : "?") && buf_puts(b, "  ") &&
+           put_clean(b, g->position ? g->position : "(nothing committed yet)") && buf_putc(b, '\n');
+}
+
+/* The lines of a job with ranges: the split by state, the progress, workers, leases. */
+static bool text_shared(const RunsShared *s, Buf *b)
+{
+    long long left;
+    double fraction, eta;
+    char when[32];
+    int known = runs_shared_progress(s, &left, &fraction, &eta);
+    size_t live = 0;
+    for (size_t i = 0; i < s->nworkers; i++)
+        live += s->workers[i].live;
+    bool ok = buf_printf(b,
+                         "ranges: %lld (run --shared): %lld pending, %lld leased (%lld with "
+                         "the lease expired), %lld done\n",
+                         s->ranges, s->pending, s->leased, s->expired, s->done) &&
+              buf_printf(b, "progress: %lld IDs done", s->ids_done);
+    if (ok && (known & 1))
+        ok = (s->has_total ? buf_printf(b, " of %lld", s->ids_total) : true) &&
+             buf_printf(b, " (%.1f %%), %lld left", fraction * 100, left);
+    else if (ok)
+        ok = buf_puts(b, " of an unknown total");
+    if (ok && s->has_rate)
+        ok = buf_printf(b, ", %.1f IDs/s (%d live run%s)", s->ids_per_s, s->rate_runs,
+                        s->rate_runs == 1 ? "" : "s");
+    if (ok && (known & 2)) {
+        runs_format_duration(eta, when, sizeof when);
+        ok = buf_printf(b, ", ETA %s", when);
+    } else if (ok)
+        ok = buf_puts(b, ", ETA unknown");
+    ok = ok && buf_printf(b, "\nworkers: %zu live of %zu%s\n", live, s->nworkers,
+                          s->workers_table ? "" : " (from the ranges' owners)");
+    for (size_t i = 0; ok && i < s->nworkers; i++)
+        ok = text_worker(s, &s->workers[i], b);
+    if (ok && s->nleased > 0)
+        ok = buf_printf(b, "leased ranges:\n  %-6s %-6s %-10s %10s %9s  %s\n", "range", "fence",
+                        "lease left", "rows", "failures", "owner  checkpoint");
+    for (size_t i = 0; ok && i < s->nleased; i++)
+        ok = text_range(&s->leased_ranges[i], b);
+    return ok;
+}
+
 bool runs_report_text(const RunsReport *r, Buf *b)
 {
     if (!buf_puts(b, "job: ") || !put_clean(b, r->job) || !buf_putc(b, '\n'))
@@ -144,7 +257,9 @@ bool runs_report_text(const RunsReport *r, Buf *b)
     if (!text_checkpoint(r, b))
         return false;
     bool ok = true;
-    if (r->has_ids_left)
+    if (r->shared != NULL)
+        ok = text_shared(r->shared, b);
+    else if (r->has_ids_left)
         ok = buf_printf(b, "ids left: %lld (source IDs past the checkpoint)\n", r->ids_left);
     else
         ok = buf_puts(b, "ids left: unknown") &&
@@ -277,6 +392,122 @@ static json_object *json_run(const RunsRun *u)
     return NULL;
 }
 
+/* "3,7" as [3, 7]. */
+static json_object *json_range_list(const char *list)
+{
+    json_object *a = json_object_new_array();
+    const char *p = list ? list : "";
+    while (a != NULL && *p != '\0') {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || json_object_array_add(a, json_object_new_int((int)v)) != 0) {
+            json_object_put(a);
+            return NULL;
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    return a;
+}
+
+static json_object *json_worker(const RunsWorker *w)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL)
+        return NULL;
+    json_object *row = w->worker_row ? json_tokener_parse(w->worker_row) : NULL;
+    if (row != NULL && !json_object_is_type(row, json_type_object)) {
+        json_object_put(row);
+        row = NULL;
+    }
+    bool ok = put(o, "owner", jstr(w->owner), w->owner == NULL) &&
+              put(o, "live", json_object_new_boolean(w->live), false) &&
+              put(o, "leased_ranges", json_range_list(w->leased), false) &&
+              put(o, "ranges_done", json_object_new_int64(w->ranges_done), false) &&
+              put(o, "lease_left_s", w->has_lease_left ? jnum(w->lease_left_s, 3) : NULL,
+                  !w->has_lease_left) &&
+              put(o, "heartbeat_age_s", w->has_heartbeat_age ? jnum(w->heartbeat_age_s, 3) : NULL,
+                  !w->has_heartbeat_age);
+    if (ok) {
+        ok = put(o, "worker_row", row, true);
+        row = NULL; /* owned by o even when the add failed */
+    }
+    json_object_put(row);
+    if (ok)
+        return o;
+    json_object_put(o);
+    return NULL;
+}
+
+static json_object *json_range(const RunsRange *g)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL)
+        return NULL;
+    if (put(o, "range_no", json_object_new_int(g->range_no), false) &&
+        put(o, "owner", jstr(g->owner), g->owner == NULL) &&
+        put(o, "fence", json_object_new_int64(g->fence), false) &&
+        put(o, "lease_left_s", jnum(g->lease_left_s, 3), false) &&
+        put(o, "expired", json_object_new_boolean(g->lease_left_s < 0), false) &&
+        put(o, "checkpoint", jstr(g->position), g->position == NULL) &&
+        put(o, "rows_loaded", json_object_new_int64(g->rows_loaded), false) &&
+        put(o, "failures", json_object_new_int64(g->failures), false))
+        return o;
+    json_object_put(o);
+    return NULL;
+}
+
+static json_object *json_shared(const RunsShared *s)
+{
+    json_object *o = json_object_new_object(), *a = NULL, *p = NULL, *g = NULL;
+    long long left;
+    double fraction, eta;
+    int known = runs_shared_progress(s, &left, &fraction, &eta);
+    size_t live = 0;
+    if (o == NULL)
+        return NULL;
+    bool ok = (g = json_object_new_object()) != NULL;
+    ok = ok && put(g, "total", json_object_new_int64(s->ranges), false) &&
+         put(g, "pending", json_object_new_int64(s->pending), false) &&
+         put(g, "leased", json_object_new_int64(s->leased), false) &&
+         put(g, "expired", json_object_new_int64(s->expired), false) &&
+         put(g, "done", json_object_new_int64(s->done), false);
+    if (g != NULL)
+        ok = put(o, "ranges", g, false) && ok;
+    if (ok && (ok = (a = json_object_new_array()) != NULL)) {
+        for (size_t i = 0; ok && i < s->nworkers; i++) {
+            live += s->workers[i].live;
+            json_object *w = json_worker(&s->workers[i]);
+            ok = w != NULL && json_object_array_add(a, w) == 0;
+        }
+        ok = put(o, "workers", a, false) && ok;
+    }
+    ok = ok && put(o, "workers_live", json_object_new_int64((long long)live), false) &&
+         put(o, "workers_table", json_object_new_boolean(s->workers_table), false);
+    if (ok && (ok = (a = json_object_new_array()) != NULL)) {
+        for (size_t i = 0; ok && i < s->nleased; i++) {
+            json_object *w = json_range(&s->leased_ranges[i]);
+            ok = w != NULL && json_object_array_add(a, w) == 0;
+        }
+        ok = put(o, "leased", a, false) && ok;
+    }
+    bool rate = s->has_rate && isfinite(s->ids_per_s);
+    if (ok && (ok = (p = json_object_new_object()) != NULL)) {
+        ok = put(p, "ids_done", json_object_new_int64(s->ids_done), false) &&
+             put(p, "ids_total", s->has_total ? json_object_new_int64(s->ids_total) : NULL,
+                 !s->has_total) &&
+             put(p, "ids_left", known & 1 ? json_object_new_int64(left) : NULL, !(known & 1)) &&
+             put(p, "fraction", known & 1 ? jnum(fraction, 4) : NULL, !(known & 1)) &&
+             put(p, "ids_per_s", rate ? jnum(s->ids_per_s, 1) : NULL, !rate) &&
+             put(p, "rate_runs", json_object_new_int(s->rate_runs), false) &&
+             put(p, "eta_s", known & 2 ? jnum(eta, 1) : NULL, !(known & 2));
+        ok = put(o, "progress", p, false) && ok;
+    }
+    if (ok)
+        return o;
+    json_object_put(o);
+    return NULL;
+}
+
 static json_object *json_report(const RunsReport *r)
 {
     json_object *o = json_object_new_object(), *runs = NULL, *reasons = NULL;
@@ -313,6 +544,10 @@ static json_object *json_report(const RunsReport *r)
         ok = put(o, "failures_by_reason", reasons, false) && ok;
     }
     ok = ok && put(o, "failures_total", json_object_new_int64(total), false);
+    if (ok && r->shared != NULL) {
+        json_object *s = json_shared(r->shared);
+        ok = put(o, "shared", s, false);
+    }
     if (ok)
         return o;
     json_object_put(o);

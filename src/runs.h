@@ -57,6 +57,56 @@ typedef struct RunsReason {
     long long count;
 } RunsReason;
 
+/* A worker of a --shared job, as the ranges table knows it (each owner of a range) and, when
+ * the workers table exists and has its row, as that row tells. Strings are borrowed. */
+typedef struct RunsWorker {
+    const char *owner;      /* HOST:PID:RANDOM (src/ranges.h) */
+    const char *leased;     /* the range numbers it leases now, "3,7" ("" : none) */
+    long long ranges_done;  /* ranges it ended as their last owner */
+    bool live;              /* one of its leases has not expired */
+    bool has_lease_left;    /* it leases a range: lease_left_s holds */
+    double lease_left_s;    /* seconds until its latest lease expires (< 0: expired) */
+    const char *worker_row; /* its row in the workers table as a JSON object's text, or NULL */
+    bool has_heartbeat_age; /* the row has a heartbeat_at */
+    double heartbeat_age_s; /* seconds since it */
+    const char *rate;       /* the row's rate, throttled, last_429_at as text, or NULL */
+    const char *throttled;
+    const char *last_429_at;
+} RunsWorker;
+
+/* A leased range. Strings are borrowed. */
+typedef struct RunsRange {
+    int range_no;
+    const char *owner;
+    long long fence;
+    double lease_left_s;  /* < 0: expired, to be taken over */
+    const char *position; /* its checkpoint, or NULL: nothing committed yet */
+    long long rows_loaded, failures;
+} RunsRange;
+
+/* The part of the report about a job with ranges (run --shared). */
+typedef struct RunsShared {
+    long long ranges, pending, leased, expired, done; /* expired: leased, lease run out */
+    const RunsWorker *workers;                        /* live ones first */
+    size_t nworkers;
+    bool workers_table; /* the workers table exists (its rows are in workers[]) */
+    const RunsRange *leased_ranges;
+    size_t nleased;
+    long long ids_done; /* the ranges' rows_loaded + failures */
+    bool has_total;
+    long long ids_total; /* the source's IDs (with the job's filter) */
+    bool has_rate;
+    double ids_per_s; /* the live workers' runs, summed */
+    int rate_runs;    /* how many runs make it */
+} RunsShared;
+
+/* Progress of a job with ranges: *left the IDs not yet done (0 once every range is done, or
+ * the total less those done, at least 0), *fraction done in [0, 1], *eta_s the seconds
+ * left at the current rate (0 when nothing is left). Returns which of them are known: bit
+ * 1 left and fraction (a total is known, or every range is done), bit 2 eta (also a rate
+ * above 0, or nothing left). */
+int runs_shared_progress(const RunsShared *s, long long *left, double *fraction, double *eta_s);
+
 /* What `pgenrich status` shows about one job. Strings are borrowed. */
 typedef struct RunsReport {
     const char *job;
@@ -76,9 +126,10 @@ typedef struct RunsReport {
     size_t nruns;
     const RunsReason *reasons; /* the ledger's rows of the job, by reason */
     size_t nreasons;
+    const RunsShared *shared; /* the job has ranges (run --shared), else NULL */
 } RunsReport;
 
-/* Whether the job left any trace: a checkpoint, a run or a failure. */
+/* Whether the job left any trace: a checkpoint, a run, a failure or ranges. */
 bool runs_report_ran(const RunsReport *r);
 
 /* Append the report as human-readable lines to out. Returns false when out is full. */
@@ -86,8 +137,9 @@ bool runs_report_text(const RunsReport *r, Buf *out) WUR;
 
 /* Append the report as one JSON object (and a newline) to out: job, ran, checkpoint
  * (object or null), ids_left (number or null), runner (object or null), runs (array,
- * newest first) and failures_by_reason (object) with failures_total. Returns false when
- * out is full or out of memory. */
+ * newest first) and failures_by_reason (object) with failures_total; for a job with ranges,
+ * shared (object: ranges, workers, leased, progress). Returns false when out is full or out
+ * of memory. */
 bool runs_report_json(const RunsReport *r, Buf *out) WUR;
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_package: what an operator gets. docker-compose.yml is valid for Compose v1 (Debian's
-# docker-compose, `config -q`, no engine needed). `cpack -G DEB` from a Release build without
+# docker-compose, `config -q`, no engine needed); its worker service (profile shared) can be
+# scaled and sets only pgenrich settings, making a --shared worker. `cpack -G DEB` from a Release build without
 # the tests (its own build directory) makes pgenrich_VERSION_ARCH.deb whose control data
 # names the package, the version and dpkg-shlibdeps' Depends on the five libraries, and
 # which holds the binary, the man page, the units and the example job file. As root with
@@ -29,6 +30,32 @@ if command -v docker-compose >/dev/null; then
         >"$IT_TMP/compose.err" 2>&1 ||
         fail "docker-compose config -q: $(cat "$IT_TMP/compose.err")"
     log "docker-compose.yml: valid for $(docker-compose version --short 2>/dev/null || echo v1)"
+    # The worker service (profile shared) scales: no host port, no container name; its
+    # environment is pgenrich settings only, and makes a shared worker.
+    (cd "$ROOT" && timeout 60 docker-compose -f docker-compose.yml --profile shared config) \
+        >"$IT_TMP/compose.yml" 2>"$IT_TMP/compose.err" ||
+        fail "docker-compose --profile shared config: $(cat "$IT_TMP/compose.err")"
+    python3 - "$IT_TMP/compose.yml" >"$IT_TMP/worker.env" <<'PY' || fail "the worker service: $(cat "$IT_TMP/worker.env")"
+import sys, yaml
+w = yaml.safe_load(open(sys.argv[1]))["services"]["worker"]
+bad = [k for k in ("ports", "container_name") if k in w]
+if bad or w.get("command") != ["run"]:
+    print("not scalable or not `run`:", bad, w.get("command"))
+    sys.exit(1)
+for k, v in w["environment"].items():
+    if k.startswith("PGENRICH_") and k != "PGENRICH_TOKEN_FILE":
+        print(f"{k}={v}")
+PY
+    mapfile -t wenv <"$IT_TMP/worker.env"
+    printf 'demo\n' >"$IT_TMP/token"
+    env "${wenv[@]}" PGENRICH_TOKEN_FILE="$IT_TMP/token" PGENRICH_BASE_URL=http://127.0.0.1:9 \
+        "$PGENRICH_BIN" check-config >"$IT_TMP/worker_cfg.out" 2>"$IT_TMP/worker_cfg.err" || true
+    if grep -F 'is not a pgenrich setting' "$IT_TMP/worker_cfg.err"; then
+        fail "the worker service sets a variable pgenrich does not know"
+    fi
+    grep -qE '^job\.shared = true +# PGENRICH_SHARED$' "$IT_TMP/worker_cfg.out" ||
+        fail "the worker service does not make a shared worker: $(cat "$IT_TMP/worker_cfg.out" "$IT_TMP/worker_cfg.err")"
+    log "docker-compose.yml: the worker service scales (--scale worker=N) and runs --shared"
 else
     log "SKIP docker-compose config: docker-compose is not installed (scripts/deps)"
 fi

@@ -346,6 +346,42 @@ static void test_render_cap(void **state)
     buf_free(&b);
 }
 
+static void test_worker_identity(void **state)
+{
+    (void)state;
+    MetricsWorker w = {.job = "night\"ly",
+                       .worker = "box:12:0000abcd",
+                       .host = "box",
+                       .range_no = 7,
+                       .fence = 3,
+                       .ranges_claimed = 2};
+    Buf b;
+    buf_init(&b, 1 << 16);
+    assert_true(metrics_render_worker(&w, &b));
+    assert_string_equal(
+        b.data,
+        "# HELP pgenrich_worker_info Always 1; a shared worker's identity (run --shared) in "
+        "labels: its job, its owner id in the ranges table and its host.\n"
+        "# TYPE pgenrich_worker_info gauge\n"
+        "pgenrich_worker_info{job=\"night\\\"ly\",worker=\"box:12:0000abcd\",host=\"box\"} 1\n"
+        "# HELP pgenrich_range_current The range of the job this worker works on now (its "
+        "range_no).\n"
+        "# TYPE pgenrich_range_current gauge\n"
+        "pgenrich_range_current 7\n"
+        "# HELP pgenrich_range_fence The fencing token of this worker's claim on its range; it "
+        "grows at every claim of the range.\n"
+        "# TYPE pgenrich_range_fence gauge\n"
+        "pgenrich_range_fence 3\n"
+        "# HELP pgenrich_ranges_claimed_total Ranges this worker has claimed since it started, "
+        "the current one included.\n"
+        "# TYPE pgenrich_ranges_claimed_total counter\n"
+        "pgenrich_ranges_claimed_total 2\n");
+    buf_free(&b);
+    buf_init(&b, 64); /* a cap that cuts it short */
+    assert_false(metrics_render_worker(&w, &b));
+    buf_free(&b);
+}
+
 static void test_parse_request(void **state)
 {
     (void)state;
@@ -390,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_render_cap),
         cmocka_unit_test(test_quota_gauges),
         cmocka_unit_test(test_parse_request),
+        cmocka_unit_test(test_worker_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

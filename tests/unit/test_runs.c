@@ -234,12 +234,120 @@ static void test_json(void **state)
     buf_free(&b);
 }
 
+static void test_shared_progress(void **state)
+{
+    (void)state;
+    long long left;
+    double f, eta;
+    RunsShared s = {.ranges = 4, .pending = 1, .leased = 2, .done = 1, .ids_done = 250};
+    assert_int_equal(runs_shared_progress(&s, &left, &f, &eta), 0); /* no total, no rate */
+    s.has_total = true;
+    s.ids_total = 1000;
+    assert_int_equal(runs_shared_progress(&s, &left, &f, &eta), 1); /* no rate */
+    assert_int_equal(left, 750);
+    assert_true(f > 0.2499 && f < 0.2501);
+    s.has_rate = true;
+    s.ids_per_s = 50;
+    assert_int_equal(runs_shared_progress(&s, &left, &f, &eta), 3);
+    assert_true(eta > 14.99 && eta < 15.01);
+    s.ids_done = 1010; /* a repeated window: never past the total, never 100 % while left */
+    assert_int_equal(runs_shared_progress(&s, &left, &f, &eta), 3);
+    assert_int_equal(left, 0);
+    assert_true(f < 1);
+    assert_true(eta == 0);
+    RunsShared done = {.ranges = 4, .done = 4, .ids_done = 990};
+    assert_int_equal(runs_shared_progress(&done, &left, &f, &eta), 3); /* no total needed */
+    assert_int_equal(left, 0);
+    assert_true(f == 1);
+    assert_true(eta == 0);
+}
+
+static void test_shared_render(void **state)
+{
+    (void)state;
+    RunsWorker w[2] = {{.owner = "box:12:0000abcd",
+                        .leased = "3,7",
+                        .ranges_done = 2,
+                        .live = true,
+                        .has_lease_left = true,
+                        .lease_left_s = 2.5},
+                       {.owner = "old\n:1:ffffffff", .leased = "", .ranges_done = 1}};
+    RunsRange g[2] = {{.range_no = 3,
+                       .owner = "box:12:0000abcd",
+                       .fence = 2,
+                       .lease_left_s = 2.5,
+                       .position = "300",
+                       .rows_loaded = 40,
+                       .failures = 2},
+                      {.range_no = 7, .owner = "box:12:0000abcd", .fence = 1, .lease_left_s = -1}};
+    RunsShared s = {.ranges = 8,
+                    .pending = 3,
+                    .leased = 2,
+                    .expired = 1,
+                    .done = 3,
+                    .workers = w,
+                    .nworkers = 2,
+                    .leased_ranges = g,
+                    .nleased = 2,
+                    .ids_done = 400,
+                    .has_total = true,
+                    .ids_total = 1000,
+                    .has_rate = true,
+                    .ids_per_s = 20,
+                    .rate_runs = 1};
+    RunsReport r = {.job = "j", .shared = &s};
+    Buf b;
+    buf_init(&b, 1 << 20);
+    assert_true(runs_report_ran(&r));
+    assert_true(runs_report_text(&r, &b));
+    assert_non_null(strstr(b.data, "ranges: 8 (run --shared): 3 pending, 2 leased (1 with the "
+                                   "lease expired), 3 done\n"));
+    assert_non_null(strstr(b.data, "progress: 400 IDs done of 1000 (40.0 %), 600 left, 20.0 "
+                                   "IDs/s (1 live run), ETA 30.0s\n"));
+    assert_non_null(strstr(b.data, "workers: 1 live of 2 (from the ranges' owners)\n"));
+    assert_non_null(strstr(b.data, "  box:12:0000abcd  live=yes leased=3,7 done=2 "
+                                   "lease_left=2.5s\n"));
+    assert_non_null(strstr(b.data, "  old?:1:ffffffff  live=no leased=- done=1 lease_left=-\n"));
+    assert_non_null(strstr(b.data, "expired"));
+    assert_null(strstr(b.data, "ids left:"));
+    buf_free(&b);
+
+    buf_init(&b, 1 << 20);
+    assert_true(runs_report_json(&r, &b));
+    json_object *o = json_tokener_parse(b.data), *sh, *v, *x;
+    assert_non_null(o);
+    assert_true(json_object_object_get_ex(o, "shared", &sh));
+    assert_true(json_object_object_get_ex(sh, "workers_live", &v));
+    assert_int_equal(json_object_get_int(v), 1);
+    assert_true(json_object_object_get_ex(sh, "workers", &v));
+    x = json_object_array_get_idx(v, 0);
+    assert_true(json_object_object_get_ex(x, "leased_ranges", &x));
+    assert_int_equal(json_object_array_length(x), 2);
+    assert_int_equal(json_object_get_int(json_object_array_get_idx(x, 1)), 7);
+    assert_true(json_object_object_get_ex(sh, "leased", &v));
+    x = json_object_array_get_idx(v, 1);
+    assert_true(json_object_object_get_ex(x, "expired", &x));
+    assert_true(json_object_get_boolean(x));
+    assert_true(json_object_object_get_ex(sh, "progress", &v));
+    assert_true(json_object_object_get_ex(v, "eta_s", &x));
+    assert_true(json_object_get_double(x) > 29.9 && json_object_get_double(x) < 30.1);
+    assert_true(json_object_object_get_ex(v, "ids_left", &x));
+    assert_int_equal(json_object_get_int64(x), 600);
+    json_object_put(o);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_state_of_exit), cmocka_unit_test(test_shown_state),
-        cmocka_unit_test(test_holder_is),     cmocka_unit_test(test_duration),
-        cmocka_unit_test(test_text),          cmocka_unit_test(test_json),
+        cmocka_unit_test(test_state_of_exit),
+        cmocka_unit_test(test_shown_state),
+        cmocka_unit_test(test_holder_is),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_shared_progress),
+        cmocka_unit_test(test_shared_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
