@@ -391,3 +391,23 @@ assert_stderr_has() {
             LAST_RUN=$label fail "run $label: stderr does not mention '$t'"
     done
 }
+
+# start_private_pg: a PostgreSQL of this test's own (scripts/pg in $IT_TMP/pg), for a test
+# that restarts, stops or pins its server, which the other tests must not see. It takes a
+# free port below the ephemeral range (where mocks and clients take theirs), with a few
+# tries since another process may take it first; sets `port`, defines pgc (scripts/pg on
+# that server) and stops the server at exit.
+start_private_pg() {
+    chmod 0755 "$IT_TMP" # the server runs as postgres when the test runs as root
+    local started=false
+    for port in $(shuf -i 20000-32000 -n 5); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        if pgc start >>"$IT_TMP/pg.log" 2>&1; then
+            started=true
+            break
+        fi
+    done
+    $started || { cat "$IT_TMP/pg.log" >&2; fail "the private server did not start"; }
+    IT_AT_EXIT+=("pgc stop >/dev/null 2>&1")
+}
+pgc() { PGENRICH_PGDIR="$IT_TMP/pg" PGENRICH_PGPORT=$port "$IT_ROOT/scripts/pg" "$@"; }

@@ -19,20 +19,7 @@ PEER=${PGENRICH_PEER:-$ROOT/../shared/peer/peer_aiohttp.py}
 # the user's PGENRICH_BENCH_* settings (a SKIP list, sizes) are not the smoke run's
 for v in "${!PGENRICH_BENCH_@}"; do unset "$v"; done
 
-chmod 0755 "$IT_TMP" # the server runs as postgres when the test runs as root
-pgc() { PGENRICH_PGDIR="$IT_TMP/pg" PGENRICH_PGPORT=$port "$ROOT/scripts/pg" "$@"; }
-# A free port below the ephemeral range (where mocks and clients take theirs); another
-# process may still take it before the server binds it, so a few tries.
-started=false
-for port in $(shuf -i 20000-32000 -n 5); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
-    if pgc start >>"$IT_TMP/pg.log" 2>&1; then
-        started=true
-        break
-    fi
-done
-$started || { cat "$IT_TMP/pg.log" >&2; fail "the private server did not start"; }
-IT_AT_EXIT+=("pgc stop >/dev/null 2>&1")
+start_private_pg
 pg_pid=$(pgc status | sed -n 's/^running: pid \([0-9]*\),.*/\1/p')
 mask_before=$(taskset -p "$pg_pid" | sed 's/.*: //')
 
