@@ -48,7 +48,9 @@ for k, v in w["environment"].items():
 PY
     mapfile -t wenv <"$IT_TMP/worker.env"
     printf 'demo\n' >"$IT_TMP/token"
-    env "${wenv[@]}" PGENRICH_TOKEN_FILE="$IT_TMP/token" PGENRICH_BASE_URL=http://127.0.0.1:9 \
+    # (env -i: the test's own PGENRICH_BIN and PGENRICH_TEST_DSN are not the service's)
+    env -i PATH="$PATH" "${wenv[@]}" PGENRICH_TOKEN_FILE="$IT_TMP/token" \
+        PGENRICH_BASE_URL=http://127.0.0.1:9 \
         "$PGENRICH_BIN" check-config >"$IT_TMP/worker_cfg.out" 2>"$IT_TMP/worker_cfg.err" || true
     if grep -F 'is not a pgenrich setting' "$IT_TMP/worker_cfg.err"; then
         fail "the worker service sets a variable pgenrich does not know"
