@@ -138,7 +138,8 @@ start_pgenrich termed "${args[@]}" --job blocked --statement-timeout 4 --quiet
 waiting=false
 for _ in $(seq 1 600); do
     if [ "$(q "SELECT count(*) FROM pg_catalog.pg_stat_activity
-            WHERE wait_event_type = 'Lock' AND application_name LIKE 'pgenrich pid%'")" -ge 1 ]; then
+            WHERE wait_event_type = 'Lock' AND wait_event = 'relation'
+              AND application_name LIKE 'pgenrich pid%'")" -ge 1 ]; then
         waiting=true
         break
     fi

@@ -5,7 +5,7 @@
 #   flag the parser does not know;
 # - every command has `pgenrich help CMD`, the same as `pgenrich CMD --help`, and an entry
 #   in the man page; every exit status of src/exitcode.h is in the man page and the README;
-# - the man page renders without a warning (groff -ww, and man -l when man-db is there);
+# - the man page renders without a warning (groff -ww and man -l);
 # - docs/example.ini passes check-config;
 # - the systemd units, filled in as `cmake --install` does, pass systemd-analyze verify.
 # Needs no database.
@@ -25,6 +25,8 @@ fail() {
 }
 [ -x "$PGENRICH_BIN" ] || fail "$PGENRICH_BIN is not built (set PGENRICH_BIN, or scripts/build)"
 command -v groff >/dev/null || fail "groff is not installed (scripts/deps: groff-base)"
+# man renders the page, and systemd-analyze verify runs it for the units' Documentation=
+command -v man >/dev/null || fail "man is not installed (scripts/deps: man-db)"
 
 # The man page as text a grep can read: roff's \- is a plain '-', font escapes go.
 sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\e/\\/g' "$MAN" >"$TMP/man.txt"
@@ -93,15 +95,11 @@ log "exit statuses ${codes[*]} are in the man page and the README"
 # The page renders without a warning.
 LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$MAN" 2>"$TMP/groff.err" || fail "groff failed"
 [ ! -s "$TMP/groff.err" ] || fail "groff warns: $(cat "$TMP/groff.err")"
-if command -v man >/dev/null; then
-    LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$MAN" >"$TMP/man.out" 2>"$TMP/man.err" ||
-        fail "man -l failed: $(cat "$TMP/man.err")"
-    [ ! -s "$TMP/man.err" ] || fail "man -l warns: $(cat "$TMP/man.err")"
-    grep -q -- '--statement-timeout' "$TMP/man.out" || fail "man -l: no --statement-timeout"
-    log "the man page renders without a warning (groff -ww, man -l)"
-else
-    log "the man page renders without a warning (groff -ww; man-db absent: man -l skipped)"
-fi
+LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$MAN" >"$TMP/man.out" 2>"$TMP/man.err" ||
+    fail "man -l failed: $(cat "$TMP/man.err")"
+[ ! -s "$TMP/man.err" ] || fail "man -l warns: $(cat "$TMP/man.err")"
+grep -q -- '--statement-timeout' "$TMP/man.out" || fail "man -l: no --statement-timeout"
+log "the man page renders without a warning (groff -ww, man -l)"
 
 # The example job file is valid, whatever PGENRICH_* the caller has.
 env -i PATH="$PATH" "$PGENRICH_BIN" check-config "$ROOT/docs/example.ini" >"$TMP/check.out" \
