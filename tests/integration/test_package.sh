@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # test_package: what an operator gets. docker-compose.yml is valid for Compose v1 (Debian's
 # docker-compose, `config -q`, no engine needed); its worker service (profile shared) can be
-# scaled and sets only pgenrich settings, making a --shared worker. `cpack -G DEB` from a Release build without
-# the tests (its own build directory) makes pgenrich_VERSION_ARCH.deb whose control data
-# names the package, the version and dpkg-shlibdeps' Depends on the five libraries, and
-# which holds the binary, the man page, the units and the example job file. As root with
+# scaled and sets only pgenrich settings, making a --shared worker. A Release build without
+# the tests (its own build directory, the default prefix) installs with `cmake --install
+# --prefix DIR` (units naming DIR/bin/pgenrich, verified), and `cpack -G DEB` from it makes
+# pgenrich_VERSION_ARCH.deb, under /usr, whose control data names the package, the version
+# and dpkg-shlibdeps' Depends on the five libraries, and which holds the binary, the man
+# page, the units and the example job file. As root with
 # apt, the package is installed with `apt-get install ./pgenrich_*.deb`, its units pass
 # systemd-analyze verify where they are installed, /usr/bin/pgenrich runs a short job
 # against the test PostgreSQL and the mock, and the package is removed again (also when the
@@ -80,15 +82,40 @@ for tool in cpack dpkg-deb dpkg-shlibdeps; do
     command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps: cmake, dpkg-dev)"
 done
 OUT=$IT_TMP/deb-build
-log "configure and build: Release, BUILD_TESTING=OFF, prefix /usr ($OUT)"
+# The default prefix (/usr/local), as an operator's first build has it: the package is
+# under /usr all the same.
+log "configure and build: Release, BUILD_TESTING=OFF, the default prefix ($OUT)"
 timeout "$STEP_TIMEOUT" cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-    -DCMAKE_INSTALL_PREFIX=/usr >"$IT_TMP/configure.log" 2>&1 ||
+    >"$IT_TMP/configure.log" 2>&1 ||
     fail "configure: $(tail -n 20 "$IT_TMP/configure.log")"
 grep -qiE 'cmocka|microhttpd' "$OUT/CMakeCache.txt" &&
     fail "BUILD_TESTING=OFF still looks for cmocka or libmicrohttpd"
 timeout "$STEP_TIMEOUT" cmake --build "$OUT" -j 2 >"$IT_TMP/build.log" 2>&1 ||
     fail "build: $(tail -n 20 "$IT_TMP/build.log")"
 [ ! -e "$OUT/pgenrich-mockapi" ] || fail "BUILD_TESTING=OFF built the mock API"
+
+# cmake --install --prefix: the binary, the man page, the example and the units, which name
+# the installed binary and pass systemd-analyze verify where they are (no root needed).
+PREFIX=$IT_TMP/prefix
+timeout "$STEP_TIMEOUT" cmake --install "$OUT" --prefix "$PREFIX" >"$IT_TMP/install-prefix.log" 2>&1 ||
+    fail "cmake --install: $(tail -n 20 "$IT_TMP/install-prefix.log")"
+for path in bin/pgenrich share/man/man1/pgenrich.1.gz share/doc/pgenrich/example.ini \
+    lib/systemd/system/pgenrich@.service lib/systemd/system/pgenrich@.timer; do
+    [ -f "$PREFIX/$path" ] || fail "cmake --install --prefix DIR did not install $path"
+done
+"$PREFIX/bin/pgenrich" --version >/dev/null || fail "the installed $PREFIX/bin/pgenrich does not run"
+grep -qxF "ExecStart=$PREFIX/bin/pgenrich run --config /etc/pgenrich/%i.ini" \
+    "$PREFIX/lib/systemd/system/pgenrich@.service" ||
+    fail "the installed unit does not run $PREFIX/bin/pgenrich: $(grep ExecStart \
+        "$PREFIX/lib/systemd/system/pgenrich@.service")"
+if command -v systemd-analyze >/dev/null; then
+    (cd "$PREFIX/lib/systemd/system" && MANPATH="$PREFIX/share/man" SYSTEMD_LOG_COLOR=0 \
+        systemd-analyze verify ./pgenrich@.service ./pgenrich@.timer) >"$IT_TMP/verify-prefix.out" 2>&1 ||
+        fail "systemd-analyze verify (cmake --install): $(cat "$IT_TMP/verify-prefix.out")"
+    [ ! -s "$IT_TMP/verify-prefix.out" ] ||
+        fail "systemd-analyze verify (cmake --install) says: $(cat "$IT_TMP/verify-prefix.out")"
+fi
+log "cmake --install --prefix DIR: bin, man page, example, units (ExecStart=DIR/bin/pgenrich, verified)"
 (cd "$OUT" && timeout "$STEP_TIMEOUT" cpack -G DEB) >"$IT_TMP/cpack.log" 2>&1 ||
     fail "cpack: $(tail -n 20 "$IT_TMP/cpack.log")"
 VERSION=$(sed -nE 's/^project\(pgenrich VERSION ([0-9.]+).*/\1/p' "$ROOT/CMakeLists.txt")
@@ -121,6 +148,8 @@ for path in ./usr/bin/pgenrich ./usr/share/man/man1/pgenrich.1.gz \
     grep -qx -- "$path" "$IT_TMP/contents.txt" || fail "the package lacks $path"
 done
 ! grep -q mockapi "$IT_TMP/contents.txt" || fail "the package holds the mock API"
+! grep -q '^\./usr/local' "$IT_TMP/contents.txt" ||
+    fail "the package installs under /usr/local: $(grep '^\./usr/local' "$IT_TMP/contents.txt" | head -n 3)"
 mkdir -p "$IT_TMP/x"
 dpkg-deb -x "$DEB" "$IT_TMP/x"
 grep -qx 'ExecStart=/usr/bin/pgenrich run --config /etc/pgenrich/%i.ini' \
