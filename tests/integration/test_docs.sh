@@ -7,7 +7,10 @@
 #   in the man page; every exit status of src/exitcode.h is in the man page and the README;
 # - the man page renders without a warning (groff -ww, and man -l when man-db is there);
 # - docs/example.ini passes check-config;
-# - the systemd units, filled in as `cmake --install` does, pass systemd-analyze verify.
+# - the systemd units have the directives the docs describe (Type=exec, the token as a
+#   credential, DynamicUser, ProtectSystem=strict, NoNewPrivileges, src/exitcode.h's
+#   statuses in SuccessExitStatus and the restart lists, the timer Persistent=true) and,
+#   filled in as `cmake --install` does, pass systemd-analyze verify.
 # Needs no database.
 set -euo pipefail
 
@@ -107,6 +110,38 @@ fi
 env -i PATH="$PATH" "$PGENRICH_BIN" check-config "$ROOT/docs/example.ini" >"$TMP/check.out" \
     2>&1 || fail "check-config docs/example.ini: $(cat "$TMP/check.out")"
 log "docs/example.ini passes check-config"
+
+# The units do what the README and the man page say: one directive per line, read as-is.
+SERVICE=$ROOT/packaging/systemd/pgenrich@.service.in
+TIMER=$ROOT/packaging/systemd/pgenrich@.timer.in
+code_of() { sed -nE "s/^ *EXIT_$1 *= *([0-9]+).*/\1/p" "$ROOT/src/exitcode.h"; }
+# directive FILE KEY: the value of KEY's last line in FILE
+directive() { sed -nE "s/^$2=(.*)/\1/p" "$1" | tail -n 1; }
+for kv in Type=exec ProtectSystem=strict NoNewPrivileges=yes DynamicUser=yes \
+    'ExecStart=@PGENRICH_BIN@ run --config /etc/pgenrich/%i.ini' \
+    'LoadCredential=token:/etc/pgenrich/%i.token' 'Environment=PGENRICH_TOKEN_FILE=%d/token'; do
+    [ "$(directive "$SERVICE" "${kv%%=*}")" = "${kv#*=}" ] ||
+        fail "pgenrich@.service: no $kv (has: $(directive "$SERVICE" "${kv%%=*}"))"
+done
+! grep -E '^Exec' "$SERVICE" | grep -qiE 'token|password' ||
+    fail "pgenrich@.service: a token or password on a command line: $(grep -E '^Exec' "$SERVICE")"
+# exit_in FILE KEY NAME...: each exit status NAME of src/exitcode.h is in KEY's list
+exit_in() {
+    local file=$1 key=$2 name code
+    shift 2
+    for name in "$@"; do
+        code=$(code_of "$name")
+        [ -n "$code" ] || fail "src/exitcode.h has no EXIT_$name"
+        grep -qw -- "$code" <<<"$(directive "$file" "$key")" ||
+            fail "$(basename "$file" .in): $key=$(directive "$file" "$key") lacks EXIT_$name ($code)"
+    done
+}
+exit_in "$SERVICE" SuccessExitStatus FAILURES TEMPFAIL
+exit_in "$SERVICE" RestartForceExitStatus TEMPFAIL
+exit_in "$SERVICE" RestartPreventExitStatus CONFIG AUTH LOCKED
+[ "$(directive "$TIMER" Persistent)" = true ] || fail "pgenrich@.timer: no Persistent=true"
+log "the units: Type=exec, the job file in /etc/pgenrich, the token as a credential, hardened," \
+    "SuccessExitStatus=$(directive "$SERVICE" SuccessExitStatus), Persistent=true"
 
 # The units as `cmake --install` fills them in, naming this binary, with the man page where
 # their Documentation= finds it.
