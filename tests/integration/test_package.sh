@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_package: what an operator gets. docker-compose.yml is valid for Compose v1 (Debian's
-# docker-compose, `config -q`, no engine needed); its worker service (profile shared) can be
+# docker-compose, `config -q`, no engine needed), with health checks that the jobs wait
+# for and the token a secret read as a file; its worker service (profile shared) can be
 # scaled and sets only pgenrich settings, making a --shared worker. A Release build without
 # the tests (its own build directory, the default prefix) installs with `cmake --install
 # --prefix DIR` (units naming DIR/bin/pgenrich, verified), and `cpack -G DEB` from it makes
@@ -60,6 +61,30 @@ PY
     grep -qE '^job\.shared = true +# PGENRICH_SHARED$' "$IT_TMP/worker_cfg.out" ||
         fail "the worker service does not make a shared worker: $(cat "$IT_TMP/worker_cfg.out" "$IT_TMP/worker_cfg.err")"
     log "docker-compose.yml: the worker service scales (--scale worker=N) and runs --shared"
+    # PostgreSQL and the mock with health checks, a job that waits for both to be healthy,
+    # the token a secret that pgenrich reads as a file (in no environment, on no command line).
+    python3 - "$IT_TMP/compose.yml" "$(cat "$ROOT/packaging/compose/api_token")" \
+        >"$IT_TMP/services.err" <<'PY' || fail "docker-compose.yml: $(cat "$IT_TMP/services.err")"
+import sys, yaml
+svc = yaml.safe_load(open(sys.argv[1]))["services"]
+token = sys.argv[2]
+for name in ("postgres", "mockapi"):
+    if "healthcheck" not in svc.get(name, {}):
+        sys.exit(f"no {name} service with a healthcheck")
+for name in ("pgenrich", "worker"):
+    s = svc[name]
+    deps = s.get("depends_on", {})
+    for dep in ("postgres", "mockapi"):
+        if deps.get(dep, {}).get("condition") != "service_healthy":
+            sys.exit(f"{name} does not wait for {dep} to be healthy: {deps}")
+    if "api_token" not in [x["source"] if isinstance(x, dict) else x for x in s.get("secrets", [])]:
+        sys.exit(f"{name} does not get the api_token secret")
+    if s["environment"].get("PGENRICH_TOKEN_FILE") != "/run/secrets/api_token":
+        sys.exit(f"{name}: PGENRICH_TOKEN_FILE is not the secret")
+    if token in str(s["environment"]) + str(s.get("command")) or "PGENRICH_TOKEN" in s["environment"]:
+        sys.exit(f"{name} has the token in its environment or command")
+PY
+    log "docker-compose.yml: health checks, the job waits for them, the token a secret read as a file"
 else
     log "SKIP docker-compose config: docker-compose is not installed (scripts/deps)"
 fi
