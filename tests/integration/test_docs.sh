@@ -6,6 +6,7 @@
 # - every command has `pgenrich help CMD`, the same as `pgenrich CMD --help`, and an entry
 #   in the man page; every exit status of src/exitcode.h is in the man page and the README;
 # - the man page renders without a warning (groff -ww, and man -l when man-db is there);
+# - the man page names the CMake version; the README's build packages are scripts/deps';
 # - docs/example.ini passes check-config;
 # - the systemd units have the directives the docs describe (Type=exec, the token as a
 #   credential, DynamicUser, ProtectSystem=strict, NoNewPrivileges, src/exitcode.h's
@@ -92,6 +93,19 @@ for code in "${codes[@]}"; do
     grep -qE "^\| $code \|" "$ROOT/README.md" || fail "exit status $code is not in a README table"
 done
 log "exit statuses ${codes[*]} are in the man page and the README"
+
+# The page names the version CMake builds, and the README's install path the packages that
+# scripts/deps installs for the build (a clean machine's first command).
+version=$(sed -nE 's/^project\(pgenrich VERSION ([0-9.]+).*/\1/p' "$ROOT/CMakeLists.txt")
+grep -qE "^\.TH PGENRICH 1 .*\"pgenrich $version\"" "$MAN" ||
+    fail "the man page's .TH does not name pgenrich $version: $(grep '^\.TH' "$MAN")"
+mapfile -t build_pkgs < <(sed -n '/^BUILD_PACKAGES=(/,/^)/p' "$ROOT/scripts/deps" | sed '1d;$d' | tr -s ' ' '\n' | sed '/^$/d')
+[ ${#build_pkgs[@]} -ge 5 ] || fail "read ${#build_pkgs[@]} packages from scripts/deps' BUILD_PACKAGES"
+sed -n '/^    apt-get install --no-install-recommends build-essential/,/^    cmake /p' "$ROOT/README.md" >"$TMP/apt.txt"
+for p in "${build_pkgs[@]}"; do
+    grep -qw -- "$p" "$TMP/apt.txt" || fail "the README's apt-get install line for the build lacks $p"
+done
+log "the man page is pgenrich $version's; the README's build packages are scripts/deps'"
 
 # The page renders without a warning.
 LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$MAN" 2>"$TMP/groff.err" || fail "groff failed"
