@@ -6,8 +6,12 @@
 # - every command has `pgenrich help CMD`, the same as `pgenrich CMD --help`, and an entry
 #   in the man page; every exit status of src/exitcode.h is in the man page and the README;
 # - the man page renders without a warning (groff -ww and man -l);
+# - the man page names the CMake version; the README's build packages are scripts/deps';
 # - docs/example.ini passes check-config;
-# - the systemd units, filled in as `cmake --install` does, pass systemd-analyze verify.
+# - the systemd units have the directives the docs describe (Type=exec, the token as a
+#   credential, DynamicUser, ProtectSystem=strict, NoNewPrivileges, src/exitcode.h's
+#   statuses in SuccessExitStatus and the restart lists, the timer Persistent=true) and,
+#   filled in as `cmake --install` does, pass systemd-analyze verify.
 # Needs no database.
 set -euo pipefail
 
@@ -92,6 +96,19 @@ for code in "${codes[@]}"; do
 done
 log "exit statuses ${codes[*]} are in the man page and the README"
 
+# The page names the version CMake builds, and the README's install path the packages that
+# scripts/deps installs for the build (a clean machine's first command).
+version=$(sed -nE 's/^project\(pgenrich VERSION ([0-9.]+).*/\1/p' "$ROOT/CMakeLists.txt")
+grep -qE "^\.TH PGENRICH 1 .*\"pgenrich $version\"" "$MAN" ||
+    fail "the man page's .TH does not name pgenrich $version: $(grep '^\.TH' "$MAN")"
+mapfile -t build_pkgs < <(sed -n '/^BUILD_PACKAGES=(/,/^)/p' "$ROOT/scripts/deps" | sed '1d;$d' | tr -s ' ' '\n' | sed '/^$/d')
+[ ${#build_pkgs[@]} -ge 5 ] || fail "read ${#build_pkgs[@]} packages from scripts/deps' BUILD_PACKAGES"
+sed -n '/^    apt-get install --no-install-recommends build-essential/,/^    cmake /p' "$ROOT/README.md" >"$TMP/apt.txt"
+for p in "${build_pkgs[@]}"; do
+    grep -qw -- "$p" "$TMP/apt.txt" || fail "the README's apt-get install line for the build lacks $p"
+done
+log "the man page is pgenrich $version's; the README's build packages are scripts/deps'"
+
 # The page renders without a warning.
 LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$MAN" 2>"$TMP/groff.err" || fail "groff failed"
 [ ! -s "$TMP/groff.err" ] || fail "groff warns: $(cat "$TMP/groff.err")"
@@ -105,6 +122,38 @@ log "the man page renders without a warning (groff -ww, man -l)"
 env -i PATH="$PATH" "$PGENRICH_BIN" check-config "$ROOT/docs/example.ini" >"$TMP/check.out" \
     2>&1 || fail "check-config docs/example.ini: $(cat "$TMP/check.out")"
 log "docs/example.ini passes check-config"
+
+# The units do what the README and the man page say: one directive per line, read as-is.
+SERVICE=$ROOT/packaging/systemd/pgenrich@.service.in
+TIMER=$ROOT/packaging/systemd/pgenrich@.timer.in
+code_of() { sed -nE "s/^ *EXIT_$1 *= *([0-9]+).*/\1/p" "$ROOT/src/exitcode.h"; }
+# directive FILE KEY: the value of KEY's last line in FILE
+directive() { sed -nE "s/^$2=(.*)/\1/p" "$1" | tail -n 1; }
+for kv in Type=exec ProtectSystem=strict NoNewPrivileges=yes DynamicUser=yes \
+    'ExecStart=@PGENRICH_BIN@ run --config /etc/pgenrich/%i.ini' \
+    'LoadCredential=token:/etc/pgenrich/%i.token' 'Environment=PGENRICH_TOKEN_FILE=%d/token'; do
+    [ "$(directive "$SERVICE" "${kv%%=*}")" = "${kv#*=}" ] ||
+        fail "pgenrich@.service: no $kv (has: $(directive "$SERVICE" "${kv%%=*}"))"
+done
+! grep -E '^Exec' "$SERVICE" | grep -qiE 'token|password' ||
+    fail "pgenrich@.service: a token or password on a command line: $(grep -E '^Exec' "$SERVICE")"
+# exit_in FILE KEY NAME...: each exit status NAME of src/exitcode.h is in KEY's list
+exit_in() {
+    local file=$1 key=$2 name code
+    shift 2
+    for name in "$@"; do
+        code=$(code_of "$name")
+        [ -n "$code" ] || fail "src/exitcode.h has no EXIT_$name"
+        grep -qw -- "$code" <<<"$(directive "$file" "$key")" ||
+            fail "$(basename "$file" .in): $key=$(directive "$file" "$key") lacks EXIT_$name ($code)"
+    done
+}
+exit_in "$SERVICE" SuccessExitStatus FAILURES TEMPFAIL
+exit_in "$SERVICE" RestartForceExitStatus TEMPFAIL
+exit_in "$SERVICE" RestartPreventExitStatus CONFIG AUTH LOCKED
+[ "$(directive "$TIMER" Persistent)" = true ] || fail "pgenrich@.timer: no Persistent=true"
+log "the units: Type=exec, the job file in /etc/pgenrich, the token as a credential, hardened," \
+    "SuccessExitStatus=$(directive "$SERVICE" SuccessExitStatus), Persistent=true"
 
 # The units as `cmake --install` fills them in, naming this binary, with the man page where
 # their Documentation= finds it.

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # test_package: what an operator gets. docker-compose.yml is valid for Compose v1 (Debian's
-# docker-compose, `config -q`, no engine needed); its worker service (profile shared) can be
-# scaled and sets only pgenrich settings, making a --shared worker. `cpack -G DEB` from a Release build without
-# the tests (its own build directory) makes pgenrich_VERSION_ARCH.deb whose control data
-# names the package, the version and dpkg-shlibdeps' Depends on the five libraries, and
-# which holds the binary, the man page, the units and the example job file. As root with
+# docker-compose, `config -q`, no engine needed), with health checks that the jobs wait
+# for and the token a secret read as a file; its worker service (profile shared) can be
+# scaled and sets only pgenrich settings, making a --shared worker. A Release build without
+# the tests (its own build directory, the default prefix) installs with `cmake --install
+# --prefix DIR` (units naming DIR/bin/pgenrich, verified), and `cpack -G DEB` from it makes
+# pgenrich_VERSION_ARCH.deb, under /usr, whose control data names the package, the version
+# and dpkg-shlibdeps' Depends on the five libraries, and which holds the binary, the man
+# page, the units and the example job file. As root with
 # apt, the package is installed with `apt-get install ./pgenrich_*.deb`, its units pass
 # systemd-analyze verify where they are installed, /usr/bin/pgenrich runs a short job
 # against the test PostgreSQL and the mock, and the package is removed again (also when the
@@ -58,6 +61,30 @@ PY
     grep -qE '^job\.shared = true +# PGENRICH_SHARED$' "$IT_TMP/worker_cfg.out" ||
         fail "the worker service does not make a shared worker: $(cat "$IT_TMP/worker_cfg.out" "$IT_TMP/worker_cfg.err")"
     log "docker-compose.yml: the worker service scales (--scale worker=N) and runs --shared"
+    # PostgreSQL and the mock with health checks, a job that waits for both to be healthy,
+    # the token a secret that pgenrich reads as a file (in no environment, on no command line).
+    python3 - "$IT_TMP/compose.yml" "$(cat "$ROOT/packaging/compose/api_token")" \
+        >"$IT_TMP/services.err" <<'PY' || fail "docker-compose.yml: $(cat "$IT_TMP/services.err")"
+import sys, yaml
+svc = yaml.safe_load(open(sys.argv[1]))["services"]
+token = sys.argv[2]
+for name in ("postgres", "mockapi"):
+    if "healthcheck" not in svc.get(name, {}):
+        sys.exit(f"no {name} service with a healthcheck")
+for name in ("pgenrich", "worker"):
+    s = svc[name]
+    deps = s.get("depends_on", {})
+    for dep in ("postgres", "mockapi"):
+        if deps.get(dep, {}).get("condition") != "service_healthy":
+            sys.exit(f"{name} does not wait for {dep} to be healthy: {deps}")
+    if "api_token" not in [x["source"] if isinstance(x, dict) else x for x in s.get("secrets", [])]:
+        sys.exit(f"{name} does not get the api_token secret")
+    if s["environment"].get("PGENRICH_TOKEN_FILE") != "/run/secrets/api_token":
+        sys.exit(f"{name}: PGENRICH_TOKEN_FILE is not the secret")
+    if token in str(s["environment"]) + str(s.get("command")) or "PGENRICH_TOKEN" in s["environment"]:
+        sys.exit(f"{name} has the token in its environment or command")
+PY
+    log "docker-compose.yml: health checks, the job waits for them, the token a secret read as a file"
 else
     log "SKIP docker-compose config: docker-compose is not installed (scripts/deps)"
 fi
@@ -80,15 +107,40 @@ for tool in cpack dpkg-deb dpkg-shlibdeps; do
     command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps: cmake, dpkg-dev)"
 done
 OUT=$IT_TMP/deb-build
-log "configure and build: Release, BUILD_TESTING=OFF, prefix /usr ($OUT)"
+# The default prefix (/usr/local), as an operator's first build has it: the package is
+# under /usr all the same.
+log "configure and build: Release, BUILD_TESTING=OFF, the default prefix ($OUT)"
 timeout "$STEP_TIMEOUT" cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-    -DCMAKE_INSTALL_PREFIX=/usr >"$IT_TMP/configure.log" 2>&1 ||
+    >"$IT_TMP/configure.log" 2>&1 ||
     fail "configure: $(tail -n 20 "$IT_TMP/configure.log")"
 grep -qiE 'cmocka|microhttpd' "$OUT/CMakeCache.txt" &&
     fail "BUILD_TESTING=OFF still looks for cmocka or libmicrohttpd"
 timeout "$STEP_TIMEOUT" cmake --build "$OUT" -j 2 >"$IT_TMP/build.log" 2>&1 ||
     fail "build: $(tail -n 20 "$IT_TMP/build.log")"
 [ ! -e "$OUT/pgenrich-mockapi" ] || fail "BUILD_TESTING=OFF built the mock API"
+
+# cmake --install --prefix: the binary, the man page, the example and the units, which name
+# the installed binary and pass systemd-analyze verify where they are (no root needed).
+PREFIX=$IT_TMP/prefix
+timeout "$STEP_TIMEOUT" cmake --install "$OUT" --prefix "$PREFIX" >"$IT_TMP/install-prefix.log" 2>&1 ||
+    fail "cmake --install: $(tail -n 20 "$IT_TMP/install-prefix.log")"
+for path in bin/pgenrich share/man/man1/pgenrich.1.gz share/doc/pgenrich/example.ini \
+    lib/systemd/system/pgenrich@.service lib/systemd/system/pgenrich@.timer; do
+    [ -f "$PREFIX/$path" ] || fail "cmake --install --prefix DIR did not install $path"
+done
+"$PREFIX/bin/pgenrich" --version >/dev/null || fail "the installed $PREFIX/bin/pgenrich does not run"
+grep -qxF "ExecStart=$PREFIX/bin/pgenrich run --config /etc/pgenrich/%i.ini" \
+    "$PREFIX/lib/systemd/system/pgenrich@.service" ||
+    fail "the installed unit does not run $PREFIX/bin/pgenrich: $(grep ExecStart \
+        "$PREFIX/lib/systemd/system/pgenrich@.service")"
+if command -v systemd-analyze >/dev/null; then
+    (cd "$PREFIX/lib/systemd/system" && MANPATH="$PREFIX/share/man" SYSTEMD_LOG_COLOR=0 \
+        systemd-analyze verify ./pgenrich@.service ./pgenrich@.timer) >"$IT_TMP/verify-prefix.out" 2>&1 ||
+        fail "systemd-analyze verify (cmake --install): $(cat "$IT_TMP/verify-prefix.out")"
+    [ ! -s "$IT_TMP/verify-prefix.out" ] ||
+        fail "systemd-analyze verify (cmake --install) says: $(cat "$IT_TMP/verify-prefix.out")"
+fi
+log "cmake --install --prefix DIR: bin, man page, example, units (ExecStart=DIR/bin/pgenrich, verified)"
 (cd "$OUT" && timeout "$STEP_TIMEOUT" cpack -G DEB) >"$IT_TMP/cpack.log" 2>&1 ||
     fail "cpack: $(tail -n 20 "$IT_TMP/cpack.log")"
 VERSION=$(sed -nE 's/^project\(pgenrich VERSION ([0-9.]+).*/\1/p' "$ROOT/CMakeLists.txt")
@@ -121,6 +173,8 @@ for path in ./usr/bin/pgenrich ./usr/share/man/man1/pgenrich.1.gz \
     grep -qx -- "$path" "$IT_TMP/contents.txt" || fail "the package lacks $path"
 done
 ! grep -q mockapi "$IT_TMP/contents.txt" || fail "the package holds the mock API"
+! grep -q '^\./usr/local' "$IT_TMP/contents.txt" ||
+    fail "the package installs under /usr/local: $(grep '^\./usr/local' "$IT_TMP/contents.txt" | head -n 3)"
 mkdir -p "$IT_TMP/x"
 dpkg-deb -x "$DEB" "$IT_TMP/x"
 grep -qx 'ExecStart=/usr/bin/pgenrich run --config /etc/pgenrich/%i.ini' \
