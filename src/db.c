@@ -3,12 +3,15 @@
  * as PQescapeIdentifier-quoted identifiers. */
 #include "db.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "log.h"
 #include "shape.h"
 
 /* sql/schema.sql, NUL-terminated; generated into schema_sql.c by the build. */
@@ -196,12 +199,48 @@ char *db_quote_literal(PGconn *c, const char *str)
     return dup;
 }
 
+PGresult *db_exec(PGconn *c, const char *sql, int n, const char *const *params, const char *what)
+{
+    bool sent = params != NULL ? PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)
+                               : PQsendQuery(c, sql);
+    if (!sent)
+        return NULL;
+    int waited = 0;
+    while (PQisBusy(c)) {
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        int ready = poll(&p, 1, DB_SLOW_S * 1000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            waited += DB_SLOW_S;
+            log_warn("event=db_slow waiting_s=%d what=\"%s\" detail=\"the statement has not "
+                     "ended yet: another session may hold a lock on the table (see pg_locks), "
+                     "or the server is slow; statement_timeout ends it\"",
+                     waited, what ? what : "a statement");
+            continue;
+        }
+        if (ready < 0 || !PQconsumeInput(c))
+            break; /* PQgetResult below reports the broken connection */
+    }
+    PGresult *last = NULL, *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        PQclear(last);
+        last = r;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+            PQstatus(c) == CONNECTION_BAD)
+            break;
+    }
+    return last;
+}
+
 /* Run sql with text parameters and expect `want`. On failure writes the reason (prefixed
  * by what) and returns NULL. */
 static PGresult *exec_params(PGconn *c, const char *sql, int n, const char *const *params,
                              ExecStatusType want, const char *what, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    static const char *const none[1] = {NULL};
+    PGresult *r = db_exec(c, sql, n, params ? params : none, what);
     if (r == NULL || PQresultStatus(r) != want) {
         db_error(c, r, what, err, errlen);
         PQclear(r);
@@ -363,7 +402,7 @@ static bool render(const char *tmpl, const char *const *keys, const char *const 
 
 static bool exec_simple(PGconn *c, const char *sql, const char *what, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(c, sql);
+    PGresult *r = db_exec(c, sql, 0, NULL, what);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)

@@ -151,4 +151,15 @@ char *db_quote_literal(PGconn *c, const char *str) WUR;
  * NULL (no prefix). Shared by db, source and sink so that every libpq error reads alike. */
 void db_error(const PGconn *c, const PGresult *res, const char *what, char *err, size_t errlen);
 
+/* PQexec (params NULL: sql may hold several statements) or PQexecParams (n text
+ * parameters) on a blocking connection, but a statement that has not ended after
+ * DB_SLOW_S seconds is reported, once every DB_SLOW_S seconds while it waits, as
+ * event=db_slow what=WHAT: the set-up blocks before the loop starts, and a lock another
+ * session holds on one of the job's tables (VACUUM FULL, ALTER TABLE, LOCK TABLE) would
+ * otherwise look like a hang until statement_timeout ends it. Returns what PQexec does:
+ * the last result (the caller clears it), or NULL when the query could not be sent. */
+#define DB_SLOW_S 10
+PGresult *db_exec(PGconn *c, const char *sql, int n, const char *const *params,
+                  const char *what) WUR;
+
 #endif

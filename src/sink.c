@@ -482,7 +482,7 @@ Sink *sink_new(struct ev_loop *loop, PGconn *conn, const SinkOpts *opts, char *e
         goto oom;
     if ((s->ddl = strdup(ddl.data)) == NULL)
         goto oom;
-    r = PQexec(conn, ddl.data);
+    r = db_exec(conn, ddl.data, 0, NULL, "creating the staging tables");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         db_error(conn, r, "sink: creating the staging tables", err, errlen);
         goto failed;
@@ -646,7 +646,7 @@ bool sink_attach(Sink *s, PGconn *conn, char *err, size_t errlen)
         PQfinish(conn);
         return false;
     }
-    PGresult *r = PQexec(conn, s->ddl);
+    PGresult *r = db_exec(conn, s->ddl, 0, NULL, "creating the staging tables");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
         db_error(conn, r, "sink: creating the staging tables", err, errlen);

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "log.h"
 
 #define SQL_MAX (1024 * 1024)
 
@@ -28,6 +29,8 @@ struct Source {
     ev_io io;       /* PQsocket, EV_READ while a query is in flight, EV_WRITE while flushing */
     int io_events;  /* what io is started with; 0 = stopped */
     ev_timer defer; /* zero-delay: delivers deferred results from the loop, never reentrantly */
+    ev_timer slow;  /* a page query still running after DB_SLOW_S seconds is reported */
+    double sent_at; /* when the page query in flight was sent */
     source_page_fn fn;
     void *ud;
     Paging paging;
@@ -104,6 +107,7 @@ static void finish(Source *s)
     PGresult *page = s->result;
     s->result = NULL;
     arm(s, 0);
+    ev_timer_stop(s->loop, &s->slow);
     s->state = SRC_IDLE;
     if (!s->failed && (page == NULL || PQnfields(page) != 1)) {
         s->failed = true;
@@ -190,6 +194,18 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     arm(s, events);
+}
+
+/* A page query that waits on a lock (ALTER TABLE, VACUUM FULL or LOCK TABLE on the source)
+ * would otherwise only show as progress standing still until statement_timeout. */
+static void on_slow(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    Source *s = w->data;
+    log_warn("event=page_slow waiting_s=%.0f detail=\"the page query has not ended yet: another "
+             "session may hold a lock on the table it reads (see pg_locks), or the server is "
+             "slow; statement_timeout ends it\"",
+             ev_now(loop) - s->sent_at);
 }
 
 /* The end page after a short page, or a send error: delivered from the loop. */
@@ -394,6 +410,8 @@ Source *source_new(struct ev_loop *loop, PGconn *conn, const SourceOpts *opts, s
     s->io.data = s;
     ev_timer_init(&s->defer, on_defer, 0., 0.);
     s->defer.data = s;
+    ev_timer_init(&s->slow, on_slow, DB_SLOW_S, DB_SLOW_S);
+    s->slow.data = s;
     return s;
 
 failed:
@@ -455,6 +473,9 @@ bool source_fetch(Source *s)
     }
     s->state = SRC_QUERY;
     arm(s, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+    s->sent_at = ev_now(s->loop);
+    ev_timer_set(&s->slow, DB_SLOW_S, DB_SLOW_S);
+    ev_timer_start(s->loop, &s->slow);
     return true;
 }
 
@@ -535,6 +556,7 @@ void source_free(Source *s)
         return;
     arm(s, 0);
     ev_timer_stop(s->loop, &s->defer);
+    ev_timer_stop(s->loop, &s->slow);
     if (s->state == SRC_QUERY) {
         /* Blocking but short; the server would otherwise finish the page for nobody. */
         PGcancel *cancel = PQgetCancel(s->conn);
