@@ -1734,7 +1734,15 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     buf_init(&s->url, 64 * 1024);
     buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
-    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset);
+    /* A batch provider fills its calls from the window: room for every call in flight
+     * full and a full pending batch, whatever the page size. */
+    size_t batch_ids = 0;
+    for (size_t i = 0; i < setup->n_providers && i < PROVIDERS_MAX; i++)
+        if (setup->providers[i].kind == PROVIDER_BATCH &&
+            (size_t)setup->providers[i].max_batch > batch_ids)
+            batch_ids = (size_t)setup->providers[i].max_batch;
+    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset,
+                        batch_ids * ((size_t)cfg->concurrency + 1));
     s->parser = provider_parser_new(cfg->max_depth);
     if (s->win == NULL || s->parser == NULL)
         goto oom;
