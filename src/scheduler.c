@@ -1142,7 +1142,11 @@ static bool send_batches(Scheduler *s, double now)
         }
         if (busy(s) >= (size_t)s->cfg->concurrency)
             return false;
-        if (!p->conf->count_ids && !rl_take(&s->rl, now)) {
+        size_t ids = batch_pending(p->batch);
+        if (ids > (size_t)batch_size(p->batch))
+            ids = (size_t)batch_size(p->batch);
+        /* One token a call, or one an ID for a provider that meters IDs. */
+        if (!rl_take_n(&s->rl, p->conf->count_ids ? (double)ids : 1, now)) {
             arm_wake(s, rl_wait(&s->rl, now));
             return false;
         }
@@ -1355,8 +1359,8 @@ again:
             break;
         }
         Prov *p = &s->provs[fresh ? 0 : l->prov];
-        /* A batch takes its token when it is sent, unless the provider meters IDs. */
-        if ((p->batch == NULL || p->conf->count_ids) && !rl_take(&s->rl, now)) {
+        /* A batch takes its tokens when it is sent (send_batches). */
+        if (p->batch == NULL && !rl_take(&s->rl, now)) {
             arm_wake(s, rl_wait(&s->rl, now));
             break;
         }
