@@ -168,7 +168,6 @@ struct Scheduler {
     long long settled;        /* IDs settled this run */
     long long total_estimate; /* SchedSetup's */
     ProgressRate prate;
-    long long batch_unasked; /* batch results for IDs not asked (or with no id): ignored */
 };
 
 static void pump(Scheduler *s);
@@ -1004,7 +1003,7 @@ static void settle_results(Scheduler *s, Prov *p, BatchCall *c, const FetchResul
                                  batch_call_ids(c), n, it, &t, err, sizeof err);
     }
     if (parsed && (t.unasked || t.duplicates || t.unidentified)) {
-        s->batch_unasked += (long long)(t.unasked + t.unidentified);
+        metrics_batch_ignored(&s->metrics, ls[0]->prov, t.unasked + t.unidentified, t.duplicates);
         log_debug("event=batch_extra provider=%s unasked=%zu duplicates=%zu unidentified=%zu",
                   p->conf->name, t.unasked, t.duplicates, t.unidentified);
     }
@@ -1929,6 +1928,14 @@ int scheduler_run(Scheduler *s)
     ev_signal_stop(s->loop, &s->sighup);
     if (live)
         log_status(NULL); /* the summary starts on a clean line */
+    for (int i = 0; i < s->n_provs; i++) {
+        const MetricsProvider *mp = &s->metrics.prov[i];
+        if (s->provs[i].batch && (mp->batch_unasked || mp->batch_duplicates))
+            log_info("event=batch_results_ignored provider=%s unasked=%llu duplicates=%llu "
+                     "detail=\"results for IDs not asked (or without an id) and earlier "
+                     "results of IDs answered twice, set aside\"",
+                     s->provs[i].conf->name, mp->batch_unasked, mp->batch_duplicates);
+    }
     ev_timer_stop(s->loop, &s->wake);
     ev_timer_stop(s->loop, &s->drain);
     ev_timer_stop(s->loop, &s->down_tick);
