@@ -100,6 +100,15 @@ void metrics_retry(Metrics *m, int prov)
         m->prov[prov].retries++;
 }
 
+void metrics_batch_ignored(Metrics *m, int prov, unsigned long long unasked,
+                           unsigned long long duplicates)
+{
+    if (prov >= 0 && prov < m->n_prov) {
+        m->prov[prov].batch_unasked += unasked;
+        m->prov[prov].batch_duplicates += duplicates;
+    }
+}
+
 void metrics_flush(Metrics *m, double seconds)
 {
     hist_observe(&m->flush, seconds);
@@ -284,6 +293,17 @@ bool metrics_render(const Metrics *m, const MetricsGauges *g, Buf *out)
     for (int p = 0; ok && p < m->n_prov; p++)
         ok = sample_u(out, "pgenrich_retries_total", "provider", m->prov[p].name,
                       m->prov[p].retries);
+    static const char ign[] = "pgenrich_batch_results_ignored_total";
+    ok = ok && family(out, ign, "counter",
+                      "Results of batch answers set aside, by provider and reason: unasked (an "
+                      "ID not asked, or no usable id) or duplicate (an earlier result of an ID "
+                      "answered twice; the last one wins).");
+    for (int p = 0; ok && p < m->n_prov; p++)
+        for (int k = 0; ok && k < 2; k++)
+            ok = buf_printf(out, "%s{provider=\"", ign) &&
+                 metrics_escape_label(out, m->prov[p].name) &&
+                 buf_printf(out, "\",reason=\"%s\"} %llu\n", k ? "duplicate" : "unasked",
+                            k ? m->prov[p].batch_duplicates : m->prov[p].batch_unasked);
     ok = ok && family(out, "pgenrich_rate_limited_total", "counter",
                       "Answers with status 429 (Too Many Requests), by provider.");
     for (int p = 0; ok && p < m->n_prov; p++)

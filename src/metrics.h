@@ -49,6 +49,9 @@ typedef struct MetricsProvider {
     unsigned long long requests[MO_COUNT];
     unsigned long long retries;
     MetricsHist duration;
+    /* Results of batch answers set aside: for IDs not asked (or without a usable id), and
+     * earlier results of an ID answered twice (the last one wins). */
+    unsigned long long batch_unasked, batch_duplicates;
 } MetricsProvider;
 
 typedef struct Metrics {
@@ -84,6 +87,11 @@ void metrics_request(Metrics *m, int prov, MetricsOutcome outcome, double second
 
 /* A retry of provider prov was scheduled. */
 void metrics_retry(Metrics *m, int prov);
+
+/* A batch answer of provider prov held unasked results for IDs not asked (or without a
+ * usable id) and duplicates superseded ones. */
+void metrics_batch_ignored(Metrics *m, int prov, unsigned long long unasked,
+                           unsigned long long duplicates);
 
 /* A flush committed after seconds. */
 void metrics_flush(Metrics *m, double seconds);

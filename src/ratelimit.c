@@ -67,14 +67,19 @@ double rl_wait(const RateLimit *rl, double now)
 
 bool rl_take(RateLimit *rl, double now)
 {
+    return rl_take_n(rl, 1, now);
+}
+
+bool rl_take_n(RateLimit *rl, double n, double now)
+{
     if (rl_unlimited(rl))
         return true;
     /* Refill even when the take fails, so that a clock that stepped back re-anchors. */
     rl_refill(rl, now);
     if (rl_wait_for(rl, rl->tokens, now) > 0)
         return false;
-    /* Within the slack this can leave a tiny debt, which the next refill repays. */
-    rl->tokens -= 1;
+    /* Within the slack (or for n > 1) this leaves a debt, which refills repay. */
+    rl->tokens -= n >= 1 ? n : 1;
     return true;
 }
 

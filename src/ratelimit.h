@@ -25,6 +25,12 @@ void rl_init(RateLimit *rl, double rate, double burst, double now);
  * rather than stalling for the hour. */
 bool rl_take(RateLimit *rl, double now);
 
+/* Take n tokens (n >= 1) when one is available at `now`, as rl_take would: the bucket may
+ * go into debt, which holds every later take back until it is repaid. For a call that
+ * carries n units of what the rate meters (a batch of n IDs when the provider meters
+ * IDs), so a batch need not fit in the burst and the long-run rate stays `rate`. */
+bool rl_take_n(RateLimit *rl, double n, double now);
+
 /* Seconds from `now` until a whole token will be available (0 if one is now, or
  * 0 when rate <= 0). Calling rl_take at now + rl_wait() succeeds: a deficit below the
  * clock's rounding (1e-9 s, or 8 * DBL_EPSILON * |now| if larger) counts as available, so

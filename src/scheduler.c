@@ -168,7 +168,6 @@ struct Scheduler {
     long long settled;        /* IDs settled this run */
     long long total_estimate; /* SchedSetup's */
     ProgressRate prate;
-    long long batch_unasked; /* batch results for IDs not asked (or with no id): ignored */
 };
 
 static void pump(Scheduler *s);
@@ -1004,7 +1003,7 @@ static void settle_results(Scheduler *s, Prov *p, BatchCall *c, const FetchResul
                                  batch_call_ids(c), n, it, &t, err, sizeof err);
     }
     if (parsed && (t.unasked || t.duplicates || t.unidentified)) {
-        s->batch_unasked += (long long)(t.unasked + t.unidentified);
+        metrics_batch_ignored(&s->metrics, ls[0]->prov, t.unasked + t.unidentified, t.duplicates);
         log_debug("event=batch_extra provider=%s unasked=%zu duplicates=%zu unidentified=%zu",
                   p->conf->name, t.unasked, t.duplicates, t.unidentified);
     }
@@ -1142,7 +1141,11 @@ static bool send_batches(Scheduler *s, double now)
         }
         if (busy(s) >= (size_t)s->cfg->concurrency)
             return false;
-        if (!p->conf->count_ids && !rl_take(&s->rl, now)) {
+        size_t ids = batch_pending(p->batch);
+        if (ids > (size_t)batch_size(p->batch))
+            ids = (size_t)batch_size(p->batch);
+        /* One token a call, or one an ID for a provider that meters IDs. */
+        if (!rl_take_n(&s->rl, p->conf->count_ids ? (double)ids : 1, now)) {
             arm_wake(s, rl_wait(&s->rl, now));
             return false;
         }
@@ -1355,8 +1358,8 @@ again:
             break;
         }
         Prov *p = &s->provs[fresh ? 0 : l->prov];
-        /* A batch takes its token when it is sent, unless the provider meters IDs. */
-        if ((p->batch == NULL || p->conf->count_ids) && !rl_take(&s->rl, now)) {
+        /* A batch takes its tokens when it is sent (send_batches). */
+        if (p->batch == NULL && !rl_take(&s->rl, now)) {
             arm_wake(s, rl_wait(&s->rl, now));
             break;
         }
@@ -1734,7 +1737,15 @@ Scheduler *scheduler_new(struct ev_loop *loop, const Config *cfg, const SchedSet
     buf_init(&s->url, 64 * 1024);
     buf_init(&s->body, 64 * 1024);
     buf_init(&s->scratch, 4096);
-    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset);
+    /* A batch provider fills its calls from the window: room for every call in flight
+     * full and a full pending batch, whatever the page size. */
+    size_t batch_ids = 0;
+    for (size_t i = 0; i < setup->n_providers && i < PROVIDERS_MAX; i++)
+        if (setup->providers[i].kind == PROVIDER_BATCH &&
+            (size_t)setup->providers[i].max_batch > batch_ids)
+            batch_ids = (size_t)setup->providers[i].max_batch;
+    s->win = window_new(cfg->page_size, cfg->paging_offset, setup->start_offset,
+                        batch_ids * ((size_t)cfg->concurrency + 1));
     s->parser = provider_parser_new(cfg->max_depth);
     if (s->win == NULL || s->parser == NULL)
         goto oom;
@@ -1917,6 +1928,14 @@ int scheduler_run(Scheduler *s)
     ev_signal_stop(s->loop, &s->sighup);
     if (live)
         log_status(NULL); /* the summary starts on a clean line */
+    for (int i = 0; i < s->n_provs; i++) {
+        const MetricsProvider *mp = &s->metrics.prov[i];
+        if (s->provs[i].batch && (mp->batch_unasked || mp->batch_duplicates))
+            log_info("event=batch_results_ignored provider=%s unasked=%llu duplicates=%llu "
+                     "detail=\"results for IDs not asked (or without an id) and earlier "
+                     "results of IDs answered twice, set aside\"",
+                     s->provs[i].conf->name, mp->batch_unasked, mp->batch_duplicates);
+    }
     ev_timer_stop(s->loop, &s->wake);
     ev_timer_stop(s->loop, &s->drain);
     ev_timer_stop(s->loop, &s->down_tick);

@@ -43,7 +43,7 @@ struct Window {
     size_t parked_count;
 };
 
-Window *window_new(int page_size, bool paging_offset, long long start_offset)
+Window *window_new(int page_size, bool paging_offset, long long start_offset, size_t min_ids)
 {
     Window *w = calloc(1, sizeof *w);
     if (w == NULL)
@@ -52,6 +52,8 @@ Window *window_new(int page_size, bool paging_offset, long long start_offset)
     w->paging_offset = paging_offset;
     w->start_offset = start_offset;
     w->window_cap = (size_t)page_size * WINDOW_PAGES;
+    if (min_ids + 2 * (size_t)page_size > w->window_cap)
+        w->window_cap = min_ids + 2 * (size_t)page_size;
     if (!ckpt_init(&w->ckpt, 0, w->window_cap)) {
         free(w);
         return NULL;

@@ -31,9 +31,11 @@ struct WinSlot {
 };
 
 /* An empty window for pages of page_size IDs (>= 1). paging_offset: positions are row
- * counts from start_offset (rows already settled), else keys. Returns NULL when out of
- * memory. Free with window_free. */
-Window *window_new(int page_size, bool paging_offset, long long start_offset) WUR;
+ * counts from start_offset (rows already settled), else keys. The window holds
+ * 8 pages, or room for min_ids unsettled IDs and two pages more when that is
+ * larger (batch providers: every call in flight full, and a full pending batch). Returns
+ * NULL when out of memory. Free with window_free. */
+Window *window_new(int page_size, bool paging_offset, long long start_offset, size_t min_ids) WUR;
 
 /* Frees the pages still held. Every slot must have been dropped (window_drop) before.
  * NULL is fine. */

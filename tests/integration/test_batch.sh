@@ -2,7 +2,9 @@
 # test_batch: batch providers (kind = batch, API.md section 2) against the mock. Sync (200)
 # and async (202) answers with faults, scrambled order, duplicates, results nobody asked
 # for and IDs left out; expired and never-ending jobs; 413s that halve the batch; a kill -9
-# with batches pending, then a resume; chains with a single-lookup provider either side.
+# with batches pending, then a resume; SIGTERM drained and timed out; full batches from small
+# pages, short ones from a slow source; jobs pending at once under --concurrency; the rate
+# counting calls or IDs, and 429s; chains with a single-lookup provider either side.
 # Every ID ends in one place with the values of a single lookup (the same expected table),
 # and a batch run needs about N / max_batch requests.
 # shellcheck source=tests/integration/lib.sh
@@ -28,7 +30,7 @@ batch_ini() {
 # --- 1. sync: scrambled, duplicated, padded with an unasked result ---------------------------
 start_mock --batch-sync --batch-shuffle --batch-dup --batch-extra
 batch_ini "$IT_TMP/sync.ini" bsync "$MOCK_URL" "max_batch = 100"
-run_pgenrich sync run --config "$IT_TMP/sync.ini" --dsn "$IT_DSN" --quiet
+run_pgenrich sync run --config "$IT_TMP/sync.ini" --dsn "$IT_DSN"
 expect_done "sync batches"
 check_summary_shape sync
 check_against_expected bsync
@@ -37,6 +39,37 @@ log "sync: $batches batch calls for $N IDs; $(grep '^summary:' "$IT_TMP/sync.out
 assert_eq "batch calls of a fault-free sync run (N / max_batch)" "$((N / 100))" "$batches"
 assert_eq "requests pgenrich counted" "$batches" "$(summary sync requests)"
 assert_eq "every request was a batch call" "$batches" "$(mock_stat requests)"
+# The unasked result of every answer and the decoy of every ID are set aside, and counted.
+assert_stderr_has sync \
+    "event=batch_results_ignored provider=primary unasked=$batches duplicates=$N "
+stop_mock_pid "$MOCK_PID"
+
+# --- 1b. a fast source sends full batches, even with pages much smaller than a batch --------
+start_mock --batch-sync --max-batch 1000 --latency-ms 20
+batch_ini "$IT_TMP/full.ini" bfull "$MOCK_URL" "max_batch = 500" "batch_linger = 1000"
+sed -i 's/^page-size = 1000/page-size = 50/' "$IT_TMP/full.ini"
+run_pgenrich full run --config "$IT_TMP/full.ini" --dsn "$IT_DSN" --quiet --target-table tfull
+expect_done "small pages, large batches"
+check_against_expected bfull tfull
+assert_eq "full batches of 500 from pages of 50" "$((N / 500))" "$(mock_stat batch)"
+stop_mock_pid "$MOCK_PID"
+
+# --- 1c. a slow source never holds a batch hostage: short batches go after batch_linger ----
+start_mock --batch-sync
+sql -c "CREATE TABLE slow_base (id bigint PRIMARY KEY);
+        INSERT INTO slow_base SELECT id FROM master_table WHERE id <= 60;
+        CREATE FUNCTION slow_row() RETURNS boolean LANGUAGE plpgsql VOLATILE
+            AS \$\$BEGIN PERFORM pg_sleep(0.01); RETURN true; END\$\$;
+        CREATE VIEW slow_source AS SELECT id FROM slow_base WHERE slow_row()"
+batch_ini "$IT_TMP/slow.ini" bslow "$MOCK_URL" "max_batch = 100"
+sed -i 's/^page-size = 1000/page-size = 10/' "$IT_TMP/slow.ini"
+run_pgenrich slow run --config "$IT_TMP/slow.ini" --dsn "$IT_DSN" --quiet \
+    --source-table slow_source --target-table tslow
+expect_done "a slow source (pages of 10 IDs, 0.1 s each)"
+check_one_place bslow tslow enrich_failures slow_base id
+log "slow source: $(mock_stat batch) batch calls for 60 IDs"
+[ "$(mock_stat batch)" -ge 4 ] ||
+    fail "a slow source's IDs waited for a full batch ($(mock_stat batch) calls for 60 IDs)"
 stop_mock_pid "$MOCK_PID"
 
 # --- 2. async: 202 jobs polled, with 5xx, resets, garbage, left-out IDs, expired and
@@ -72,6 +105,25 @@ assert_none "attempts_exhausted in the async run (every left-out ID is retried)"
      AND reason = 'attempts_exhausted'"
 stop_mock_pid "$MOCK_PID"
 
+# --- 2b. many jobs pending at once, bounded by --concurrency; polls back off ----------------
+start_mock --batch-async --job-ready-ms 1000
+batch_ini "$IT_TMP/pend.ini" bpend "$MOCK_URL" "max_batch = 50"
+sed -i 's/^concurrency = 8/concurrency = 4/' "$IT_TMP/pend.ini"
+sql -c "CREATE TABLE pend_source AS SELECT id FROM master_table WHERE id <= 400"
+run_pgenrich pend run --config "$IT_TMP/pend.ini" --dsn "$IT_DSN" --quiet \
+    --source-table pend_source --target-table tpend
+expect_done "jobs pending at once"
+check_one_place bpend tpend enrich_failures pend_source id
+log "pending jobs: at most $(mock_stat jobs_pending_max) at once, $(mock_stat polls) polls" \
+    "for $(mock_stat batch) jobs, at most $(mock_stat inflight_max) requests at once"
+assert_eq "batch jobs" 8 "$(mock_stat batch)"
+[ "$(mock_stat jobs_pending_max)" -ge 2 ] || fail "never more than one job pending at once"
+assert_le "jobs pending at once (--concurrency 4)" "$(mock_stat jobs_pending_max)" 4
+assert_le "requests at once (--concurrency 4)" "$(mock_stat inflight_max)" 4
+# After 0.2, 0.6 and 1.4 s (doubling): 3 polls a job; every 0.2 s would be 5.
+assert_le "polls of jobs ready after 1 s (backoff)" "$(mock_stat polls)" $((8 * 4))
+stop_mock_pid "$MOCK_PID"
+
 # --- 3. jobs that always expire: resent once, then ledgered per ID -----------------------------
 start_mock --batch-async --job-expire-first 1000000
 batch_ini "$IT_TMP/expire.ini" bexpire "$MOCK_URL" "max_batch = 50"
@@ -83,6 +135,19 @@ assert_eq "IDs ledgered after two expired jobs" 200 \
     "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bexpire'
           AND reason = 'attempts_exhausted' AND last_error LIKE '%expired%sent again%'")"
 assert_eq "batch POSTs: each batch sent twice" 8 "$(mock_stat batch)"
+stop_mock_pid "$MOCK_PID"
+
+# --- 3b. jobs that never complete: resent once after poll_timeout, then ledgered per ID ------
+start_mock --batch-async --job-never-first 1000000
+batch_ini "$IT_TMP/never.ini" bnever "$MOCK_URL" "max_batch = 50" "poll_timeout = 0.5"
+sql -c "CREATE TABLE never_source AS SELECT id FROM master_table WHERE id <= 100"
+run_pgenrich never run --config "$IT_TMP/never.ini" --dsn "$IT_DSN" --quiet \
+    --source-table never_source --target-table never_target
+expect_done "never-ending jobs"
+assert_eq "IDs ledgered after two jobs past poll_timeout" 100 \
+    "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bnever'
+          AND reason = 'attempts_exhausted' AND last_error LIKE '%poll_timeout%sent again%'")"
+assert_eq "batch POSTs: each batch sent twice" 4 "$(mock_stat batch)"
 stop_mock_pid "$MOCK_PID"
 
 # --- 4. 413: the provider asks more than the mock takes; the batch size halves ----------------
@@ -113,8 +178,10 @@ for _ in $(seq 1 300); do
     kill -0 "$PGENRICH_PID" 2>/dev/null || fail "the run ended before it was killed"
     sleep 0.1
 done
+pending=$(mock_stat jobs_pending)
 kill -KILL "$PGENRICH_PID"
 wait "$PGENRICH_PID" 2>/dev/null || true
+[ "$pending" -gt 0 ] || fail "no batch job was pending at the kill: the test proves nothing"
 log "killed -9 with $(committed) outcomes committed"
 [ "$(committed)" -lt "$N" ] || fail "the run finished before it was killed"
 run_pgenrich resumed run --config "$IT_TMP/kill.ini" --dsn "$IT_DSN" --quiet --target-table tkill
@@ -149,6 +216,71 @@ run_pgenrich drained_resume run --config "$IT_TMP/drain.ini" --dsn "$IT_DSN" --q
     --target-table tdrain
 expect_done "the resume after the drain"
 check_against_expected bdrain tdrain
+stop_mock_pid "$MOCK_PID"
+
+# --- 5c. SIGTERM with jobs that outlast the drain: abandoned, left for the resume ------------
+start_mock --batch-async --job-ready-ms 60000 --latency-ms 20
+batch_ini "$IT_TMP/undrained.ini" bundrained "$MOCK_URL" "max_batch = 50"
+start_pgenrich undrained run --config "$IT_TMP/undrained.ini" --dsn "$IT_DSN" \
+    --target-table tundrained --drain-timeout 1
+for _ in $(seq 1 100); do
+    [ "$(mock_stat polls)" -gt 0 ] && break
+    sleep 0.1
+done
+[ "$(mock_stat jobs_pending)" -gt 0 ] || fail "no job pending before the SIGTERM"
+kill -TERM "$PGENRICH_PID"
+wait_pgenrich 20
+expect_rc 75 "SIGTERM with jobs that outlast --drain-timeout"
+assert_stderr_has undrained 'event=interrupted' 'event=drain_timeout' 'event=resumable'
+assert_eq "outcomes committed for jobs never answered" 0 \
+    "$(q "SELECT (SELECT count(*) FROM tundrained) + (SELECT count(*) FROM enrich_failures
+          WHERE job = 'bundrained')")"
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync
+sed -i "s|http://127.0.0.1:[0-9]*|$MOCK_URL|" "$IT_TMP/undrained.ini"
+run_pgenrich undrained_resume run --config "$IT_TMP/undrained.ini" --dsn "$IT_DSN" --quiet \
+    --target-table tundrained
+expect_done "the resume after the drain timed out"
+check_against_expected bundrained tundrained
+stop_mock_pid "$MOCK_PID"
+
+# --- 5d. the rate limit counts batch calls, or IDs with count_ids; Retry-After on 429s -------
+start_mock --batch-sync
+sql -c "CREATE TABLE rate_source AS SELECT id FROM master_table WHERE id <= 600"
+for mode in calls ids idrate; do
+    case $mode in
+    calls) extra=("count_ids = false") rate=15 ;; # 30 calls at 15/s: 2 s
+    ids) extra=("count_ids = true") rate=300 ;;   # 600 IDs at 300/s: 2 s
+    idrate) extra=("count_ids = false") rate=300 ;; # 30 calls at 300/s: 0.1 s
+    esac
+    batch_ini "$IT_TMP/rate_$mode.ini" "brate_$mode" "$MOCK_URL" "max_batch = 20" "${extra[@]}"
+    sed -i "s/^concurrency = 8/concurrency = 8\nrate = $rate/" "$IT_TMP/rate_$mode.ini"
+    mock_reset_stats
+    run_pgenrich "rate_$mode" run --config "$IT_TMP/rate_$mode.ini" --dsn "$IT_DSN" --quiet \
+        --source-table rate_source --target-table "trate_$mode"
+    expect_done "rate limit ($mode)"
+    check_one_place "brate_$mode" "trate_$mode" enrich_failures rate_source id
+    assert_eq "batch calls ($mode)" 30 "$(mock_stat batch)"
+    elapsed=$(summary "rate_$mode" elapsed_s)
+    log "rate ($mode, $rate/s): 30 calls, 600 IDs in $elapsed s"
+    case $mode in
+    idrate) awk -v e="$elapsed" 'BEGIN { exit !(e < 1.5) }' ||
+        fail "rate = 300 without count_ids paced IDs, not calls ($elapsed s)" ;;
+    *) awk -v e="$elapsed" 'BEGIN { exit !(e >= 1.6) }' ||
+        fail "rate = $rate ($mode) let the run go too fast ($elapsed s)" ;;
+    esac
+done
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync --rate-limit 10
+batch_ini "$IT_TMP/r429.ini" br429 "$MOCK_URL" "max_batch = 20"
+run_pgenrich r429 run --config "$IT_TMP/r429.ini" --dsn "$IT_DSN" --quiet \
+    --source-table rate_source --target-table tr429
+expect_done "batch calls answered 429 with Retry-After"
+check_one_place br429 tr429 enrich_failures rate_source id
+log "429: $(mock_stat rate_limited) calls rate limited, $(mock_stat batch) accepted"
+[ "$(mock_stat rate_limited)" -gt 0 ] || fail "no 429: the test proves nothing"
+assert_none "IDs lost to 429s (Retry-After: 1 is waited out)" \
+    "SELECT id FROM enrich_failures WHERE job = 'br429' AND reason = 'attempts_exhausted'"
 stop_mock_pid "$MOCK_PID"
 
 # --- 6. chains: batch primary + single fallback, and single primary + batch fallback ----------

@@ -482,7 +482,9 @@ static bool trace_close(Trace *t)
     X(nested)                                                                                      \
     X(forced_forbidden)                                                                            \
     X(forced_slow)                                                                                 \
-    X(inflight_max)
+    X(inflight_max)                                                                                \
+    X(jobs_pending)                                                                                \
+    X(jobs_pending_max)
 
 typedef struct Stats {
 #define X(n) _Atomic uint64_t n;
@@ -510,6 +512,7 @@ typedef struct Timer {
 
 typedef struct Job {
     bool used;
+    bool pending; /* not yet answered with its results, nor expired, nor evicted */
     uint64_t seq;
     uint64_t created;
     char name[32];
@@ -530,6 +533,7 @@ typedef struct Server {
     Timer timer;
     pthread_mutex_t jobs_mu;
     uint64_t job_seq;
+    uint64_t jobs_pending; /* jobs with pending set (under jobs_mu) */
     Job jobs[JOB_SLOTS];
     int log_fd; /* --header-log, or -1 */
     pthread_mutex_t log_mu;
@@ -1209,6 +1213,16 @@ static void job_body(Req *rq, unsigned status, const char *name)
         set_error(rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 }
 
+/* A pending job is over (answered, expired or evicted); under jobs_mu. The counter
+ * jobs_pending is the current count, jobs_pending_max the most at once (what a client's
+ * concurrency bounds: a job waiting between two polls holds no connection). */
+static void job_settled(Server *s, Job *j)
+{
+    j->pending = false;
+    s->jobs_pending--;
+    atomic_store(&s->stats.jobs_pending, s->jobs_pending);
+}
+
 /* Queue a job; takes ownership of *l. */
 static void job_add(Server *s, Req *rq, MockIdList *l)
 {
@@ -1225,6 +1239,13 @@ static void job_add(Server *s, Req *rq, MockIdList *l)
             slot = j; /* evict the oldest */
     }
     mockdata_idlist_free(&slot->ids);
+    if (slot->used && slot->pending)
+        job_settled(s, slot); /* evicted while pending */
+    slot->pending = true;
+    s->jobs_pending++;
+    atomic_store(&s->stats.jobs_pending, s->jobs_pending);
+    if (s->jobs_pending > atomic_load(&s->stats.jobs_pending_max))
+        atomic_store(&s->stats.jobs_pending_max, s->jobs_pending);
     slot->used = true;
     slot->seq = ++s->job_seq;
     slot->created = now_ns();
@@ -1250,6 +1271,8 @@ static void answer_job(Server *s, Req *rq, const char *url, uint64_t key)
     BUMP(s, polls);
     if (job && s->o.job_expire_first && job->seq <= s->o.job_expire_first) {
         BUMP(s, job_expired);
+        if (job->pending)
+            job_settled(s, job);
         job = NULL;
     }
     if (!job) {
@@ -1260,6 +1283,8 @@ static void answer_job(Server *s, Req *rq, const char *url, uint64_t key)
         job_body(rq, MHD_HTTP_ACCEPTED, job->name);
     } else {
         answer_results(s, rq, &job->ids, key);
+        if (job->pending)
+            job_settled(s, job);
     }
     pthread_mutex_unlock(&s->jobs_mu);
 }

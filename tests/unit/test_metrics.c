@@ -74,6 +74,9 @@ static void test_exact_text_small_case(void **state)
     metrics_request(&m, 0, MO_OK, 0.03125);
     metrics_request(&m, 0, MO_RATE_LIMITED, 0.001953125);
     metrics_retry(&m, 0);
+    metrics_batch_ignored(&m, 0, 3, 1);
+    metrics_batch_ignored(&m, 0, 1, 0);
+    metrics_batch_ignored(&m, 1, 9, 9); /* no such provider: ignored */
     metrics_page(&m, 10, 100.0);
     long long fails[3] = {2, 0, 5};
     MetricsGauges g = gauges(fails);
@@ -107,6 +110,16 @@ static void test_exact_text_small_case(void **state)
                   "by provider.\n"
                   "# TYPE pgenrich_retries_total counter\n"
                   "pgenrich_retries_total{provider=\"primary\"} 1\n");
+    assert_family(t, "pgenrich_batch_results_ignored_total",
+                  "# HELP pgenrich_batch_results_ignored_total Results of batch answers set "
+                  "aside, by provider and reason: unasked (an ID not asked, or no usable id) "
+                  "or duplicate (an earlier result of an ID answered twice; the last one "
+                  "wins).\n"
+                  "# TYPE pgenrich_batch_results_ignored_total counter\n"
+                  "pgenrich_batch_results_ignored_total{provider=\"primary\",reason=\"unasked\"} "
+                  "4\n"
+                  "pgenrich_batch_results_ignored_total{provider=\"primary\",reason="
+                  "\"duplicate\"} 1\n");
     assert_family(t, "pgenrich_rate_limited_total",
                   "# HELP pgenrich_rate_limited_total Answers with status 429 (Too Many "
                   "Requests), by provider.\n"

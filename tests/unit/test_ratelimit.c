@@ -56,6 +56,23 @@ static void test_exact_wait(void **state)
     assert_false(rl_take(&rl, 100.1));
 }
 
+/* A batch of 20 IDs under a rate of 10 IDs/s and a burst of 5: it goes at once, and the
+ * next take waits until the debt is repaid and a token is there again (2.0 s). */
+static void test_take_n_debt(void **state)
+{
+    (void)state;
+    RateLimit rl;
+    rl_init(&rl, 10, 5, 0);
+    assert_true(rl_take_n(&rl, 20, 0));
+    assert_near(rl_wait(&rl, 0), 1.6, 1e-12); /* 5 - 20 = -15: 16 tokens to earn */
+    assert_false(rl_take_n(&rl, 1, 1.5));
+    assert_true(rl_take_n(&rl, 20, 1.6));
+    assert_near(rl_wait(&rl, 1.6), 2.0, 1e-12);
+    assert_true(rl_take(&rl, 3.6));
+    rl_init(&rl, 0, 1, 0); /* no limit: any n */
+    assert_true(rl_take_n(&rl, 1e6, 0));
+}
+
 static void test_fractional_rate(void **state)
 {
     (void)state;
@@ -936,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_full_bucket_at_start),
         cmocka_unit_test(test_burst_below_one_is_one),
         cmocka_unit_test(test_exact_wait),
+        cmocka_unit_test(test_take_n_debt),
         cmocka_unit_test(test_fractional_rate),
         cmocka_unit_test(test_sustained_rate_wait_driven),
         cmocka_unit_test(test_sustained_rate_epoch_clock),
