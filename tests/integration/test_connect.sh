@@ -44,6 +44,28 @@ run_pgenrich bad_url run --job c_badurl --base-url "http://127.0.0.1:99999" "${c
 expect_rc 2 "a malformed URL"
 assert_stderr_has bad_url "provider primary: the URL is malformed"
 
+# ---- a proxy whose scheme libcurl does not speak (it says so as a refused connection):
+# a configuration error at the first request, from --proxy and from the environment alike
+start_mock
+for how in flag env; do
+    fresh
+    t0=$SECONDS
+    if [ "$how" = flag ]; then
+        run_pgenrich proxy_scheme_$how run --job c_pscheme --base-url "$MOCK_URL" \
+            --proxy "socks9://127.0.0.1:1" "${common[@]}"
+    else
+        http_proxy="ftp://127.0.0.1:1" run_pgenrich proxy_scheme_$how run --job c_pscheme \
+            --base-url "$MOCK_URL" "${common[@]}"
+    fi
+    assert_le "proxy scheme ($how): seconds to stop" $((SECONDS - t0)) 10
+    expect_rc 2 "a proxy with an unsupported scheme ($how)"
+    assert_stderr_has proxy_scheme_$how "event=provider_config_error" \
+        "the proxy's protocol is not supported" "Unsupported proxy scheme" \
+        "must start with http://, https://, socks4://"
+    untouched proxy_scheme_$how
+done
+stop_mock_pid "$MOCK_PID"
+
 # ---- a refused port: bounded wait
 start_mock
 DEAD_URL=$MOCK_URL
