@@ -158,6 +158,20 @@ run_pgenrich mtls_open run --job mtls --base-url "$BASE" --cacert "$PKI/ca.pem" 
 expect_rc 2 "a group/other-readable client key"
 assert_stderr_has mtls_open "$PKI/open.key is readable or writable by group or others (mode 0644)" \
     "chmod 600"
+# the key inside the certificate's file (no --client-key): the same rule for that file
+cat "$PKI/cli.pem" "$PKI/cli.key" >"$PKI/both.pem"
+chmod 644 "$PKI/both.pem"
+run_pgenrich mtls_both_open run --job mtls --base-url "$BASE" --cacert "$PKI/ca.pem" \
+    --client-cert "$PKI/both.pem" "${common[@]}"
+expect_rc 2 "a group/other-readable client certificate holding its key"
+assert_stderr_has mtls_both_open \
+    "$PKI/both.pem (in client_cert) is readable or writable by group or others (mode 0644)"
+chmod 600 "$PKI/both.pem"
+fresh
+run_pgenrich mtls_both run --job mtls_both --base-url "$BASE" --cacert "$PKI/ca.pem" \
+    --client-cert "$PKI/both.pem" "${common[@]}"
+expect_done "mutual TLS with the key in the certificate's file"
+check_against_expected mtls_both
 
 fresh
 cat >"$IT_TMP/mtls.ini" <<EOF
