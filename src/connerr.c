@@ -36,6 +36,11 @@ static const FaultInfo faults[] = {
     [CF_PROXY] = {K_CONFIG_FIRST, "proxy error", "the proxy refused the connection",
                   "check --proxy, proxy = in [provider %s], or https_proxy/http_proxy and "
                   "no_proxy"},
+    [CF_PROXY_PROTOCOL] = {K_CONFIG, "unsupported proxy protocol",
+                           "the proxy's protocol is not supported",
+                           "the proxy (--proxy, proxy = in [provider %s], or https_proxy/"
+                           "http_proxy/all_proxy) must start with http://, https://, socks4://, "
+                           "socks4a://, socks5:// or socks5h://"},
     [CF_CERT_UNTRUSTED] = {K_CONFIG, "certificate not trusted",
                            "the server's certificate is not trusted",
                            "give the CA with --cacert or cacert = in [provider %s]"},

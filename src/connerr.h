@@ -21,6 +21,7 @@ typedef enum ConnFault {
     CF_RESOLVE,              /* the host name does not resolve */
     CF_RESOLVE_PROXY,        /* the proxy's host name does not resolve */
     CF_PROXY,                /* the proxy refused or broke the tunnel */
+    CF_PROXY_PROTOCOL,       /* the proxy's URL has a scheme libcurl does not speak */
     CF_CERT_UNTRUSTED,       /* the server's certificate chain does not verify (unknown CA,
                                 self-signed, expired) */
     CF_CERT_NAME,            /* the certificate is valid but not for this host name */

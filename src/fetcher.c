@@ -360,7 +360,8 @@ static ConnFault map_fault(CURLcode rc, const char *msg)
     case CURLE_OK:
         return CF_NONE;
     case CURLE_COULDNT_CONNECT:
-        return CF_REFUSED;
+        /* libcurl refuses a proxy scheme it does not speak with the code of a refusal */
+        return strstr(msg, "proxy scheme") ? CF_PROXY_PROTOCOL : CF_REFUSED;
     case CURLE_OPERATION_TIMEDOUT:
         return CF_TIMEOUT;
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -385,7 +386,7 @@ static ConnFault map_fault(CURLcode rc, const char *msg)
     case CURLE_SSL_ENGINE_INITFAILED:
         return CF_TLS_LOCAL;
     case CURLE_UNSUPPORTED_PROTOCOL:
-        return CF_PROTOCOL;
+        return strstr(msg, "proxy scheme") ? CF_PROXY_PROTOCOL : CF_PROTOCOL;
     case CURLE_URL_MALFORMAT:
         return CF_URL;
     case CURLE_SSL_CONNECT_ERROR:

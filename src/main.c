@@ -295,6 +295,24 @@ static bool tls_file_ok(const char *prov, const char *key, const char *path, boo
     return true;
 }
 
+/* Whether the PEM file at path holds a private key ("-----BEGIN ... PRIVATE KEY-----"):
+ * a client certificate given without --client-key carries its key, which libcurl then
+ * reads from it. Only the first 1 MiB is looked at; an unreadable file holds none. */
+static bool pem_has_private_key(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool found = false;
+    char line[256];
+    for (size_t seen = 0; !found && seen < 1024 * 1024 && fgets(line, sizeof line, f);) {
+        seen += strlen(line);
+        found = strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, "PRIVATE KEY-----");
+    }
+    fclose(f);
+    return found;
+}
+
 /* Before anything connects, what can be told about each provider's connection: its URL
  * parses (with a sample ID), its TLS files are usable, a client key is private (libpq's
  * rule for sslkey), and --insecure is loud and never sends a token off the machine. */
@@ -334,10 +352,15 @@ static bool check_connectivity(const Config *c, const JobFile *jf, const char *c
                      p->name);
             goto done;
         }
+        /* the key's file: client_key, or client_cert when the key is in it */
+        const char *key_file = t.client_key;
+        if (key_file == NULL && t.client_cert && pem_has_private_key(t.client_cert))
+            key_file = t.client_cert;
         struct stat st;
-        if (t.client_key && stat(t.client_key, &st) == 0 &&
+        if (key_file && stat(key_file, &st) == 0 &&
             !connerr_key_mode_ok(st.st_mode, st.st_uid, why, sizeof why)) {
-            snprintf(err, errlen, "provider %s: the private key %s %s", p->name, t.client_key, why);
+            snprintf(err, errlen, "provider %s: the private key %s%s %s", p->name, key_file,
+                     key_file == t.client_key ? "" : " (in client_cert)", why);
             goto done;
         }
         bool token = tokens && tokens[i] && tokens[i][0];

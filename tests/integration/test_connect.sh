@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # test_connect: connection errors end a run with their cause instead of a silent wait. A
 # host that does not resolve (.invalid) stops the run within 10 s, exit 2, naming the host;
-# a URL that does not parse is refused before anything connects. A port where nothing
-# listens is a bounded wait: the breaker's pause line says error="connection refused" and
-# the host, and after --provider-down-timeout 3 the run stops resumable (exit 75) with the
-# ledger and the checkpoint untouched. A real forward proxy on loopback (tinyproxy): with
-# --proxy, and with http_proxy in the environment, every request and the token go through
-# it; no_proxy bypasses it. The proxied runs load exactly the expected rows. A chain whose
-# first provider is down: the fallback loads what fails over to it, the bound still stops
-# the run (75), and a rerun with the first provider back leaves every ID in one place.
+# a URL that does not parse is refused before anything connects; a proxy whose scheme
+# libcurl does not speak (--proxy or http_proxy) stops at the first request, exit 2. A port
+# where nothing listens is a bounded wait: the breaker's pause line says error="connection
+# refused" and the host, and after --provider-down-timeout 3 the run stops resumable (exit
+# 75) with the ledger and the checkpoint untouched; a provider that goes down mid-run stops
+# the same way, the bound counted from its last answer, and a rerun ends exact. A real
+# forward proxy on loopback (tinyproxy): with --proxy, and with http_proxy in the
+# environment, every request and the token go through it; no_proxy bypasses it; with
+# https_proxy an https:// provider goes through its CONNECT tunnels, and no_proxy bypasses
+# that too. The proxied runs load exactly the expected rows. A chain whose first provider
+# is down: the fallback loads what fails over to it, the bound still stops the run (75),
+# and a rerun with the first provider back leaves every ID in one place.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -44,6 +48,28 @@ run_pgenrich bad_url run --job c_badurl --base-url "http://127.0.0.1:99999" "${c
 expect_rc 2 "a malformed URL"
 assert_stderr_has bad_url "provider primary: the URL is malformed"
 
+# ---- a proxy whose scheme libcurl does not speak (it says so as a refused connection):
+# a configuration error at the first request, from --proxy and from the environment alike
+start_mock
+for how in flag env; do
+    fresh
+    t0=$SECONDS
+    if [ "$how" = flag ]; then
+        run_pgenrich proxy_scheme_$how run --job c_pscheme --base-url "$MOCK_URL" \
+            --proxy "socks9://127.0.0.1:1" "${common[@]}"
+    else
+        http_proxy="ftp://127.0.0.1:1" run_pgenrich proxy_scheme_$how run --job c_pscheme \
+            --base-url "$MOCK_URL" "${common[@]}"
+    fi
+    assert_le "proxy scheme ($how): seconds to stop" $((SECONDS - t0)) 10
+    expect_rc 2 "a proxy with an unsupported scheme ($how)"
+    assert_stderr_has proxy_scheme_$how "event=provider_config_error" \
+        "the proxy's protocol is not supported" "Unsupported proxy scheme" \
+        "must start with http://, https://, socks4://"
+    untouched proxy_scheme_$how
+done
+stop_mock_pid "$MOCK_PID"
+
 # ---- a refused port: bounded wait
 start_mock
 DEAD_URL=$MOCK_URL
@@ -59,6 +85,37 @@ assert_stderr_has refused "event=provider_paused" 'error="connection refused"' "
     "event=provider_down" "down_timeout_s=3" "event=resumable"
 untouched refused
 log "refused port: exit 75 after ${took} s"
+
+# ---- a provider that answers, then goes down mid-run: the same bound, counted from its last
+# answer (not from the start of the run: the outage begins after the bound has passed once)
+start_mock
+fresh
+start_pgenrich midrun run --job c_midrun --base-url "$MOCK_URL" --rate 40 \
+    --provider-down-timeout 2 "${common[@]}"
+# rows_now: rows loaded so far (0 before the run has made the table).
+rows_now() { q "SELECT count(*) FROM standardized_locations" 2>/dev/null || echo 0; }
+for _ in $(seq 1 100); do
+    [ "$(rows_now)" -lt 100 ] || break
+    sleep 0.1
+done
+rows_before=$(rows_now)
+[ "$rows_before" -ge 100 ] || fail "mid-run: only $rows_before rows before the outage"
+stop_mock_pid "$MOCK_PID"
+down_at=$(date +%s%N)
+wait_pgenrich 30
+down_ms=$((($(date +%s%N) - down_at) / 1000000))
+expect_rc 75 "a provider down mid-run past --provider-down-timeout"
+[ "$down_ms" -ge 1500 ] || fail "mid-run: stopped ${down_ms} ms after the outage, before the bound"
+assert_le "mid-run: ms from the outage to the stop" "$down_ms" 6000
+assert_stderr_has midrun "event=provider_down" "answered=true" 'error="connection refused"' \
+    "down_timeout_s=2" "event=resumable"
+[ -n "$(checkpoint_of c_midrun)" ] || fail "mid-run: no checkpoint after the committed rows"
+log "provider down mid-run: exit 75 ${down_ms} ms after the outage, $rows_before rows before it"
+start_mock
+run_pgenrich midrun_back run --job c_midrun --base-url "$MOCK_URL" "${common[@]}"
+expect_rc 5 "the rerun with the provider back (done; the mock's unknown IDs in the ledger)"
+check_one_place c_midrun standardized_locations enrich_failures master_table id
+stop_mock_pid "$MOCK_PID"
 
 # ---- a chain whose first provider is down while the fallback answers: the IDs that failed
 # over are loaded by the fallback, the run still stops resumable after the bound (fresh IDs
@@ -205,4 +262,26 @@ before=$(proxied_requests)
 proxied_run proxy_none c_proxy_none "http_proxy=$PROXY" -- --proxy none
 assert_eq "--proxy none: requests through the proxy" 0 $(($(proxied_requests) - before))
 log "http_proxy honoured; no_proxy and --proxy none bypass the proxy"
+
+# https_proxy: an https:// provider goes through the proxy's CONNECT tunnel (the token inside
+# it), and no_proxy bypasses that too. A self-signed certificate for localhost is its own CA.
+command -v openssl >/dev/null || fail "openssl is not installed (scripts/deps)"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$IT_TMP/srv.key" -out "$IT_TMP/srv.pem" \
+    -days 2 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" \
+    >"$IT_TMP/openssl.log" 2>&1 || fail "openssl: $(tail -n 2 "$IT_TMP/openssl.log")"
+start_mock --token "$TOKEN" --header-log "$HDR_LOG" --tls-cert "$IT_TMP/srv.pem" \
+    --tls-key "$IT_TMP/srv.key"
+TLS_PORT=${MOCK_URL##*:}
+MOCK_URL="https://localhost:$TLS_PORT"
+# tunnels: how many CONNECTs to the HTTPS mock the proxy has made.
+tunnels() { grep -c "CONNECT localhost:$TLS_PORT " "$PROXY_LOG" || true; }
+before=$(tunnels)
+proxied_run via_https_env c_proxy_https "https_proxy=$PROXY" -- --cacert "$IT_TMP/srv.pem"
+through=$(($(tunnels) - before))
+[ "$through" -ge 1 ] || fail "https_proxy: no CONNECT to localhost:$TLS_PORT in the proxy's log"
+before=$(tunnels)
+proxied_run https_no_proxy c_https_noproxy "https_proxy=$PROXY" "no_proxy=localhost" -- \
+    --cacert "$IT_TMP/srv.pem"
+assert_eq "no_proxy: CONNECTs through the proxy" 0 $(($(tunnels) - before))
+log "https_proxy honoured ($through CONNECT tunnels), no_proxy bypasses it"
 assert_no_secret "$TOKEN"

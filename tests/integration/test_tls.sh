@@ -3,11 +3,14 @@
 # certificate of that CA: without the CA the run stops within 10 s, exit 2, naming the
 # certificate problem and the --cacert hint, checkpoint and ledger untouched; with --cacert
 # (and with cacert = in the provider's section) exactly the expected rows. A host name the
-# certificate does not name stops the same way. Mutual TLS: a mock that requires a client
-# certificate refuses the handshake without one (exit 2, "requires a client certificate"),
-# one from another CA (exit 2, "refused"), and loads every row with client_cert/client_key.
-# A group-readable key is refused before anything connects; --insecure with a token is
-# refused for a host that is not loopback and warned about loudly for 127.0.0.1.
+# certificate does not name stops the same way, and so does a failed handshake (a server
+# offering TLS 1.2 at most against --tls-min-version 1.3; https:// to a plain HTTP port).
+# --capath (a hashed CA directory) loads the rows as --cacert does. Mutual TLS: a mock that
+# requires a client certificate refuses the handshake without one (exit 2, "requires a
+# client certificate"), one from another CA (exit 2, "refused"), and loads every row with
+# client_cert/client_key. A group-readable key, alone or inside the client certificate's
+# file, is refused before anything connects; --insecure with a token is refused for a host
+# that is not loopback and warned about loudly for 127.0.0.1.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -32,6 +35,9 @@ mkdir -p "$PKI"
     openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 2 \
         -subj "/CN=a stranger"
     chmod 600 cli.key other.key
+    mkdir capath
+    cp ca.pem capath/
+    openssl rehash capath
 ) >"$IT_TMP/openssl.log" 2>&1 || {
     cat "$IT_TMP/openssl.log" >&2
     fail "openssl could not make the test CA"
@@ -85,6 +91,12 @@ run_pgenrich wrong_name run --job tls_name --base-url "$(https_url 127.0.0.1)" \
 # the same server, but the certificate names localhost only
 config_stop wrong_name "host=127.0.0.1" "the server's certificate is not for this host name"
 
+fresh
+run_pgenrich with_capath run --job tls_capath --base-url "$BASE" --capath "$PKI/capath" \
+    "${common[@]}"
+expect_done "with --capath"
+check_against_expected tls_capath
+
 # cacert = in the provider's section, TLS 1.3 at least
 fresh
 cat >"$IT_TMP/ca.ini" <<EOF
@@ -111,6 +123,21 @@ expect_done "--insecure on loopback"
 assert_stderr_has insecure_local "event=tls_insecure" "TLS CERTIFICATES ARE NOT VERIFIED"
 check_against_expected tls_insecure
 
+# ---- failed handshakes: a minimum above what the server offers, TLS to a plain HTTP port
+start_mock --tls-cert "$PKI/srv.pem" --tls-key "$PKI/srv.key" --tls-max-version 1.2
+fresh
+t0=$SECONDS
+run_pgenrich tls12_only run --job tls_v12 --base-url "$(https_url)" --cacert "$PKI/ca.pem" \
+    --tls-min-version 1.3 "${common[@]}"
+assert_le "TLS 1.3 against a TLS 1.2 server: seconds to stop" $((SECONDS - t0)) 10
+config_stop tls12_only "host=localhost" "the TLS handshake failed" \
+    "(--tls-min-version or tls_min_version = in [provider primary])"
+start_mock
+fresh
+run_pgenrich tls_to_http run --job tls_plain --base-url "$(https_url)" --cacert "$PKI/ca.pem" \
+    "${common[@]}"
+config_stop tls_to_http "the TLS handshake failed" "check that the port speaks TLS"
+
 # ---- mutual TLS
 start_mock --tls-cert "$PKI/srv.pem" --tls-key "$PKI/srv.key" --tls-client-ca "$PKI/ca.pem"
 BASE=$(https_url)
@@ -131,6 +158,20 @@ run_pgenrich mtls_open run --job mtls --base-url "$BASE" --cacert "$PKI/ca.pem" 
 expect_rc 2 "a group/other-readable client key"
 assert_stderr_has mtls_open "$PKI/open.key is readable or writable by group or others (mode 0644)" \
     "chmod 600"
+# the key inside the certificate's file (no --client-key): the same rule for that file
+cat "$PKI/cli.pem" "$PKI/cli.key" >"$PKI/both.pem"
+chmod 644 "$PKI/both.pem"
+run_pgenrich mtls_both_open run --job mtls --base-url "$BASE" --cacert "$PKI/ca.pem" \
+    --client-cert "$PKI/both.pem" "${common[@]}"
+expect_rc 2 "a group/other-readable client certificate holding its key"
+assert_stderr_has mtls_both_open \
+    "$PKI/both.pem (in client_cert) is readable or writable by group or others (mode 0644)"
+chmod 600 "$PKI/both.pem"
+fresh
+run_pgenrich mtls_both run --job mtls_both --base-url "$BASE" --cacert "$PKI/ca.pem" \
+    --client-cert "$PKI/both.pem" "${common[@]}"
+expect_done "mutual TLS with the key in the certificate's file"
+check_against_expected mtls_both
 
 fresh
 cat >"$IT_TMP/mtls.ini" <<EOF

@@ -57,6 +57,7 @@ typedef struct Opts {
     const char *tls_cert;       /* PEM certificate (chain): serve HTTPS */
     const char *tls_key;        /* its PEM key */
     const char *tls_client_ca;  /* PEM CA: require a client certificate it issued */
+    const char *tls_max;        /* "1.2": no TLS 1.3 (a client's minimum above it fails) */
     /* Batch behaviour (section 2). */
     bool batch_sync, batch_async; /* always 200 / always 202 (default: 202 over max/2) */
     bool batch_shuffle;           /* results in a scrambled order */
@@ -117,6 +118,7 @@ static const OptDef opt_defs[] = {
     {"tls-cert", OPT_STR, offsetof(Opts, tls_cert), 0},
     {"tls-key", OPT_STR, offsetof(Opts, tls_key), 0},
     {"tls-client-ca", OPT_STR, offsetof(Opts, tls_client_ca), 0},
+    {"tls-max-version", OPT_STR, offsetof(Opts, tls_max), 0},
     {"batch-sync", OPT_FLAG, offsetof(Opts, batch_sync), 0},
     {"batch-async", OPT_FLAG, offsetof(Opts, batch_async), 0},
     {"batch-shuffle", OPT_FLAG, offsetof(Opts, batch_shuffle), 0},
@@ -142,7 +144,8 @@ static void usage(FILE *f)
           "                        [--nest-mod N] [--nest-depth D] [--require-header H]\n"
           "                        [--forbidden-mod N] [--slow-mod N] [--slow-retry-after S]\n"
           "                        [--slow-status 503|429] [--header-log FILE]\n"
-          "                        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+          "                        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]\n"
+          "                         [--tls-max-version 1.2|1.3]]\n"
           "                        [--batch-sync | --batch-async] [--batch-shuffle]\n"
           "                        [--batch-drop-mod N] [--batch-extra] [--batch-dup]\n"
           "                        [--job-expire-first N] [--job-never-first N]\n"
@@ -1925,7 +1928,7 @@ static int run_server(Server *s)
     struct MHD_OptionItem tls_opts[5];
     size_t n_tls = 0;
     char *pem_cert = NULL, *pem_key = NULL, *pem_ca = NULL;
-    if (s->o.tls_cert || s->o.tls_key || s->o.tls_client_ca) {
+    if (s->o.tls_cert || s->o.tls_key || s->o.tls_client_ca || s->o.tls_max) {
         if (!s->o.tls_cert || !s->o.tls_key) {
             fprintf(stderr, "pgenrich-mockapi: --tls-cert and --tls-key go together\n");
             rc = 2;
@@ -1946,6 +1949,15 @@ static int run_server(Server *s)
         tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, pem_key};
         if (pem_ca) {
             tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, pem_ca};
+        }
+        if (s->o.tls_max && strcmp(s->o.tls_max, "1.2") == 0) {
+            /* GnuTLS's priority string: its defaults without TLS 1.3 */
+            tls_opts[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                                        (void *)"NORMAL:-VERS-TLS1.3"};
+        } else if (s->o.tls_max && strcmp(s->o.tls_max, "1.3") != 0) {
+            fprintf(stderr, "pgenrich-mockapi: --tls-max-version must be 1.2 or 1.3\n");
+            rc = 2;
+            goto done;
         }
     }
     tls_opts[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};

@@ -25,6 +25,7 @@ static const ConfigCase config_cases[] = {
     {CF_RESOLVE, true, false},
     {CF_RESOLVE_PROXY, true, false},
     {CF_PROXY, true, false},
+    {CF_PROXY_PROTOCOL, true, true},
     {CF_TLS_HANDSHAKE, true, false},
     {CF_CERT_UNTRUSTED, true, true},
     {CF_CERT_NAME, true, true},
