@@ -458,11 +458,7 @@ bool config_apply_env(Config *c, char *const *envp, char *err, size_t errlen)
 
 static void origin_text(const Config *c, size_t i, char *buf, size_t len);
 
-/* "FILE:LINE: KEY: reason", "PGENRICH_KEY: reason" or "--key reason", after where the
- * setting came from. */
-static void blame(const Config *c, const char *name, char *err, size_t errlen, const char *fmt, ...)
-    PRINTF_LIKE(5, 6);
-static void blame(const Config *c, const char *name, char *err, size_t errlen, const char *fmt, ...)
+void config_blame(const Config *c, const char *name, char *err, size_t errlen, const char *fmt, ...)
 {
     char why[256], from[300];
     va_list ap;
@@ -487,6 +483,34 @@ static void blame(const Config *c, const char *name, char *err, size_t errlen, c
     }
 }
 
+/* A clash between settings, blamed on the first of names (NULL-terminated) that a job file
+ * set, so that the error reads FILE:LINE: KEY: reason; else on the first that the
+ * environment set; else the plain reason (the flags clash). "" in names is skipped. */
+static void clash(const Config *c, const char *const *names, char *err, size_t errlen,
+                  const char *fmt, ...) PRINTF_LIKE(5, 6);
+static void clash(const Config *c, const char *const *names, char *err, size_t errlen,
+                  const char *fmt, ...)
+{
+    char why[256];
+    const char *by = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    for (ConfigOrigin o = CONFIG_FROM_FILE; by == NULL && o <= CONFIG_FROM_ENV; o++)
+        for (const char *const *n = names; by == NULL && *n != NULL; n++) {
+            int i = **n != '\0' ? config_find(*n) : -1;
+            if (i >= 0 && (c->origin[i] == o ||
+                           (o == CONFIG_FROM_ENV && c->origin[i] == CONFIG_FROM_DATABASE_URL)))
+                by = *n;
+        }
+    if (by != NULL)
+        config_blame(c, by, err, errlen, "%s", why);
+    else
+        snprintf(err, errlen, "%s", why);
+}
+
 /* The names log_level_parse and log_format_parse take (config stays free of log.c). */
 static bool one_of(const char *v, const char *const *names)
 {
@@ -501,28 +525,29 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
     static const char *const levels[] = {"error", "warn", "warning", "info", "debug", NULL};
     static const char *const formats[] = {"logfmt", "json", NULL};
     if (c->log_level != NULL && !one_of(c->log_level, levels)) {
-        blame(c, "log-level", err, errlen, "must be error, warn, info or debug, not \"%.40s\"",
-              c->log_level);
+        config_blame(c, "log-level", err, errlen,
+                     "must be error, warn, info or debug, not \"%.40s\"", c->log_level);
         return false;
     }
     if (c->log_format != NULL && !one_of(c->log_format, formats)) {
-        blame(c, "log-format", err, errlen, "must be logfmt or json, not \"%.40s\"", c->log_format);
+        config_blame(c, "log-format", err, errlen, "must be logfmt or json, not \"%.40s\"",
+                     c->log_format);
         return false;
     }
     if (c->tls_min_version != NULL && strcmp(c->tls_min_version, "1.2") != 0 &&
         strcmp(c->tls_min_version, "1.3") != 0) {
-        blame(c, "tls-min-version", err, errlen, "must be 1.2 or 1.3, not \"%.40s\"",
-              c->tls_min_version);
+        config_blame(c, "tls-min-version", err, errlen, "must be 1.2 or 1.3, not \"%.40s\"",
+                     c->tls_min_version);
         return false;
     }
     if (c->quota_headers != NULL && strcmp(c->quota_headers, "on") != 0 &&
         strcmp(c->quota_headers, "off") != 0) {
-        blame(c, "quota-headers", err, errlen, "must be on or off, not \"%.40s\"",
-              c->quota_headers);
+        config_blame(c, "quota-headers", err, errlen, "must be on or off, not \"%.40s\"",
+                     c->quota_headers);
         return false;
     }
     if (c->format != NULL && strcmp(c->format, "text") != 0 && strcmp(c->format, "json") != 0) {
-        blame(c, "format", err, errlen, "must be text or json, not \"%.40s\"", c->format);
+        config_blame(c, "format", err, errlen, "must be text or json, not \"%.40s\"", c->format);
         return false;
     }
     if (c->cmd == CMD_STATUS && c->job == NULL) {
@@ -537,11 +562,12 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
         return false;
     }
     if (c->reason != NULL && c->cmd == CMD_RUN) {
-        blame(c, "reason", err, errlen, "only applies to retry-failed");
+        config_blame(c, "reason", err, errlen, "only applies to retry-failed");
         return false;
     }
     if (c->where != NULL && c->cmd == CMD_RETRY_FAILED) {
-        blame(c, "where", err, errlen, "does not apply to retry-failed (it reads the ledger)");
+        config_blame(c, "where", err, errlen,
+                     "does not apply to retry-failed (it reads the ledger)");
         return false;
     }
     if (c->base_url == NULL && !have_providers) {
@@ -550,44 +576,54 @@ bool config_validate(const Config *c, bool have_providers, char *err, size_t err
     }
     if (c->base_url != NULL) {
         if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0) {
-            blame(c, "base-url", err, errlen, "must start with http:// or https://");
+            config_blame(c, "base-url", err, errlen, "must start with http:// or https://");
             return false;
         }
         if (strpbrk(c->base_url, "{} \t\r\n?#") != NULL) {
-            blame(c, "base-url", err, errlen, "must not hold braces, spaces, '?' or '#'");
+            config_blame(c, "base-url", err, errlen, "must not hold braces, spaces, '?' or '#'");
             return false;
         }
     }
     bool incremental = c->only_missing || c->refresh_older_than > 0;
+    /* The settings of each clash that are on, the ones to blame. */
+    const char *const om = c->only_missing ? "only-missing" : "";
+    const char *const ro = c->refresh_older_than > 0 ? "refresh-older-than" : "";
+    const char *const incr[] = {om, ro, NULL};
+    const char *const incr_paging[] = {om, ro, "paging", NULL};
+    const char *const refresh_restart[] = {"refresh-older-than", "restart", NULL};
+    const char *const shared_with[] = {
+        "shared", c->paging_offset ? "paging" : "", om,
+        ro,       c->restart ? "restart" : "",      c->explain ? "explain" : "",
+        NULL};
     if (incremental && c->cmd == CMD_RETRY_FAILED) {
-        snprintf(err, errlen,
-                 "--only-missing and --refresh-older-than do not apply to "
-                 "retry-failed (it reads the ledger)");
+        clash(c, incr, err, errlen,
+              "--only-missing and --refresh-older-than do not apply to "
+              "retry-failed (it reads the ledger)");
         return false;
     }
     if (incremental && c->paging_offset) {
-        snprintf(err, errlen,
-                 "--only-missing and --refresh-older-than need --paging keyset "
-                 "(skipping rows would shift the offsets)");
+        clash(c, incr_paging, err, errlen,
+              "--only-missing and --refresh-older-than need --paging keyset "
+              "(skipping rows would shift the offsets)");
         return false;
     }
     if (c->refresh_older_than > 0 && !c->only_missing && c->restart) {
-        snprintf(err, errlen,
-                 "--refresh-older-than alone covers the job's checkpoint, which "
-                 "--restart forgets: add --only-missing, or drop --restart");
+        clash(c, refresh_restart, err, errlen,
+              "--refresh-older-than alone covers the job's checkpoint, which "
+              "--restart forgets: add --only-missing, or drop --restart");
         return false;
     }
     if (c->shared && (c->cmd == CMD_RETRY_FAILED || c->paging_offset || incremental || c->restart ||
                       c->explain)) {
-        snprintf(err, errlen,
-                 "--shared works on keyset ranges of a plain run: it does not go with "
-                 "retry-failed, --paging offset, --only-missing, --refresh-older-than, "
-                 "--restart or --explain");
+        clash(c, shared_with, err, errlen,
+              "--shared works on keyset ranges of a plain run: it does not go with "
+              "retry-failed, --paging offset, --only-missing, --refresh-older-than, "
+              "--restart or --explain");
         return false;
     }
     if (c->backoff_cap < c->backoff_base) {
-        blame(c, "backoff-cap", err, errlen, "must not be below backoff-base (%g)",
-              c->backoff_base);
+        config_blame(c, "backoff-cap", err, errlen, "must not be below backoff-base (%g)",
+                     c->backoff_base);
         return false;
     }
     return true;

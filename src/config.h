@@ -190,6 +190,13 @@ bool config_env_unknown(const char *name);
  * setting (FILE is c->config_file), "PGENRICH_X: reason", "--key ..." otherwise. */
 bool config_validate(const Config *c, bool have_providers, char *err, size_t errlen);
 
+/* The reason why, in err, named the way the setting `name` was given: "FILE:LINE: KEY:
+ * reason" for a job-file setting, "PGENRICH_X: reason" for the environment, "--key reason"
+ * for a flag or a default. For the checks made outside config (the tokens, the metrics
+ * address). */
+void config_blame(const Config *c, const char *name, char *err, size_t errlen, const char *fmt, ...)
+    PRINTF_LIKE(5, 6);
+
 /* Parse a duration: a whole number with one unit, s, m, h, d or w (seconds, minutes, hours,
  * days, weeks: "30d", "12h", "90m", "3600s"); a bare number is seconds. No sign, spaces or
  * fractions. Returns true with the seconds in *seconds, false (leaving it) otherwise or

@@ -384,6 +384,33 @@ done:
     return ok;
 }
 
+/* The metrics address's shape, named the way the setting was given (run binds it later). */
+static bool check_listen(const Config *c, char *err, size_t errlen)
+{
+    char why[200];
+    if (c->metrics_listen == NULL || metrics_http_check(c->metrics_listen, why, sizeof why))
+        return true;
+    config_blame(c, "metrics-listen", err, errlen, "%s", why);
+    return false;
+}
+
+/* The providers' tokens; an unreadable global token file that a job file or the
+ * environment named is blamed on that setting (FILE:LINE: token-file: ...). */
+static bool load_tokens(TokenChain *tc, const Config *c, const JobFile *jf, char *err,
+                        size_t errlen)
+{
+    if (token_chain_load(tc, c->token_file, jf->providers, jf->n_providers, err, errlen))
+        return true;
+    int i = config_find("token-file");
+    if (tc->global_failed && c->token_file != NULL && i >= 0 &&
+        (c->origin[i] == CONFIG_FROM_FILE || c->origin[i] == CONFIG_FROM_ENV)) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", err);
+        config_blame(c, "token-file", err, errlen, "%s", why);
+    }
+    return false;
+}
+
 /* What a run checks and sets up before it touches the database: the provider chain, the
  * open-file limit, the metrics listener (a port in use is a configuration error), the tokens
  * and each provider's connection settings. False: a configuration error, in err. */
@@ -391,10 +418,10 @@ static bool prepare_run(const Config *c, JobFile *jf, TokenChain *tokens, Metric
                         char *err, size_t errlen)
 {
     return (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, errlen)) &&
-           fit_open_files(c->concurrency, err, errlen) &&
+           fit_open_files(c->concurrency, err, errlen) && check_listen(c, err, errlen) &&
            (c->metrics_listen == NULL ||
             (*metrics = metrics_http_open(c->metrics_listen, err, errlen)) != NULL) &&
-           token_chain_load(tokens, c->token_file, jf->providers, jf->n_providers, err, errlen) &&
+           load_tokens(tokens, c, jf, err, errlen) &&
            check_connectivity(c, jf, tokens->tokens, err, errlen);
 }
 
@@ -948,10 +975,9 @@ static int cmd_check_config(const Config *c, JobFile *jf)
 {
     char err[512];
     TokenChain tokens = {0};
-    bool ok =
-        (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, sizeof err)) &&
-        token_chain_load(&tokens, c->token_file, jf->providers, jf->n_providers, err, sizeof err) &&
-        check_connectivity(c, jf, tokens.tokens, err, sizeof err);
+    bool ok = (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, sizeof err)) &&
+              check_listen(c, err, sizeof err) && load_tokens(&tokens, c, jf, err, sizeof err) &&
+              check_connectivity(c, jf, tokens.tokens, err, sizeof err);
     token_chain_free(&tokens);
     if (!ok) {
         fprintf(stderr, "%s\n", err);

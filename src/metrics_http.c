@@ -70,7 +70,7 @@ static bool split_listen(const char *s, char *host, size_t hostlen, char *port, 
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
         if (rb == NULL || rb[1] != ':') {
-            snprintf(err, errlen, "--metrics-listen: \"%.60s\" is not [IPV6]:PORT", s);
+            snprintf(err, errlen, "\"%.60s\" is not [IPV6]:PORT", s);
             return false;
         }
         h = s + 1;
@@ -80,7 +80,7 @@ static bool split_listen(const char *s, char *host, size_t hostlen, char *port, 
         colon = strrchr(s, ':');
         if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL) {
             snprintf(err, errlen,
-                     "--metrics-listen: \"%.60s\" is not HOST:PORT (an IPv6 address goes in "
+                     "\"%.60s\" is not HOST:PORT (an IPv6 address goes in "
                      "brackets: [::1]:9187)",
                      s);
             return false;
@@ -92,7 +92,7 @@ static bool split_listen(const char *s, char *host, size_t hostlen, char *port, 
     char *end;
     long v = pn > 0 && pn < 6 && strspn(p, "0123456789") == pn ? strtol(p, &end, 10) : -1;
     if (hn == 0 || hn >= hostlen || v < 0 || v > 65535 || pn >= portlen) {
-        snprintf(err, errlen, "--metrics-listen: \"%.60s\" needs a host and a port 0-65535", s);
+        snprintf(err, errlen, "\"%.60s\" needs a host and a port 0-65535", s);
         return false;
     }
     memcpy(host, h, hn);
@@ -158,13 +158,21 @@ static int listen_one(const struct addrinfo *ai)
     return fd;
 }
 
-MetricsHttp *metrics_http_open(const char *listen_addr, char *err, size_t errlen)
+bool metrics_http_check(const char *listen_addr, char *why, size_t whylen)
 {
     char host[256], port[8];
+    return split_listen(listen_addr, host, sizeof host, port, sizeof port, why, whylen);
+}
+
+MetricsHttp *metrics_http_open(const char *listen_addr, char *err, size_t errlen)
+{
+    char host[256], port[8], why[160];
     struct addrinfo hints, *res = NULL;
     MetricsHttp *h = NULL;
-    if (!split_listen(listen_addr, host, sizeof host, port, sizeof port, err, errlen))
+    if (!split_listen(listen_addr, host, sizeof host, port, sizeof port, why, sizeof why)) {
+        snprintf(err, errlen, "--metrics-listen: %s", why);
         return NULL;
+    }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

@@ -31,6 +31,10 @@ typedef struct MetricsHttp MetricsHttp;
  * metrics_http_free. */
 MetricsHttp *metrics_http_open(const char *listen, char *err, size_t errlen) WUR;
 
+/* The shape check of metrics_http_open alone (HOST:PORT, [V6]:PORT, a port 0-65535),
+ * nothing resolved or bound: false with the reason in why (no setting name in it). */
+bool metrics_http_check(const char *listen, char *why, size_t whylen) WUR;
+
 /* The first socket's address as "HOST:PORT" (the port actually bound); valid until
  * metrics_http_free. */
 const char *metrics_http_address(const MetricsHttp *h);

@@ -268,8 +268,10 @@ bool token_chain_load(TokenChain *tc, const char *global_file, const ProviderCon
                        (i == 0 && providers[i].token_from == TOKEN_FROM_DEFAULT);
     if (global_used &&
         !load_source(tc, seen, &n_seen, global_file ? TOKEN_FROM_FILE : TOKEN_FROM_ENV,
-                     global_file ? global_file : TOKEN_ENV, false, &global, err, errlen))
+                     global_file ? global_file : TOKEN_ENV, false, &global, err, errlen)) {
+        tc->global_failed = true;
         return false;
+    }
     if (!global_used && global_file)
         log_warn("event=token_unused file=\"%s\" detail=\"no provider uses the global token "
                  "(the first one names its own, and none says token = inherit)\"",

@@ -55,6 +55,8 @@ typedef struct TokenChain {
     char *held[PROVIDERS_MAX + 1];     /* every token read (the global one, then the
                                           providers' own); owned, wiped by token_chain_free */
     size_t n_held;
+    bool global_failed; /* token_chain_load failed on the global token (its file or
+                           TOKEN_ENV), not on a provider's own */
 } TokenChain;
 
 /* Resolve the token of each of the n providers (n <= PROVIDERS_MAX) into *tc (zeroed

@@ -147,6 +147,37 @@ check cross "$X"
 expect_rc 2 "check-config with backoff-cap below backoff-base"
 err_is cross "$X:5: backoff-cap: must not be below backoff-base (0.2)"
 
+# A clash between two settings names the one the file gave, with its line.
+C="$IT_TMP/clash.ini"
+printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\n[source]\npaging = offset\nonly-missing = true\n' >"$C"
+check clash "$C"
+expect_rc 2 "check-config with only-missing and offset paging in the file"
+err_is clash "$C:6: only-missing: --only-missing and --refresh-older-than need --paging keyset (skipping rows would shift the offsets)"
+check clash_flag "$C" --paging keyset --shared
+expect_rc 2 "check-config with --shared and the file's only-missing"
+err_is clash_flag "$C:6: only-missing: --shared works on keyset ranges of a plain run: it does not go with retry-failed, --paging offset, --only-missing, --refresh-older-than, --restart or --explain"
+C2="$IT_TMP/clash2.ini"
+printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\nrestart = true\n' >"$C2"
+check clash_restart "$C2" --refresh-older-than 1d
+expect_rc 2 "check-config with restart in the file and --refresh-older-than"
+err_is clash_restart "$C2:4: restart: --refresh-older-than alone covers the job's checkpoint, which --restart forgets: add --only-missing, or drop --restart"
+
+# An unreadable global token file, and a metrics address without a port, name their lines
+# (check-config checked neither before a run would have refused them).
+T="$IT_TMP/token.ini"
+printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\ntoken-file = %s/no-such-token\n' "$IT_TMP" >"$T"
+check token_missing "$T"
+expect_rc 2 "check-config with a missing global token file"
+err_is token_missing "$T:4: token-file: cannot open token file $IT_TMP/no-such-token: No such file or directory"
+M="$IT_TMP/listen.ini"
+printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\nmetrics-listen = 127.0.0.1\n' >"$M"
+check listen_shape "$M"
+expect_rc 2 "check-config with metrics-listen lacking a port"
+err_is listen_shape "$M:4: metrics-listen: \"127.0.0.1\" is not HOST:PORT (an IPv6 address goes in brackets: [::1]:9187)"
+PGENRICH_TOKEN=x check listen_flag "$X" --backoff-cap 1 --metrics-listen 127.0.0.1
+expect_rc 2 "check-config with --metrics-listen lacking a port"
+assert_stderr_has listen_flag "--metrics-listen \"127.0.0.1\" is not HOST:PORT"
+
 PGENRICH_PAGE_SIZE=lots check bad_env "$X"
 expect_rc 2 "check-config with a bad PGENRICH_ variable"
 err_is bad_env "PGENRICH_PAGE_SIZE: must be an integer between 1 and 1000000, not \"lots\""
