@@ -704,6 +704,12 @@ static bool provider_key(LoadState *st, const char *key, const char *value)
         d->token_line = st->line;
         if (p->token_from != TOKEN_FROM_ENV && p->token_from != TOKEN_FROM_FILE)
             return true;
+        char where[JOBFILE_ORIGIN_MAX];
+        snprintf(where, sizeof where, "%s:%d", st->fname, st->line);
+        if ((p->token_origin = jf_strdup(st->jf, where)) == NULL) {
+            snprintf(why, sizeof why, "out of memory");
+            goto bad;
+        }
         copy = p->token_ref = jf_strdup(st->jf, value);
         break;
     case K_BODY:

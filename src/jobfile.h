@@ -18,6 +18,7 @@
 #define PROVIDER_HEADERS_MAX 16
 #define PROVIDER_NAME_MAX    39      /* libinih keeps 49 bytes of a section name */
 #define JOBFILE_LINE_MAX     4096    /* bytes on one line, without the line end */
+#define JOBFILE_ORIGIN_MAX   4200    /* "FILE:LINE" of a key */
 #define JOBFILE_SIZE_MAX     1048576 /* bytes in one file */
 #define JOBFILE_POINTER_MAX  120     /* bytes in one JSON Pointer of a mapping */
 
@@ -71,15 +72,16 @@ typedef struct ProviderConf {
                                                   Transfer-Encoding; no control characters
                                                   but TAB */
     size_t n_headers;
-    ProviderMap map;       /* the built-in mapping named by `mapping`, then map.* and presence
-                              overrides; presence is never NULL */
-    TokenFrom token_from;  /* at most one of token, token_env, token_file was given */
-    const char *token_ref; /* TOKEN_FROM_ENV: a variable name [A-Za-z_][A-Za-z0-9_]*;
-                              TOKEN_FROM_FILE: a non-empty path without control
-                              characters, as given (relative: to the working directory);
-                              else NULL */
-    ProviderTls tls;       /* the section's own TLS and proxy keys */
-    ProviderKind kind;     /* kind = single (default) or batch */
+    ProviderMap map;          /* the built-in mapping named by `mapping`, then map.* and presence
+                                 overrides; presence is never NULL */
+    TokenFrom token_from;     /* at most one of token, token_env, token_file was given */
+    const char *token_ref;    /* TOKEN_FROM_ENV: a variable name [A-Za-z_][A-Za-z0-9_]*;
+                                 TOKEN_FROM_FILE: a non-empty path without control
+                                 characters, as given (relative: to the working directory);
+                                 else NULL */
+    const char *token_origin; /* with token_ref: "FILE:LINE" of its key, for errors */
+    ProviderTls tls;          /* the section's own TLS and proxy keys */
+    ProviderKind kind;        /* kind = single (default) or batch */
     /* kind = batch only (zero otherwise). url is then the batch endpoint itself, without
      * {id} (or any brace), post is true and body NULL: the body is the ID list. */
     int max_batch;        /* IDs per call, 1..BATCH_MAX_IDS; default BATCH_DEFAULT_IDS */

@@ -292,8 +292,12 @@ bool token_chain_load(TokenChain *tc, const char *global_file, const ProviderCon
         case TOKEN_FROM_FILE:
             if (!load_source(tc, seen, &n_seen, p->token_from, p->token_ref, true, &tc->tokens[i],
                              why, sizeof why)) {
-                snprintf(err, errlen, "[provider %s] %s: %s", p->name,
-                         p->token_from == TOKEN_FROM_ENV ? "token_env" : "token_file", why);
+                const char *key = p->token_from == TOKEN_FROM_ENV ? "token_env" : "token_file";
+                if (p->token_origin != NULL)
+                    snprintf(err, errlen, "%s: %s: %s (in [provider %s])", p->token_origin, key,
+                             why, p->name);
+                else
+                    snprintf(err, errlen, "[provider %s] %s: %s", p->name, key, why);
                 return false;
             }
             break;

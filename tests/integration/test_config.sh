@@ -189,7 +189,7 @@ assert_stderr_has bad_flag "--concurrency must be an integer between 1 and 10000
 # A provider's token source is checked too (still nothing is connected).
 check no_token "$F"
 expect_rc 2 "check-config with a token_env that is not set"
-assert_stderr_has no_token "[provider backup] token_env" "BACKUP_TOKEN_FOR_TEST"
+err_is no_token "$F:27: token_env: environment variable BACKUP_TOKEN_FOR_TEST is not set (in [provider backup])"
 
 # run reports the same errors, prefixed with the program's name.
 run_pgenrich run_bad_value run --config "$B"

@@ -357,6 +357,13 @@ static void test_chain_own(void **state)
     assert_string_equal(err, "[provider c] token_file: cannot open token file "
                              "/nonexistent/pgenrich-token: No such file or directory");
     token_chain_free(&tc);
+    /* from a job file: named FILE:LINE: KEY: like every other setting's error */
+    ps[2].token_origin = "job.ini:12";
+    assert_false(token_chain_load(&tc, NULL, ps, 5, err, sizeof err));
+    assert_string_equal(err, "job.ini:12: token_file: cannot open token file "
+                             "/nonexistent/pgenrich-token: No such file or directory (in "
+                             "[provider c])");
+    token_chain_free(&tc);
     unsetenv("PGENRICH_UT_B");
     unsetenv(TOKEN_ENV);
 }
