@@ -114,7 +114,8 @@ f=$(job_file bad_env "token_env = SECOND_TOKEN")
 SECOND_TOKEN="$TOKEN_B"$'\n'"X-Injected: 1"
 PGENRICH_TOKEN=$TOKEN_A run_pgenrich bad_env run --config "$f" --dsn "$IT_DSN"
 expect_rc 2 "a token_env value with a line break"
-assert_stderr_has bad_env "[provider secondary] token_env" "SECOND_TOKEN" "line break"
+assert_stderr_has bad_env "$f:" ": token_env: the token in environment variable SECOND_TOKEN" \
+    "line break" "(in [provider secondary])"
 assert_eq "requests at the primary after the refusal" 0 "$(mock_stat requests "$PRIMARY_URL")"
 assert_eq "requests at the secondary after the refusal" 0 "$(mock_stat requests "$SECOND_URL")"
 # the same for the global token, from the environment
