@@ -3,8 +3,8 @@
 # --drain-timeout, then everything settled commits and the run exits 75 ("interrupted,
 # resumable"): every lookup that was sent is committed. (2) Lookups slower than the drain
 # timeout are abandoned when it expires: exit 75 soon after it. (3) A second signal abandons
-# them at once. (4) A resume then ends exact (exit 5: done, with the mock's not-found IDs in
-# the ledger). (5) A signal during start-up (waiting for the job's lock) exits 75 at once.
+# them at once, and still commits every answer the run held. (4) A resume then ends exact
+# (exit 5: done, with the mock's not-found IDs in the ledger). (5) A signal during start-up (waiting for the job's lock) exits 75 at once.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -55,13 +55,20 @@ assert_le "seconds from SIGTERM to the exit (--drain-timeout 1)" "$took" 4
 assert_stderr_has timeout 'event=drain_timeout'
 assert_eq "outcomes committed (the abandoned lookups are left for the resume)" "$before" "$(committed)"
 
-# --- 3. a second signal abandons the lookups at once ----------------------------------------
-start_pgenrich twice "${args[@]}" --base-url "$MOCK_URL" --drain-timeout 60
+# --- 3. a second signal abandons the lookups at once, and loses no answer it holds ----------
+# Answers spread over 0.1-6 s, and no flush before the signals (--flush-interval 600): the
+# run holds answers it has not committed yet when the signals come; all of them commit.
+stop_mock_pid "$MOCK_PID"
+start_mock --latency-ms 100 --jitter-ms 6000
+before=$(committed)
+start_pgenrich twice "${args[@]}" --base-url "$MOCK_URL" --drain-timeout 60 \
+    --flush-interval 600 --flush-rows 100000
 for _ in $(seq 1 100); do
     grep -q 'event=resume ' "$IT_TMP/twice.err" 2>/dev/null && break
     sleep 0.05
 done
-sleep 0.5
+sleep 2
+assert_eq "outcomes committed before the signals (nothing flushed yet)" "$before" "$(committed)"
 t0=$SECONDS
 kill -TERM "$PGENRICH_PID"
 sleep 0.3
@@ -71,6 +78,13 @@ expect_rc 75 "two signals"
 took=$((SECONDS - t0))
 assert_le "seconds from the first signal to the exit (the second one stops at once)" "$took" 3
 assert_stderr_has twice 'abandoning the lookups in flight'
+held=$(sed -n 's/^summary: .* rows_loaded=\([0-9]*\) failures=\([0-9]*\) .*/\1 \2/p' \
+    "$IT_TMP/twice.out" | awk '{print $1 + $2}')
+[ -n "$held" ] || fail "two signals: no summary line on stdout"
+[ "$held" -gt 0 ] || fail "two signals: no answer came before the signals (the case shows nothing)"
+assert_eq "outcomes committed after two signals (every answer the run held)" \
+    $((before + held)) "$(committed)"
+log "two signals: exit 75 after ${took}s, the $held answers held at the signals committed"
 stop_mock_pid "$MOCK_PID"
 
 # --- 4. the resume ends exact ----------------------------------------------------------------
