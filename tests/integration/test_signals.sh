@@ -4,7 +4,8 @@
 # resumable"): every lookup that was sent is committed. (2) Lookups slower than the drain
 # timeout are abandoned when it expires: exit 75 soon after it. (3) A second signal abandons
 # them at once, and still commits every answer the run held. (4) A resume then ends exact
-# (exit 5: done, with the mock's not-found IDs in the ledger). (5) A signal during start-up (waiting for the job's lock) exits 75 at once.
+# (exit 5: done, with the mock's not-found IDs in the ledger). (5) A signal during start-up
+# (waiting for the job's lock) exits 75 at once.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
