@@ -30,6 +30,11 @@ bool log_format_parse(const char *name, LogFormat *out);
  * previous destination stays). May be called again; a previous file is closed. */
 bool log_setup(LogFormat format, const char *path, char *err, size_t errlen);
 
+/* Whether log_setup could open path, without creating or touching it (check-config): the
+ * file exists and may be written, or it is missing and its directory takes new files.
+ * False with errno set. */
+bool log_file_check(const char *path);
+
 /* Open the log file again at its path (after a rotation moved it away; for SIGHUP) and
  * switch to it. Without a log file, does nothing and returns true. On failure keeps the
  * old descriptor, logs a warning there and returns false. */

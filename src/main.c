@@ -394,6 +394,17 @@ static bool check_listen(const Config *c, char *err, size_t errlen)
     return false;
 }
 
+/* The log file's directory and permissions (check-config; run opens it), named the way
+ * the setting was given. */
+static bool check_log_file(const Config *c, char *err, size_t errlen)
+{
+    if (c->log_file == NULL || log_file_check(c->log_file))
+        return true;
+    config_blame(c, "log-file", err, errlen, "cannot open the log file %s: %s", c->log_file,
+                 strerror(errno));
+    return false;
+}
+
 /* The providers' tokens; an unreadable global token file that a job file or the
  * environment named is blamed on that setting (FILE:LINE: token-file: ...). */
 static bool load_tokens(TokenChain *tc, const Config *c, const JobFile *jf, char *err,
@@ -976,7 +987,8 @@ static int cmd_check_config(const Config *c, JobFile *jf)
     char err[512];
     TokenChain tokens = {0};
     bool ok = (jf->n_providers > 0 || jobfile_default_chain(c->base_url, jf, err, sizeof err)) &&
-              check_listen(c, err, sizeof err) && load_tokens(&tokens, c, jf, err, sizeof err) &&
+              check_listen(c, err, sizeof err) && check_log_file(c, err, sizeof err) &&
+              load_tokens(&tokens, c, jf, err, sizeof err) &&
               check_connectivity(c, jf, tokens.tokens, err, sizeof err);
     token_chain_free(&tokens);
     if (!ok) {
@@ -1086,7 +1098,8 @@ int main(int argc, char **argv)
         log_level = LOG_INFO;
     if (cfg.log_format != NULL && !log_format_parse(cfg.log_format, &log_format))
         log_format = LOG_FORMAT_LOGFMT;
-    if (!log_setup(log_format, cfg.log_file, err, sizeof err)) {
+    if (!check_log_file(&cfg, err, sizeof err) ||
+        !log_setup(log_format, cfg.log_file, err, sizeof err)) {
         fprintf(stderr, "pgenrich: %s\n", err);
         jobfile_free(&jf);
         return EXIT_CONFIG;

@@ -1,12 +1,14 @@
 /* Unit tests for log's pure parts: splitting logfmt messages (bare, quoted, escaped and
  * unescaped outside text, free text), rendering them as logfmt and as JSON (escapes,
  * invalid UTF-8, numbers, lines cut to fit), and the level and format names. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <json-c/json.h>
 
@@ -226,6 +228,33 @@ static void test_names(void **state)
     assert_false(log_format_parse("text", &f));
 }
 
+/* log_file_check: what log_setup would refuse, found without creating anything. */
+static void test_file_check(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pgenrich-ut-log.XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/run.log", dir);
+    assert_true(log_file_check(path));        /* missing, in a writable folder */
+    assert_int_equal(access(path, F_OK), -1); /* and not created */
+    snprintf(path, sizeof path, "%s/no-such-dir/run.log", dir);
+    assert_false(log_file_check(path));
+    assert_int_equal(errno, ENOENT);
+    assert_false(log_file_check(dir));
+    assert_int_equal(errno, EISDIR);
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_true(log_file_check(path)); /* exists, writable */
+    char under[80];
+    snprintf(under, sizeof under, "%s/x.log", path);
+    assert_false(log_file_check(under)); /* its "folder" is a file */
+    assert_int_equal(errno, ENOTDIR);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_render_json),
         cmocka_unit_test(test_render_cut),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_file_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
