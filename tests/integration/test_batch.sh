@@ -4,7 +4,8 @@
 # for and IDs left out; expired and never-ending jobs; 413s that halve the batch; a kill -9
 # with batches pending, then a resume; SIGTERM drained and timed out; full batches from small
 # pages, short ones from a slow source; jobs pending at once under --concurrency; the rate
-# counting calls or IDs, and 429s; chains with a single-lookup provider either side.
+# counting calls or IDs, and 429s; per-item errors (503, 429, 403, 401) inside an answer;
+# chains with a single-lookup provider either side.
 # Every ID ends in one place with the values of a single lookup (the same expected table),
 # and a batch run needs about N / max_batch requests.
 # shellcheck source=tests/integration/lib.sh
@@ -148,6 +149,63 @@ assert_eq "IDs ledgered after two jobs past poll_timeout" 100 \
     "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bnever'
           AND reason = 'attempts_exhausted' AND last_error LIKE '%poll_timeout%sent again%'")"
 assert_eq "batch POSTs: each batch sent twice" 4 "$(mock_stat batch)"
+stop_mock_pid "$MOCK_PID"
+
+# --- 3c. per-item errors inside a 200 answer: 503 and 429 retried per ID, 403 ledgered per
+# ID (retry-failed clears them), 401 stops the job (exit 3) with no ID ledgered for it ------
+for st in 503 429; do
+    start_mock --batch-sync --batch-item-status "$st" --batch-item-mod 10
+    batch_ini "$IT_TMP/item$st.ini" "bitem$st" "$MOCK_URL" "max_batch = 100"
+    run_pgenrich "item$st" run --config "$IT_TMP/item$st.ini" --dsn "$IT_DSN" --quiet \
+        --target-table "item${st}_target"
+    expect_done "per-item $st errors"
+    check_against_expected "bitem$st" "item${st}_target"
+    errs=$(mock_stat batch_item_errors)
+    [ "$errs" -gt 0 ] || fail "per-item $st: the mock gave no item error"
+    assert_eq "per-item $st: one retry per item error" "$errs" "$(summary "item$st" retries)"
+    log "per-item $st: $errs item errors, each retried, the run exact"
+    stop_mock_pid "$MOCK_PID"
+done
+
+start_mock --batch-sync --batch-item-status 403 --batch-item-mod 20
+batch_ini "$IT_TMP/item403.ini" bitem403 "$MOCK_URL" "max_batch = 100"
+run_pgenrich item403 run --config "$IT_TMP/item403.ini" --dsn "$IT_DSN" --quiet \
+    --target-table item403_target
+expect_rc 5 "per-item 403s (done, the refused IDs in the ledger)"
+errs=$(mock_stat batch_item_errors)
+[ "$errs" -gt 0 ] || fail "per-item 403: the mock gave no item error"
+assert_eq "per-item 403: IDs ledgered as forbidden" "$errs" \
+    "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bitem403' AND reason = 'forbidden'
+          AND http_status = 403")"
+check_one_place bitem403 item403_target enrich_failures master_table id
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync
+batch_ini "$IT_TMP/item403.ini" bitem403 "$MOCK_URL" "max_batch = 100"
+run_pgenrich item403_retry retry-failed --config "$IT_TMP/item403.ini" --dsn "$IT_DSN" \
+    --quiet --reason forbidden --target-table item403_target
+check_against_expected bitem403 item403_target
+log "per-item 403: $errs IDs ledgered as forbidden, then cleared by retry-failed"
+stop_mock_pid "$MOCK_PID"
+
+start_mock --batch-sync --batch-item-status 401 --batch-item-mod 50
+batch_ini "$IT_TMP/item401.ini" bitem401 "$MOCK_URL" "max_batch = 100"
+run_pgenrich item401 run --config "$IT_TMP/item401.ini" --dsn "$IT_DSN" --quiet \
+    --target-table item401_target
+expect_rc 3 "a per-item 401 (the credentials refused)"
+[ "$(mock_stat batch_item_errors)" -gt 0 ] || fail "per-item 401: the mock gave no item error"
+# Outcomes settled before the 401 (the mock's own not-found IDs) may commit; no ID is
+# ledgered for the refusal itself.
+assert_none "per-item 401: ledgered other than as expected" \
+    "SELECT id, reason FROM enrich_failures WHERE job = 'bitem401'
+     EXCEPT SELECT id, outcome FROM expected WHERE outcome <> 'found'"
+stop_mock_pid "$MOCK_PID"
+start_mock --batch-sync
+batch_ini "$IT_TMP/item401.ini" bitem401 "$MOCK_URL" "max_batch = 100"
+run_pgenrich item401_rerun run --config "$IT_TMP/item401.ini" --dsn "$IT_DSN" --quiet \
+    --target-table item401_target
+expect_done "the rerun after a per-item 401"
+check_against_expected bitem401 item401_target
+log "per-item 401: exit 3, no ID ledgered for it; the rerun ends exact"
 stop_mock_pid "$MOCK_PID"
 
 # --- 4. 413: the provider asks more than the mock takes; the batch size halves ----------------

@@ -63,6 +63,9 @@ typedef struct Opts {
     bool batch_shuffle;           /* results in a scrambled order */
     unsigned batch_drop_mod;      /* leave an ID out of an answer when a hash of it and of
                                      the request is 0 modulo N (transient: a retry gets it) */
+    unsigned batch_item_status;   /* with batch_item_mod: a per-item error of this status */
+    unsigned batch_item_mod;      /* ... for an ID when a hash of it and of the request is 0
+                                     modulo N (a retry draws again) */
     bool batch_extra;             /* one result for an ID nobody asked, per answer */
     bool batch_dup;               /* every result twice: a decoy first, the real one last */
     unsigned job_expire_first;    /* the first N jobs: 404 on every poll (expired); a resend
@@ -123,6 +126,8 @@ static const OptDef opt_defs[] = {
     {"batch-async", OPT_FLAG, offsetof(Opts, batch_async), 0},
     {"batch-shuffle", OPT_FLAG, offsetof(Opts, batch_shuffle), 0},
     {"batch-drop-mod", OPT_UINT, offsetof(Opts, batch_drop_mod), 1000000},
+    {"batch-item-status", OPT_UINT, offsetof(Opts, batch_item_status), 599},
+    {"batch-item-mod", OPT_UINT, offsetof(Opts, batch_item_mod), 1000000},
     {"batch-extra", OPT_FLAG, offsetof(Opts, batch_extra), 0},
     {"batch-dup", OPT_FLAG, offsetof(Opts, batch_dup), 0},
     {"job-expire-first", OPT_UINT, offsetof(Opts, job_expire_first), 1000000},
@@ -148,6 +153,7 @@ static void usage(FILE *f)
           "                         [--tls-max-version 1.2|1.3]]\n"
           "                        [--batch-sync | --batch-async] [--batch-shuffle]\n"
           "                        [--batch-drop-mod N] [--batch-extra] [--batch-dup]\n"
+          "                        [--batch-item-status S --batch-item-mod N]\n"
           "                        [--job-expire-first N] [--job-never-first N]\n"
           "                        [--job-ready-ms N]\n"
           "                        [--trace-file FILE]\n"
@@ -475,6 +481,7 @@ static bool trace_close(Trace *t)
     X(batch)                                                                                       \
     X(polls)                                                                                       \
     X(batch_dropped)                                                                               \
+    X(batch_item_errors)                                                                           \
     X(job_expired)                                                                                 \
     X(unauthorized)                                                                                \
     X(bad_data)                                                                                    \
@@ -1131,6 +1138,30 @@ static bool put_raw(char **b, size_t *cap, size_t *len, const char *label, const
     return true;
 }
 
+/* Append {"id":ID,"error":{"status":S,"message":".."}} to b (grown as needed). */
+static bool put_item_error(char **b, size_t *cap, size_t *len, const char *id, size_t idlen,
+                           unsigned status)
+{
+    char q[6 * MOCK_ID_MAX + 16];
+    size_t qn = mockdata_json_string(id, idlen, q, sizeof q);
+    if (qn >= sizeof q)
+        return false;
+    size_t need = qn + 128;
+    if (*cap - *len < need + 4) {
+        size_t nc = (*cap + need) * 2;
+        char *nb = realloc(*b, nc);
+        if (!nb)
+            return false;
+        *b = nb;
+        *cap = nc;
+    }
+    *len += (size_t)snprintf(*b + *len, *cap - *len,
+                             "{\"id\":%s,\"error\":{\"status\":%u,\"message\":\"refused by "
+                             "--batch-item-status\"}}",
+                             q, status);
+    return true;
+}
+
 /* {"results":[...]} for the IDs of l, into rq->body with status 200. key (the request's
  * draw) decides the --batch-drop-mod and --batch-shuffle choices of this answer. */
 static void answer_results(Server *s, Req *rq, const MockIdList *l, uint64_t key)
@@ -1166,6 +1197,17 @@ static void answer_results(Server *s, Req *rq, const MockIdList *l, uint64_t key
         if (s->o.batch_drop_mod &&
             mockdata_mix64(mockdata_hash(id, l->len[i]) ^ key) % s->o.batch_drop_mod == 0) {
             BUMP(s, batch_dropped);
+            continue;
+        }
+        if (s->o.batch_item_mod &&
+            mockdata_mix64(mockdata_hash(id, l->len[i]) ^ key ^ 0x17e5u) % s->o.batch_item_mod ==
+                0) {
+            BUMP(s, batch_item_errors);
+            if (!first)
+                b[len++] = ',';
+            first = false;
+            if (!put_item_error(&b, &cap, &len, id, l->len[i], s->o.batch_item_status))
+                goto nomem;
             continue;
         }
         if (s->o.batch_dup) {
@@ -2021,6 +2063,12 @@ int main(int argc, char **argv)
     }
     if (s.o.expect)
         return run_expect(&s.o);
+    if ((s.o.batch_item_mod != 0) != (s.o.batch_item_status != 0) ||
+        (s.o.batch_item_status != 0 && s.o.batch_item_status < 100)) {
+        fprintf(stderr, "pgenrich-mockapi: --batch-item-status S (100-599) and --batch-item-mod N "
+                        "go together\n");
+        return 2;
+    }
 
     if (s.o.token) {
         size_t n = strlen(s.o.token) + sizeof("Bearer ");
