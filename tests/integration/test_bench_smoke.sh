@@ -85,7 +85,9 @@ expect_note() {
 expect_note 2 "IDs/s x$num of #1"
 expect_note 3 "CPU/1k x$num of #2"
 expect_note 5 "RSS x$num of #3 .*wall $num s"
-expect_note 10 "CPU/1k x$num of #6"
+# row 10, HTTPS against nginx with TLS: against row 3 (the same nginx over HTTP), and what
+# nginx negotiated
+expect_note 10 "CPU/1k x$num of #3; IDs/s x$num of #3; RSS x$num of #3; TLS: TLSv1[.][23] [A-Z0-9_-]+ on [0-9]+ connections"
 for r in 11 12 13; do
     expect_note "$r" "429s $num % of [0-9]+ requests; ok-rate $num/s = $num of $num/s"
 done
