@@ -1,5 +1,6 @@
 /* main: the command line, the set-up before the loop (connections, schema, checkpoint),
  * the final summary and the exit status. */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -316,6 +317,20 @@ static bool pem_has_private_key(const char *path)
 /* Before anything connects, what can be told about each provider's connection: its URL
  * parses (with a sample ID), its TLS files are usable, a client key is private (libpq's
  * rule for sslkey), and --insecure is loud and never sends a token off the machine. */
+/* A host as curl parsed it: an IP literal in brackets, or a name of letters, digits, '-',
+ * '.' and '_' (bytes past ASCII pass: an IDN). Returns the first character that no host
+ * name has, or 0. curl takes "exa%mple.com" and then reports only that it does not
+ * resolve. */
+static int host_name_bad(const char *h)
+{
+    if (h == NULL || h[0] == '[')
+        return 0; /* curl has checked the IPv6 literal */
+    for (const unsigned char *s = (const unsigned char *)h; *s; s++)
+        if (*s < 0x80 && !isalnum(*s) && *s != '-' && *s != '.' && *s != '_')
+            return *s;
+    return 0;
+}
+
 static bool check_connectivity(const Config *c, const JobFile *jf, const char *const *tokens,
                                char *err, size_t errlen)
 {
@@ -330,14 +345,26 @@ static bool check_connectivity(const Config *c, const JobFile *jf, const char *c
         buf_reset(&url);
         CURLU *u = curl_url();
         CURLUcode uc = CURLUE_OUT_OF_MEMORY;
-        if (u != NULL && provider_build_url(&url, p->url, "1", 1))
-            uc = curl_url_set(u, CURLUPART_URL, url.data, 0);
+        char *uhost = NULL;
+        if (u != NULL && provider_build_url(&url, p->url, "1", 1) &&
+            (uc = curl_url_set(u, CURLUPART_URL, url.data, 0)) == CURLUE_OK)
+            uc = curl_url_get(u, CURLUPART_HOST, &uhost, 0);
         curl_url_cleanup(u);
-        if (uc != CURLUE_OK || !connerr_url_host(p->url, host, sizeof host)) {
+        char why_host[320];
+        int ch = uc == CURLUE_OK ? host_name_bad(uhost) : 0;
+        if (ch != 0)
+            snprintf(why_host, sizeof why_host,
+                     "the host \"%.256s\" holds '%c', which no host name has", uhost, ch);
+        const char *bad = uc != CURLUE_OK                                ? curl_url_strerror(uc)
+                          : !connerr_url_host(p->url, host, sizeof host) ? "no host"
+                          : ch != 0                                      ? why_host
+                                                                         : NULL;
+        curl_free(uhost);
+        if (bad != NULL) {
             snprintf(err, errlen,
                      "provider %s: the URL is malformed: %s (hint: check url = of [provider %s] "
                      "or --base-url)",
-                     p->name, uc != CURLUE_OK ? curl_url_strerror(uc) : "no host", p->name);
+                     p->name, bad, p->name);
             goto done;
         }
         if (!tls_file_ok(p->name, "cacert", t.cacert, false, err, errlen) ||

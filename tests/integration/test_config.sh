@@ -174,6 +174,11 @@ printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\nmetrics-listen = 127.0.0.
 check listen_shape "$M"
 expect_rc 2 "check-config with metrics-listen lacking a port"
 err_is listen_shape "$M:4: metrics-listen: \"127.0.0.1\" is not HOST:PORT (an IPv6 address goes in brackets: [::1]:9187)"
+# A '%' in the host: curl takes it, then would say only that the host does not resolve.
+PGENRICH_TOKEN=x check pct_host --job x --base-url 'https://exa%mple.com'
+expect_rc 2 "check-config with a '%' in the host"
+err_is pct_host "provider primary: the URL is malformed: the host \"exa%mple.com\" holds '%', which no host name has (hint: check url = of [provider primary] or --base-url)"
+
 L="$IT_TMP/logfile.ini"
 printf '[job]\njob = x\nbase-url = http://127.0.0.1:1\nlog-file = %s/no-such-dir/run.log\n' "$IT_TMP" >"$L"
 PGENRICH_TOKEN=x check log_file "$L"
