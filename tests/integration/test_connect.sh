@@ -6,7 +6,10 @@
 # where nothing listens is a bounded wait: the breaker's pause line says error="connection
 # refused" and the host, and after --provider-down-timeout 3 the run stops resumable (exit
 # 75) with the ledger and the checkpoint untouched; a provider that goes down mid-run stops
-# the same way, the bound counted from its last answer, and a rerun ends exact. A real
+# the same way, the bound counted from its last answer, with no attempts_exhausted in the
+# ledger (an outage spends no attempts), and a rerun ends exact; one that comes back 2 s
+# after it went down (the breaker paused it on the refused connections at once) lets the
+# run go on to an exact end with no attempts_exhausted. A real
 # forward proxy on loopback (tinyproxy): with --proxy, and with http_proxy in the
 # environment, every request and the token go through it; no_proxy bypasses it; with
 # https_proxy an https:// provider goes through its CONNECT tunnels, and no_proxy bypasses
