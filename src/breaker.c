@@ -1,6 +1,7 @@
 /* breaker: per-provider circuit breaker. Outcomes are counted in BREAKER_BUCKETS time
  * buckets numbered from the clock at init, so the window slides without a timer and
- * without rounding piling up; the probe is told apart from late answers by send time. */
+ * without rounding piling up; the probe is told apart from late answers by send time, and
+ * so are the answers in flight before a run of unreachable failures began. */
 #include "breaker.h"
 
 #include <float.h>
@@ -45,6 +46,12 @@ void breaker_init(Breaker *b, double window, int min_requests, double threshold,
     b->open_for = b->cooldown;
     b->epoch = -INFINITY;
     b->origin = now;
+    b->unreachable_run = BREAKER_UNREACHABLE_RUN;
+}
+
+void breaker_set_unreachable_run(Breaker *b, int n)
+{
+    b->unreachable_run = n > 0 ? n : 0;
 }
 
 /* Move the ring up to the bucket holding `now`, clearing the buckets it passes. A clock
@@ -70,6 +77,7 @@ static void open_now(Breaker *b, double now)
 {
     b->state = BR_OPEN;
     b->opened_at = now;
+    b->run = 0;
     clear_history(b);
 }
 
@@ -97,9 +105,30 @@ bool breaker_allow(Breaker *b, double now)
     return false;
 }
 
-/* Closed: count the outcome and open when the window says so. */
-static void record_closed(Breaker *b, bool ok, double now)
+/* Closed: the run of unreachable failures. Returns whether it opens the breaker. */
+static bool run_opens(Breaker *b, BreakerOutcome o, double sent)
 {
+    if (o == BO_UNREACHABLE) {
+        if (b->run == 0)
+            b->run_sent = sent;
+        if (b->run < 0x7fffffff)
+            b->run++;
+        return b->unreachable_run > 0 && b->run >= b->unreachable_run;
+    }
+    if (o != BO_LOST && b->run > 0 && !(sent < b->run_sent))
+        b->run = 0; /* an answer to a request sent since the run began: it is reachable */
+    return false;
+}
+
+/* Closed: count the outcome and open when the run or the window says so. */
+static void record_closed(Breaker *b, BreakerOutcome o, double sent, double now)
+{
+    bool ok = o == BO_OK;
+    if (run_opens(b, o, sent)) {
+        b->open_for = b->cooldown;
+        open_now(b, now);
+        return;
+    }
     advance(b, now);
     int i = (int)(b->bucket % BREAKER_BUCKETS);
     unsigned *slot = ok ? &b->ok[i] : &b->err[i];
@@ -122,12 +151,18 @@ static void record_closed(Breaker *b, bool ok, double now)
 
 void breaker_record(Breaker *b, bool ok, double sent, double now)
 {
+    breaker_record_outcome(b, ok ? BO_OK : BO_LOST, sent, now);
+}
+
+void breaker_record_outcome(Breaker *b, BreakerOutcome o, double sent, double now)
+{
+    bool ok = o == BO_OK;
     switch (b->state) {
     case BR_CLOSED:
         if (now < b->epoch)
             b->epoch = -INFINITY; /* the clock went back past the close: count everything */
         if (!(sent < b->epoch))
-            record_closed(b, ok, now);
+            record_closed(b, o, sent, now);
         return;
     case BR_OPEN:
         return; /* late answers to requests from before it opened */
@@ -138,6 +173,7 @@ void breaker_record(Breaker *b, bool ok, double sent, double now)
             b->state = BR_CLOSED;
             b->open_for = b->cooldown;
             b->epoch = b->probe_at;
+            b->run = 0;
             clear_history(b);
         } else {
             b->open_for = fmin(2 * b->open_for, b->cooldown_max);
@@ -158,6 +194,11 @@ double breaker_wait(const Breaker *b, double now)
         return left_until(fmin(b->probe_at, now) + b->cooldown_max, now);
     }
     return 0;
+}
+
+int breaker_unreachable_run(const Breaker *b)
+{
+    return b->state == BR_CLOSED ? b->run : 0;
 }
 
 BreakerState breaker_state(const Breaker *b)

@@ -27,6 +27,9 @@ static const FaultInfo faults[] = {
                     "check that the server runs and listens at the port in the URL"},
     [CF_TIMEOUT] = {K_TRANSIENT, "timeout", "the request timed out",
                     "check that the host is reachable (a firewall, a proxy?) or raise --timeout"},
+    [CF_CONNECT_TIMEOUT] = {K_TRANSIENT, "connect timeout", "the connection timed out",
+                            "check that the host is reachable (a firewall, a route, a proxy?) "
+                            "and listens at the port in the URL"},
     [CF_RESET] = {K_TRANSIENT, "connection reset", "the connection was reset", ""},
     [CF_RESOLVE] = {K_CONFIG_FIRST, "host not found", "the host name does not resolve",
                     "check the host in url = of [provider %s] (or --base-url) and the DNS"},
@@ -87,6 +90,11 @@ bool connerr_is_config(ConnFault fault, bool answered)
         break;
     }
     return false;
+}
+
+bool connerr_unreachable(ConnFault fault)
+{
+    return fault == CF_REFUSED || fault == CF_CONNECT_TIMEOUT || fault == CF_RESOLVE;
 }
 
 const char *connerr_cause(ConnFault fault)

@@ -17,6 +17,7 @@ typedef enum ConnFault {
     CF_NONE = 0,             /* an answer came (or the failure is above the connection) */
     CF_REFUSED,              /* nothing listens at the port (or the route is down) */
     CF_TIMEOUT,              /* no complete answer within --timeout */
+    CF_CONNECT_TIMEOUT,      /* no connection within --timeout (nothing answers the SYN) */
     CF_RESET,                /* the connection was reset or closed before the answer */
     CF_RESOLVE,              /* the host name does not resolve */
     CF_RESOLVE_PROXY,        /* the proxy's host name does not resolve */
@@ -41,6 +42,14 @@ typedef enum ConnFault {
  * answered (afterwards: a DNS or network hiccup, transient); refused, timeouts and resets
  * never are (the bounded wait of --provider-down-timeout covers them). */
 bool connerr_is_config(ConnFault fault, bool answered);
+
+/* Whether fault says the request never reached the provider: the connection was refused or
+ * could not be made (CF_REFUSED), timed out while connecting (CF_CONNECT_TIMEOUT), or the
+ * host name did not resolve (CF_RESOLVE; a configuration error until the provider has
+ * answered). These are not about the ID: a run of them means the provider is down, and the
+ * ID's attempts are not spent on it. Resets and read timeouts are not: the request may have
+ * reached it. */
+bool connerr_unreachable(ConnFault fault);
 
 /* The cause in plain words ("the server's certificate is not trusted"); static storage.
  * CF_NONE gives "no error". */

@@ -362,8 +362,8 @@ static ConnFault map_fault(CURLcode rc, const char *msg)
     case CURLE_COULDNT_CONNECT:
         /* libcurl refuses a proxy scheme it does not speak with the code of a refusal */
         return strstr(msg, "proxy scheme") ? CF_PROXY_PROTOCOL : CF_REFUSED;
-    case CURLE_OPERATION_TIMEDOUT:
-        return CF_TIMEOUT;
+    case CURLE_OPERATION_TIMEDOUT: /* libcurl says which phase: "Connection timed out after" */
+        return strncmp(msg, "Connection timed out", 20) == 0 ? CF_CONNECT_TIMEOUT : CF_TIMEOUT;
     case CURLE_COULDNT_RESOLVE_HOST:
         return CF_RESOLVE;
     case CURLE_COULDNT_RESOLVE_PROXY:

@@ -62,6 +62,8 @@ struct Lookup {
     int prov;           /* index in the provider chain */
     int attempts;       /* with the current provider */
     int total_attempts; /* over the whole chain */
+    int unreached;      /* its latest attempts with the current provider that never reached
+                           it (connerr_unreachable), in a row: an outage gives them back */
     long last_status;
     double sent_at;           /* loop time the current request was started */
     uint64_t quota_seq;       /* its number in the provider's quota pacing */
@@ -424,6 +426,7 @@ static void final_failure(Scheduler *s, Lookup *l, const char *reason, long stat
     if (l->prov + 1 < s->n_provs) {
         l->prov++;
         l->attempts = 0;
+        l->unreached = 0;
         enqueue_ready(s, l);
         return;
     }
@@ -700,6 +703,33 @@ static bool prov_down(const Prov *p)
     return p->failing_since > 0 && breaker_state(&p->breaker) != BR_CLOSED;
 }
 
+/* Whether p is in an outage: down (prov_down), or its requests have not reached it since
+ * its last answer (the breaker's run of unreachable failures, which pauses it at the
+ * BREAKER_UNREACHABLE_RUN-th). */
+static bool prov_outage(const Prov *p)
+{
+    return prov_down(p) || breaker_unreachable_run(&p->breaker) > 0;
+}
+
+/* A request of l that never reached its provider (refused, could not connect, a connect
+ * timeout), at the end of the chain, while that provider and the first one are in an
+ * outage: the outage is not the ID's, so it gets back the attempts it spent on requests
+ * that never got there and waits again (the breaker holds it until a probe gets through).
+ * The job's wait is bounded by --provider-down-timeout; without one (0, waiting for ever)
+ * the attempts count as before. Returns whether l was rescheduled. */
+static bool hold_in_outage(Scheduler *s, Lookup *l, const FetchResult *r)
+{
+    if (r == NULL || r->terr == TE_NONE || !connerr_unreachable(r->fault) || l->unreached == 0 ||
+        s->cfg->provider_down_timeout <= 0 || l->prov + 1 < s->n_provs ||
+        !prov_outage(&s->provs[l->prov]) || !prov_outage(&s->provs[0]))
+        return false;
+    l->attempts -= l->unreached;
+    l->total_attempts -= l->unreached;
+    l->unreached = 0;
+    schedule_retry(s, l, 0);
+    return true;
+}
+
 /* A lookup out of attempts with a failure below HTTP, at the end of the chain, while that
  * provider and the first one (where fresh IDs go) are down: the provider is down, not this
  * ID, and recording it would only fill the ledger. It waits again instead; the job's wait
@@ -764,6 +794,7 @@ static void note_answer(Lookup *l, const FetchResult *r)
 {
     l->attempts++;
     l->total_attempts++;
+    l->unreached = r->terr != TE_NONE && connerr_unreachable(r->fault) ? l->unreached + 1 : 0;
     l->last_status = r->terr == TE_NONE ? r->status : 0;
     if (r->terr != TE_NONE)
         utf8_sanitize(l->last_error, sizeof l->last_error, r->error, strlen(r->error));
@@ -788,7 +819,8 @@ static double ramp_wait(const Prov *p, double now)
 }
 
 /* What any answer of provider prov tells the job as a whole: the adaptive rate hears of
- * 429s and healthy answers, the breaker of everything else. */
+ * 429s and healthy answers, the breaker of everything else (and whether a failure was an
+ * answer, a request lost on the way, or one that never reached the provider). */
 static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAction act,
                            double sent_at, uint64_t quota_seq)
 {
@@ -804,8 +836,12 @@ static void account_answer(Scheduler *s, int prov, const FetchResult *r, RetryAc
     if (p->ramp > 0 && (throttled || ramp_allowance(p, now) >= s->cfg->concurrency))
         p->ramp = 0;
     if (!throttled) {
+        BreakerOutcome o = healthy                         ? BO_OK
+                           : r->terr == TE_NONE            ? BO_ERROR
+                           : connerr_unreachable(r->fault) ? BO_UNREACHABLE
+                                                           : BO_LOST;
         BreakerState before = breaker_state(&p->breaker);
-        breaker_record(&p->breaker, healthy, sent_at, now);
+        breaker_record_outcome(&p->breaker, o, sent_at, now);
         BreakerState after = breaker_state(&p->breaker);
         if (before == BR_CLOSED && after == BR_OPEN)
             log_paused(s, p, r);
@@ -846,6 +882,8 @@ static void retry_or_give_up(Scheduler *s, const Prov *p, Lookup *l, const Fetch
                  s->cfg->retry_after_max);
         text_append(l->last_error, sizeof l->last_error, 1, tail);
         final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
+    } else if (hold_in_outage(s, l, r)) {
+        /* rescheduled, its attempt given back */
     } else if (l->attempts >= s->cfg->max_attempts && !(r != NULL && hold_while_down(s, l, r))) {
         final_failure(s, l, REASON_EXHAUSTED, l->last_status, l->last_error);
     } else {

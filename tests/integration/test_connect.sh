@@ -6,7 +6,10 @@
 # where nothing listens is a bounded wait: the breaker's pause line says error="connection
 # refused" and the host, and after --provider-down-timeout 3 the run stops resumable (exit
 # 75) with the ledger and the checkpoint untouched; a provider that goes down mid-run stops
-# the same way, the bound counted from its last answer, and a rerun ends exact. A real
+# the same way, the bound counted from its last answer, with no attempts_exhausted in the
+# ledger (an outage spends no attempts), and a rerun ends exact; one that comes back 2 s
+# after it went down (the breaker paused it on the refused connections at once) lets the
+# run go on to an exact end with no attempts_exhausted. A real
 # forward proxy on loopback (tinyproxy): with --proxy, and with http_proxy in the
 # environment, every request and the token go through it; no_proxy bypasses it; with
 # https_proxy an https:// provider goes through its CONNECT tunnels, and no_proxy bypasses
@@ -31,6 +34,18 @@ untouched() {
     assert_eq "$label: rows" 0 "$(q "SELECT count(*) FROM standardized_locations")"
     assert_eq "$label: ledger" 0 "$(q "SELECT count(*) FROM enrich_failures")"
     assert_eq "$label: checkpoint" "" "$(q "SELECT position FROM enrich_checkpoints")"
+}
+
+# exhausted_of JOB: how many of JOB's IDs the ledger holds as attempts_exhausted.
+exhausted_of() {
+    q "SELECT count(*) FROM enrich_failures WHERE job = '$1' AND reason = 'attempts_exhausted'"
+}
+
+# only_expected_failures JOB: every ledger entry of JOB is an outcome the mock gives its ID.
+only_expected_failures() {
+    assert_none "$1: ledger entries that are not the mock's own answers" \
+        "SELECT id, reason FROM enrich_failures WHERE job = '$1'
+         EXCEPT SELECT id, outcome FROM expected WHERE outcome <> 'found'"
 }
 
 # ---- a host that does not resolve
@@ -110,11 +125,47 @@ assert_le "mid-run: ms from the outage to the stop" "$down_ms" 6000
 assert_stderr_has midrun "event=provider_down" "answered=true" 'error="connection refused"' \
     "down_timeout_s=2" "event=resumable"
 [ -n "$(checkpoint_of c_midrun)" ] || fail "mid-run: no checkpoint after the committed rows"
-log "provider down mid-run: exit 75 ${down_ms} ms after the outage, $rows_before rows before it"
+# The outage spent no attempts: the ledger holds the mock's own answers (its unknown IDs),
+# never an ID that ran out of attempts against a provider that was down.
+exhausted=$(exhausted_of c_midrun)
+log "provider down mid-run: exit 75 ${down_ms} ms after the outage, $rows_before rows before" \
+    "it, $exhausted attempts_exhausted in the ledger"
+assert_eq "mid-run: attempts_exhausted entries from the outage" 0 "$exhausted"
+only_expected_failures c_midrun
 start_mock
 run_pgenrich midrun_back run --job c_midrun --base-url "$MOCK_URL" "${common[@]}"
-expect_rc 5 "the rerun with the provider back (done; the mock's unknown IDs in the ledger)"
-check_one_place c_midrun standardized_locations enrich_failures master_table id
+expect_done "the rerun with the provider back"
+check_against_expected c_midrun
+stop_mock_pid "$MOCK_PID"
+
+# ---- a provider that goes down mid-run and comes back within the bound: after N refused
+# connections in a row the breaker pauses it at once (the answers in the window before the
+# outage do not hold it open), the IDs caught by the outage wait without spending attempts,
+# and the run goes on once it is back and ends exact.
+start_mock
+fresh
+start_pgenrich blip run --job c_blip --base-url "$MOCK_URL" --rate 40 \
+    --provider-down-timeout 20 "${common[@]}"
+for _ in $(seq 1 100); do
+    [ "$(rows_now)" -lt 100 ] || break
+    sleep 0.1
+done
+rows_before=$(rows_now)
+[ "$rows_before" -ge 100 ] || fail "blip: only $rows_before rows before the outage"
+BLIP_PORT=${MOCK_URL##*:}
+stop_mock_pid "$MOCK_PID"
+sleep 2
+start_mock --port "$BLIP_PORT"
+[ "${MOCK_URL##*:}" = "$BLIP_PORT" ] || fail "blip: the mock came back on another port"
+wait_pgenrich 60
+expect_done "a provider back 2 s after it went down mid-run"
+assert_stderr_has blip "event=provider_paused" 'error="connection refused"' \
+    "event=provider_resumed"
+exhausted=$(exhausted_of c_blip)
+log "provider back after 2 s: exit $RC, $rows_before rows before the outage, $exhausted" \
+    "attempts_exhausted in the ledger"
+assert_eq "blip: attempts_exhausted entries from the outage" 0 "$exhausted"
+check_against_expected c_blip
 stop_mock_pid "$MOCK_PID"
 
 # ---- a chain whose first provider is down while the fallback answers: the IDs that failed

@@ -1,6 +1,7 @@
 /* Unit tests for breaker, on a fake clock: opening at the threshold with enough outcomes,
  * the sliding window, cool-down and the single probe, doubling cool-downs, stale answers,
- * lost probes, breaker_wait, settings out of range and a clock that steps back. */
+ * lost probes, breaker_wait, settings out of range and a clock that steps back; the run of
+ * unreachable failures that opens it at once, what ends the run and what does not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +303,153 @@ static void test_clock_backwards(void **state)
     assert_int_equal(breaker_state(&b), BR_OPEN);
 }
 
+/* n requests sent at `t` that never reached the provider, recorded at `t`. */
+static void unreachable_n(Breaker *b, int n, double t)
+{
+    for (int i = 0; i < n; i++)
+        breaker_record_outcome(b, BO_UNREACHABLE, t, t);
+}
+
+static void test_unreachable_run_opens_at_once(void **state)
+{
+    (void)state;
+    Breaker b;
+    init_default(&b, 0);
+    assert_int_equal(b.unreachable_run, BREAKER_UNREACHABLE_RUN);
+    assert_int_equal(BREAKER_UNREACHABLE_RUN, 5);
+    /* A healthy provider: the window is full of answers, whose share keeps it closed... */
+    record_n(&b, 200, true, 1);
+    /* ...but five requests in a row that never reach it open it at once. */
+    unreachable_n(&b, 4, 2);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    assert_int_equal(breaker_unreachable_run(&b), 4);
+    breaker_record_outcome(&b, BO_UNREACHABLE, 2, 2);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+    assert_false(breaker_allow(&b, 2));
+    assert_near(breaker_wait(&b, 2), 1, 1e-12);
+    /* Opened, the run is over: the probe decides as usual. */
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+    assert_true(breaker_allow(&b, 3));
+    breaker_record_outcome(&b, BO_UNREACHABLE, 3, 3);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+    assert_near(breaker_wait(&b, 3), 2, 1e-12); /* doubled */
+    assert_true(breaker_allow(&b, 5));
+    breaker_record_outcome(&b, BO_OK, 5, 5.1);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+    /* Closed by the probe: a new run needs five again. */
+    unreachable_n(&b, 4, 6);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    unreachable_n(&b, 1, 6);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+}
+
+static void test_unreachable_run_ended_by_an_answer(void **state)
+{
+    (void)state;
+    Breaker b;
+    /* Any answer to a request sent after the run began ends it: a success... */
+    init_default(&b, 0);
+    record_n(&b, 200, true, 1);
+    unreachable_n(&b, 4, 2);
+    breaker_record_outcome(&b, BO_OK, 2.5, 2.6);
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+    unreachable_n(&b, 4, 3);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    unreachable_n(&b, 1, 3);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+    /* ...and an error answer (a 5xx: the provider is reachable, the window judges it). */
+    init_default(&b, 0);
+    record_n(&b, 200, true, 1);
+    unreachable_n(&b, 4, 2);
+    breaker_record_outcome(&b, BO_ERROR, 2, 2.1); /* sent with the run's first: after it */
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+    unreachable_n(&b, 4, 3);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    /* Alternating, the run never reaches five. */
+    init_default(&b, 0);
+    record_n(&b, 200, true, 1);
+    for (int i = 0; i < 20; i++) {
+        unreachable_n(&b, 4, 2 + i * 0.1);
+        breaker_record_outcome(&b, BO_OK, 2 + i * 0.1, 2 + i * 0.1);
+    }
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+}
+
+static void test_unreachable_run_not_ended_by_inflight_answers(void **state)
+{
+    (void)state;
+    Breaker b;
+    init_default(&b, 0);
+    record_n(&b, 200, true, 1);
+    /* The run starts with a request sent at 2; answers to requests sent before that were
+     * in flight before the outage and do not end it, successes or errors. */
+    breaker_record_outcome(&b, BO_UNREACHABLE, 2, 2);
+    breaker_record_outcome(&b, BO_UNREACHABLE, 2.1, 2.1);
+    for (int i = 0; i < 10; i++) {
+        breaker_record_outcome(&b, BO_OK, 1.99, 2.2);
+        breaker_record_outcome(&b, BO_ERROR, 1.5, 2.2);
+    }
+    assert_int_equal(breaker_unreachable_run(&b), 2);
+    /* Nor do requests that reached it but got no answer (a reset, a read timeout). */
+    breaker_record_outcome(&b, BO_LOST, 2.2, 2.3);
+    breaker_record(&b, false, 2.2, 2.3); /* the same, in the older call */
+    assert_int_equal(breaker_unreachable_run(&b), 2);
+    unreachable_n(&b, 2, 2.4);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    unreachable_n(&b, 1, 2.5);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+}
+
+static void test_unreachable_counts_in_the_window(void **state)
+{
+    (void)state;
+    Breaker b;
+    /* The window rule is unchanged, and unreachable failures are failures in it. */
+    init_default(&b, 0);
+    breaker_set_unreachable_run(&b, 0); /* the run rule off */
+    record_n(&b, 20, true, 1);
+    unreachable_n(&b, 19, 1);
+    assert_int_equal(breaker_state(&b), BR_CLOSED); /* 19 of 39 */
+    unreachable_n(&b, 1, 1);
+    assert_int_equal(breaker_state(&b), BR_OPEN); /* 20 of 40 */
+    /* An error answer and a lost request are failures in the window as before. */
+    init_default(&b, 0);
+    for (int i = 0; i < 10; i++) {
+        breaker_record_outcome(&b, BO_ERROR, 1, 1);
+        breaker_record_outcome(&b, BO_LOST, 1, 1);
+    }
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+    /* A run of 1 (the setting brought into range): each unreachable failure opens it. */
+    init_default(&b, 0);
+    breaker_set_unreachable_run(&b, -3);
+    assert_int_equal(b.unreachable_run, 0);
+    breaker_set_unreachable_run(&b, 1);
+    record_n(&b, 50, true, 1);
+    unreachable_n(&b, 1, 2);
+    assert_int_equal(breaker_state(&b), BR_OPEN);
+}
+
+static void test_unreachable_stale_and_open(void **state)
+{
+    (void)state;
+    Breaker b;
+    init_default(&b, 0);
+    open_at(&b, 5);
+    /* Open: unreachable failures of requests from before change nothing. */
+    unreachable_n(&b, 10, 5);
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+    assert_near(breaker_wait(&b, 5), 1, 1e-12);
+    assert_true(breaker_allow(&b, 6));
+    breaker_record_outcome(&b, BO_OK, 6, 6.1);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    /* Closed by the probe sent at 6: failures of requests sent before it are stale. */
+    for (int i = 0; i < 10; i++)
+        breaker_record_outcome(&b, BO_UNREACHABLE, 5.9, 6.2);
+    assert_int_equal(breaker_state(&b), BR_CLOSED);
+    assert_int_equal(breaker_unreachable_run(&b), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +465,11 @@ int main(void)
         cmocka_unit_test(test_wait_values),
         cmocka_unit_test(test_settings_out_of_range),
         cmocka_unit_test(test_clock_backwards),
+        cmocka_unit_test(test_unreachable_run_opens_at_once),
+        cmocka_unit_test(test_unreachable_run_ended_by_an_answer),
+        cmocka_unit_test(test_unreachable_run_not_ended_by_inflight_answers),
+        cmocka_unit_test(test_unreachable_counts_in_the_window),
+        cmocka_unit_test(test_unreachable_stale_and_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@ static const ConfigCase config_cases[] = {
     {CF_NONE, false, false},
     {CF_REFUSED, false, false},
     {CF_TIMEOUT, false, false},
+    {CF_CONNECT_TIMEOUT, false, false},
     {CF_RESET, false, false},
     {CF_OTHER, false, false},
     {CF_RESOLVE, true, false},
@@ -49,6 +50,35 @@ static void test_is_config(void **state)
     }
     /* out of range counts as "other": transient */
     assert_false(connerr_is_config((ConnFault)999, false));
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    /* Refused, a connect timeout, a lost host name: the request never got there. */
+    assert_true(connerr_unreachable(CF_REFUSED));
+    assert_true(connerr_unreachable(CF_CONNECT_TIMEOUT));
+    assert_true(connerr_unreachable(CF_RESOLVE));
+    /* It may have got there, or the fault is ours or the proxy's. */
+    static const ConnFault reached[] = {CF_NONE,
+                                        CF_TIMEOUT,
+                                        CF_RESET,
+                                        CF_RESOLVE_PROXY,
+                                        CF_PROXY,
+                                        CF_PROXY_PROTOCOL,
+                                        CF_CERT_UNTRUSTED,
+                                        CF_CERT_NAME,
+                                        CF_TLS_HANDSHAKE,
+                                        CF_TLS_LOCAL,
+                                        CF_CLIENT_CERT_REQUIRED,
+                                        CF_CLIENT_CERT_REFUSED,
+                                        CF_PROTOCOL,
+                                        CF_URL,
+                                        CF_OTHER};
+    for (size_t i = 0; i < sizeof reached / sizeof reached[0]; i++)
+        assert_false(connerr_unreachable(reached[i]));
+    assert_false(connerr_unreachable((ConnFault)999));
+    assert_string_equal(connerr_word(CF_CONNECT_TIMEOUT), "connect timeout");
 }
 
 static void test_words_and_hints(void **state)
@@ -149,9 +179,9 @@ static void test_key_mode(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_is_config), cmocka_unit_test(test_words_and_hints),
-        cmocka_unit_test(test_url_host),  cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_key_mode),
+        cmocka_unit_test(test_is_config),       cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_words_and_hints), cmocka_unit_test(test_url_host),
+        cmocka_unit_test(test_loopback),        cmocka_unit_test(test_key_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
