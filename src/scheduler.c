@@ -673,8 +673,9 @@ static void config_failure(Scheduler *s, Prov *p, Lookup *l, const FetchResult *
     log_error("event=provider_config_error provider=%s host=%s error=\"%s\" detail=\"%s\" "
               "hint=\"%s\"",
               p->conf->name, p->host, connerr_cause(r->fault), p->last_error, hint);
-    lookup_free(s, l);
-    stop_job(s, EXIT_CONFIG);
+    if (l != NULL)
+        lookup_free(s, l);
+    stop_job(s, EXIT_CONFIG); /* a batch call's IDs are live lookups: dropped there */
 }
 
 /* The breaker has opened: say what the provider's failures were, and for how long the job
@@ -919,6 +920,7 @@ static void on_fetch_done(void *ud, const FetchResult *r)
     if (note_reach(p, r, now)) {
         if (p->in_flight > 0)
             p->in_flight--;
+        s->st.requests++; /* made and failed: the run's count says so */
         config_failure(s, p, l, r);
         return;
     }
@@ -1010,8 +1012,8 @@ static void on_batch_answered(void *ud, BatchCall *c, const FetchResult *r, bool
         (void)quota_note(&s->provs[prov], r, 0, now); /* and counts in its quota */
         return;
     }
-    /* Reachability only: a failure below HTTP that is a configuration error is retried
-     * here like a transient one (the batch's IDs are settled by the done hook). */
+    /* Reachability only: a failure below HTTP that is a configuration error stops the job
+     * in the done hook (settle_batch), once the batcher has let go of the call. */
     (void)note_reach(&s->provs[prov], r, now);
     RetryAction act = retry_classify(r->terr, r->status, NULL);
     metrics_request(&s->metrics, prov, metrics_outcome(r->terr, r->status),
@@ -1105,6 +1107,10 @@ static void settle_batch(Scheduler *s, Prov *p, BatchCall *c, const FetchResult 
             snprintf(l->last_error, sizeof l->last_error, "batch %s, also when sent again", why);
             final_failure(s, l, REASON_EXHAUSTED, 0, l->last_error);
         }
+        return;
+    }
+    if (r->terr != TE_NONE && connerr_is_config(r->fault, p->answered)) {
+        config_failure(s, p, NULL, r); /* a certificate, the TLS set-up, the URL: no retry */
         return;
     }
     RetryAction act = retry_classify(r->terr, r->status, &reason);

@@ -77,7 +77,25 @@ run_pgenrich no_ca run --job tls_noca --base-url "$BASE" "${common[@]}"
 assert_le "no CA: seconds to stop" $((SECONDS - t0)) 10
 config_stop no_ca "host=localhost" "the server's certificate is not trusted" \
     "give the CA with --cacert or cacert = in [provider primary]" "certificate"
+[ "$(summary no_ca requests)" -ge 1 ] || fail "no CA: the failed request was not counted"
 log "no CA: exit 2 in $((SECONDS - t0)) s: $(grep -o 'detail=[^h]*' "$IT_TMP/no_ca.err" | head -n 1)"
+
+# A batch provider (API.md section 2) stops the same way: its calls were retried as
+# transient, so the job paused it, spent its IDs' attempts and exited 75 after the bound.
+fresh
+printf '[job]\njob = tls_batch\n[provider primary]\nkind = batch\nurl = %s/api/v2/entities/batch\n' \
+    "$BASE" >"$IT_TMP/batch.ini"
+t0=$SECONDS
+run_pgenrich no_ca_batch run --config "$IT_TMP/batch.ini" "${common[@]}"
+assert_le "no CA, batch provider: seconds to stop" $((SECONDS - t0)) 10
+config_stop no_ca_batch "host=localhost" "the server's certificate is not trusted" \
+    "give the CA with --cacert or cacert = in [provider primary]"
+[ "$(summary no_ca_batch requests)" -ge 1 ] ||
+    fail "no CA, batch provider: the failed request was not counted"
+fresh
+run_pgenrich with_ca_batch run --config "$IT_TMP/batch.ini" --cacert "$PKI/ca.pem" "${common[@]}"
+expect_done "a batch provider with --cacert"
+check_against_expected tls_batch
 
 fresh
 run_pgenrich with_ca run --job tls_ca --base-url "$BASE" --cacert "$PKI/ca.pem" "${common[@]}"
