@@ -4,8 +4,8 @@
 # for and IDs left out; expired and never-ending jobs; 413s that halve the batch; a kill -9
 # with batches pending, then a resume; SIGTERM drained and timed out; full batches from small
 # pages, short ones from a slow source; jobs pending at once under --concurrency; the rate
-# counting calls or IDs, and 429s; per-item errors (503, 429, 403, 401) inside an answer;
-# chains with a single-lookup provider either side.
+# counting calls or IDs, and 429s; per-item errors (503, 429, 403, 401) inside an answer; an
+# outage mid-run; chains with a single-lookup provider either side.
 # Every ID ends in one place with the values of a single lookup (the same expected table),
 # and a batch run needs about N / max_batch requests.
 # shellcheck source=tests/integration/lib.sh
@@ -206,6 +206,35 @@ run_pgenrich item401_rerun run --config "$IT_TMP/item401.ini" --dsn "$IT_DSN" --
 expect_done "the rerun after a per-item 401"
 check_against_expected bitem401 item401_target
 log "per-item 401: exit 3, no ID ledgered for it; the rerun ends exact"
+stop_mock_pid "$MOCK_PID"
+
+# --- 3d. a batch provider that goes down mid-run: five refused calls in a row pause it, the
+# outage spends none of its IDs' attempts, the job stops resumable after
+# --provider-down-timeout, and the rerun ends exact ---------------------------------------
+start_mock --batch-sync --latency-ms 50
+batch_ini "$IT_TMP/down.ini" bdown "$MOCK_URL" "max_batch = 20"
+sed -i 's/^concurrency = 8/concurrency = 2/' "$IT_TMP/down.ini"
+start_pgenrich down run --config "$IT_TMP/down.ini" --dsn "$IT_DSN" --target-table down_target \
+    --provider-down-timeout 2 --flush-interval 0.2
+for _ in $(seq 1 100); do
+    [ "$(q "SELECT count(*) FROM down_target" 2>/dev/null || echo 0)" -lt 500 ] || break
+    sleep 0.1
+done
+[ "$(q "SELECT count(*) FROM down_target")" -ge 500 ] || fail "batch outage: few rows before it"
+stop_mock_pid "$MOCK_PID"
+wait_pgenrich 30
+expect_rc 75 "a batch provider down mid-run past --provider-down-timeout"
+assert_stderr_has down "event=provider_paused" "event=provider_down" 'error="connection refused"' \
+    "event=resumable"
+assert_eq "batch outage: IDs ledgered as out of attempts" 0 \
+    "$(q "SELECT count(*) FROM enrich_failures WHERE job = 'bdown' AND reason = 'attempts_exhausted'")"
+start_mock --batch-sync
+batch_ini "$IT_TMP/down.ini" bdown "$MOCK_URL" "max_batch = 20"
+run_pgenrich down_rerun run --config "$IT_TMP/down.ini" --dsn "$IT_DSN" --quiet \
+    --target-table down_target
+expect_done "the rerun after a batch provider's outage"
+check_against_expected bdown down_target
+log "batch outage: exit 75, no attempts spent; the rerun ends exact"
 stop_mock_pid "$MOCK_PID"
 
 # --- 4. 413: the provider asks more than the mock takes; the batch size halves ----------------
