@@ -156,6 +156,29 @@ bool connerr_url_host(const char *url, char *out, size_t outlen)
     return true;
 }
 
+bool connerr_proxy_addr(const char *proxy, char *out, size_t outlen)
+{
+    if (outlen > 0)
+        out[0] = '\0';
+    if (proxy == NULL || outlen == 0)
+        return false;
+    const char *p = strstr(proxy, "://");
+    p = p != NULL ? p + 3 : proxy;
+    const char *end = p + strcspn(p, "/?#");
+    for (const char *q = end; q > p; q--) { /* never the credentials */
+        if (q[-1] == '@') {
+            p = q;
+            break;
+        }
+    }
+    size_t n = (size_t)(end - p);
+    if (n == 0 || n >= outlen)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
 bool connerr_host_loopback(const char *host)
 {
     size_t n = strlen(host);

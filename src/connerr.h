@@ -69,6 +69,11 @@ void connerr_hint(ConnFault fault, const char *provider, char *out, size_t outle
  * empty or does not fit. */
 bool connerr_url_host(const char *url, char *out, size_t outlen) WUR;
 
+/* The HOST:PORT (or HOST) of a proxy as libcurl takes it, "[SCHEME://][USER[:PASS]@]HOST[:PORT]
+ * [/...]", into out: never its credentials. False (out "") when there is none or it does not
+ * fit. */
+bool connerr_proxy_addr(const char *proxy, char *out, size_t outlen) WUR;
+
 /* Whether host (as connerr_url_host gives it) is the loopback: "localhost" (any case, also
  * "*.localhost"), 127.0.0.0/8 in dotted form, or ::1. */
 bool connerr_host_loopback(const char *host);

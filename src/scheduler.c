@@ -96,8 +96,11 @@ typedef struct Prov {
     double failing_since; /* first failure below HTTP since the last answer; 0: none */
     ConnFault last_fault; /* the last failure below HTTP, and curl's words for it */
     char last_error[160];
-    char host[256]; /* of its URL template, for messages */
-    Quota quota;    /* what it announces of its quota, and the pacing from it */
+    char host[256];         /* of its URL template, for messages */
+    char proxy[256];        /* HOST:PORT of the proxy its requests surely go through
+                               (explicit, or from the environment with no no_proxy), or "" */
+    const char *proxy_from; /* where that proxy was set, for hints */
+    Quota quota;            /* what it announces of its quota, and the pacing from it */
     /* Slow start: how many requests it may have in flight, from RAMP_START up by one per
      * healthy answer (twice as many every round trip, as TCP's slow start), and at least
      * twice as many every RAMP_DOUBLE seconds from its first request (so that a slow
@@ -678,6 +681,22 @@ static void config_failure(Scheduler *s, Prov *p, Lookup *l, const FetchResult *
     stop_job(s, EXIT_CONFIG); /* a batch call's IDs are live lookups: dropped there */
 }
 
+/* How to fix fault of p, and " proxy=HOST:PORT" for the log line when p's requests go
+ * through a proxy and the failure is one of reaching it (refused, no connection, a
+ * timeout): then the proxy is what does not answer, not the provider's host. */
+static void fault_hint(const Prov *p, ConnFault fault, char *hint, size_t hintlen, char *via,
+                       size_t vialen)
+{
+    via[0] = '\0';
+    if (p->proxy[0] == '\0' || !connerr_unreachable(fault)) {
+        connerr_hint(fault, p->conf->name, hint, hintlen);
+        return;
+    }
+    snprintf(via, vialen, " proxy=%s", p->proxy);
+    snprintf(hint, hintlen, "check that the proxy at %s runs and takes connections (%s)", p->proxy,
+             p->proxy_from);
+}
+
 /* The breaker has opened: say what the provider's failures were, and for how long the job
  * will wait for it. */
 static void log_paused(Scheduler *s, const Prov *p, const FetchResult *r)
@@ -688,11 +707,11 @@ static void log_paused(Scheduler *s, const Prov *p, const FetchResult *r)
                  p->conf->name, p->host, r->status);
         return;
     }
-    char hint[256];
-    connerr_hint(r->fault, p->conf->name, hint, sizeof hint);
-    log_warn("event=provider_paused provider=%s host=%s error=\"%s\" answered=%s "
+    char hint[320], via[300];
+    fault_hint(p, r->fault, hint, sizeof hint, via, sizeof via);
+    log_warn("event=provider_paused provider=%s host=%s%s error=\"%s\" answered=%s "
              "detail=\"%s; probing it again shortly\" down_timeout_s=%g hint=\"%s\"",
-             p->conf->name, p->host, connerr_word(r->fault), p->answered ? "true" : "false",
+             p->conf->name, p->host, via, connerr_word(r->fault), p->answered ? "true" : "false",
              p->last_error, s->cfg->provider_down_timeout, hint);
 }
 
@@ -759,12 +778,15 @@ static void on_down_tick(struct ev_loop *loop, ev_timer *w, int revents)
     if (s->phase != PH_RUNNING || limit <= 0 || p->failing_since == 0 ||
         now - p->last_answer < limit)
         return;
-    log_error("event=provider_down provider=%s host=%s error=\"%s\" detail=\"%s\" "
+    char hint[320], via[300];
+    fault_hint(p, p->last_fault, hint, sizeof hint, via, sizeof via);
+    log_error("event=provider_down provider=%s host=%s%s error=\"%s\" detail=\"%s\" "
               "no_answer_s=%.0f down_timeout_s=%g answered=%s hint=\"no answer from the provider "
               "for --provider-down-timeout; settled work is committed; run again to resume once "
-              "it is back\"",
-              p->conf->name, p->host, connerr_word(p->last_fault), p->last_error,
-              now - p->last_answer, limit, p->answered ? "true" : "false");
+              "it is back%s%s\"",
+              p->conf->name, p->host, via, connerr_word(p->last_fault), p->last_error,
+              now - p->last_answer, limit, p->answered ? "true" : "false", via[0] ? "; " : "",
+              via[0] ? hint : "");
     stop_job(s, EXIT_TEMPFAIL);
 }
 
@@ -1743,6 +1765,37 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* The proxy p's requests surely take, for messages, when no no_proxy (setting or
+ * variable) could exempt the host: an explicit one (--proxy, proxy =), else libcurl's
+ * variable for the URL's scheme (https_proxy or HTTPS_PROXY, http_proxy, then all_proxy or
+ * ALL_PROXY). */
+static void note_proxy(Prov *p, const ProviderTls *t)
+{
+    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                             NULL};
+    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    const char *v = NULL, *from = NULL;
+    const char *np = getenv("no_proxy"), *NP = getenv("NO_PROXY");
+    p->proxy[0] = '\0';
+    if (t->noproxy != NULL || (np != NULL && *np) || (NP != NULL && *NP))
+        return; /* libcurl applies it to any proxy: the host may be exempt */
+    if (t->proxy != NULL) {
+        if (strcmp(t->proxy, "none") == 0 || t->proxy[0] == '\0')
+            return;
+        v = t->proxy;
+        from = p->conf->tls.proxy != NULL ? "proxy = in its [provider] section" : "--proxy";
+    } else {
+        bool https = strncmp(p->conf->url, "https://", 8) == 0;
+        for (const char *const *n = https ? https_vars : http_vars; *n && from == NULL; n++)
+            if ((v = getenv(*n)) != NULL && *v != '\0')
+                from = *n;
+    }
+    if (from != NULL && connerr_proxy_addr(v, p->proxy, sizeof p->proxy))
+        p->proxy_from = from;
+    else
+        p->proxy[0] = '\0';
+}
+
 /* The provider's TLS and proxy settings onto its fetcher profile; its host for messages. */
 static bool provider_tls(Scheduler *s, Prov *p, const Config *cfg, char *err, size_t errlen)
 {
@@ -1762,6 +1815,7 @@ static bool provider_tls(Scheduler *s, Prov *p, const Config *cfg, char *err, si
     };
     if (!connerr_url_host(p->conf->url, p->host, sizeof p->host))
         snprintf(p->host, sizeof p->host, "?");
+    note_proxy(p, &t);
     return fetcher_profile_tls(s->fetcher, p->profile, &ft, err, errlen);
 }
 

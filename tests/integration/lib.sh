@@ -14,6 +14,10 @@ IT_START=$SECONDS
 IT_RUN_TIMEOUT=${IT_RUN_TIMEOUT:-150}
 IT_MOCK_LIFE=${IT_MOCK_LIFE:-290}
 
+# The tests talk to loopback servers only, and set proxies where they test them: a proxy
+# of the machine's environment would carry (or exempt) their requests.
+unset http_proxy https_proxy all_proxy HTTPS_PROXY ALL_PROXY no_proxy NO_PROXY
+
 PGENRICH_BIN=${PGENRICH_BIN:-$IT_ROOT/build/pgenrich}
 MOCKAPI_BIN=${MOCKAPI_BIN:-$IT_ROOT/build/pgenrich-mockapi}
 

@@ -5,17 +5,17 @@
 # libcurl does not speak (--proxy or http_proxy) stops at the first request, exit 2. A port
 # where nothing listens is a bounded wait: the breaker's pause line says error="connection
 # refused" and the host, and after --provider-down-timeout 3 the run stops resumable (exit
-# 75) with the ledger and the checkpoint untouched; a provider that goes down mid-run stops
-# the same way, the bound counted from its last answer, with no attempts_exhausted in the
-# ledger (an outage spends no attempts), and a rerun ends exact; one that comes back 2 s
-# after it went down (the breaker paused it on the refused connections at once) lets the
-# run go on to an exact end with no attempts_exhausted. A real
-# forward proxy on loopback (tinyproxy): with --proxy, and with http_proxy in the
-# environment, every request and the token go through it; no_proxy bypasses it; with
-# https_proxy an https:// provider goes through its CONNECT tunnels, and no_proxy bypasses
-# that too. The proxied runs load exactly the expected rows. A chain whose first provider
-# is down: the fallback loads what fails over to it, the bound still stops the run (75),
-# and a rerun with the first provider back leaves every ID in one place.
+# 75) with the ledger and the checkpoint untouched; a refused proxy port is named as the
+# proxy's. A provider that goes down mid-run stops the same way, the bound counted from its
+# last answer, with no attempts_exhausted in the ledger (an outage spends no attempts), and
+# a rerun ends exact; one that comes back 2 s after it went down (the breaker paused it on
+# the refused connections at once) lets the run go on to an exact end with no
+# attempts_exhausted. A real forward proxy on loopback (tinyproxy): with --proxy, and with
+# http_proxy in the environment, every request and the token go through it; no_proxy
+# bypasses it; with https_proxy an https:// provider goes through its CONNECT tunnels, and
+# no_proxy bypasses that too. The proxied runs load exactly the expected rows. A chain whose
+# first provider is down: the fallback loads what fails over to it, the bound still stops
+# the run (75), and a rerun with the first provider back leaves every ID in one place.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -100,6 +100,30 @@ assert_stderr_has refused "event=provider_paused" 'error="connection refused"' "
     "event=provider_down" "down_timeout_s=3" "event=resumable"
 untouched refused
 log "refused port: exit 75 after ${took} s"
+
+# A refused proxy port: the lines name the proxy (host:port, never its credentials) and the
+# hint points at it, not at the provider's host.
+start_mock
+for how in flag env; do
+    fresh
+    if [ "$how" = flag ]; then
+        run_pgenrich proxy_refused_$how run --job c_prefused --base-url "$MOCK_URL" \
+            --proxy "http://user:pw@${DEAD_URL#http://}" --provider-down-timeout 1 "${common[@]}"
+        from="(--proxy)"
+    else
+        http_proxy=$DEAD_URL run_pgenrich proxy_refused_$how run --job c_prefused \
+            --base-url "$MOCK_URL" --provider-down-timeout 1 "${common[@]}"
+        from="(http_proxy)"
+    fi
+    expect_rc 75 "a refused proxy port ($how)"
+    assert_stderr_has proxy_refused_$how "event=provider_paused" "proxy=${DEAD_URL#http://} " \
+        "check that the proxy at ${DEAD_URL#http://} runs and takes connections $from" \
+        "event=provider_down"
+    ! grep -q "pw@" "$IT_TMP/proxy_refused_$how.err" || fail "the proxy's password was logged"
+    untouched proxy_refused_$how
+done
+log "refused proxy port: the pause and the stop name the proxy"
+stop_mock_pid "$MOCK_PID"
 
 # ---- a provider that answers, then goes down mid-run: the same bound, counted from its last
 # answer (not from the start of the run: the outage begins after the bound has passed once)

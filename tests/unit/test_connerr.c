@@ -104,6 +104,22 @@ static void test_words_and_hints(void **state)
     }
 }
 
+static void test_proxy_addr(void **state)
+{
+    (void)state;
+    char a[64];
+    assert_true(connerr_proxy_addr("http://127.0.0.1:3128", a, sizeof a));
+    assert_string_equal(a, "127.0.0.1:3128");
+    assert_true(connerr_proxy_addr("proxy.corp:8080", a, sizeof a)); /* no scheme */
+    assert_string_equal(a, "proxy.corp:8080");
+    assert_true(connerr_proxy_addr("socks5h://user:s3cret@[::1]:1080/", a, sizeof a));
+    assert_string_equal(a, "[::1]:1080"); /* never the credentials */
+    assert_false(connerr_proxy_addr("http://", a, sizeof a));
+    assert_string_equal(a, "");
+    assert_false(connerr_proxy_addr(NULL, a, sizeof a));
+    assert_false(connerr_proxy_addr("http://a-very-long-proxy-name.example.com:3128", a, 8));
+}
+
 static void test_url_host(void **state)
 {
     (void)state;
@@ -181,7 +197,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_is_config),       cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_words_and_hints), cmocka_unit_test(test_url_host),
-        cmocka_unit_test(test_loopback),        cmocka_unit_test(test_key_mode),
+        cmocka_unit_test(test_proxy_addr),      cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_key_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
