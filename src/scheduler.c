@@ -1231,8 +1231,9 @@ static bool send_batches(Scheduler *s, double now)
     return s->phase == PH_RUNNING;
 }
 
-/* l goes into its provider's pending batch (rejected here if no request could carry it). */
-static void add_to_batch(Scheduler *s, Prov *p, Lookup *l)
+/* l goes into its provider's pending batch (rejected here if no request could carry it).
+ * False when the batch refused it (l is queued again): the pump must stop dispatching. */
+static bool add_to_batch(Scheduler *s, Prov *p, Lookup *l)
 {
     int len;
     const char *id = window_id(&l->slot, &len);
@@ -1242,9 +1243,11 @@ static void add_to_batch(Scheduler *s, Prov *p, Lookup *l)
         l->total_attempts++;
         final_failure(s, l, REASON_REJECTED, 0, "ID too long for a request");
     } else if (!batch_add(p->batch, l, id, (size_t)len)) {
-        enqueue_ready(s, l); /* not expected: the pump sends a due batch first */
+        enqueue_ready(s, l); /* not expected: next_lookup skips a provider with a due batch */
         arm_wake(s, 0.01);
+        return false;
     }
+    return true;
 }
 
 /* ---------------------------------------------------------------- dispatch */
@@ -1351,6 +1354,11 @@ static Lookup *next_lookup(Scheduler *s, double now, double *wait, bool *fresh)
         bool has_work = p->ready_head != NULL || (i == 0 && fresh_allowed(s));
         if (!has_work)
             continue;
+        /* A batch that is due takes no more IDs until it goes, and send_batches has put it
+         * off (slow start, the breaker, the quota: it armed the wake-up) or the pump is at
+         * its cap: handing an ID out now would only see it refused and queued again. */
+        if (p->batch != NULL && batch_due(p->batch))
+            continue;
         double w = breaker_wait(&p->breaker, now);
         if (p->batch == NULL && (double)p->in_flight >= ramp_allowance(p, now))
             w = fmax(w, ramp_wait(p, now));          /* (or its next answer, which pumps again) */
@@ -1439,7 +1447,8 @@ again:
                 p->ready_tail = NULL;
         }
         if (p->batch != NULL) {
-            add_to_batch(s, p, l);
+            if (!add_to_batch(s, p, l))
+                break;
             continue;
         }
         if (!breaker_allow(&p->breaker, now)) {

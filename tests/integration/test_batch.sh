@@ -55,6 +55,19 @@ check_against_expected bfull tfull
 assert_eq "full batches of 500 from pages of 50" "$((N / 500))" "$(mock_stat batch)"
 stop_mock_pid "$MOCK_PID"
 
+# --- 1b2. more calls due than slow start lets out: a full batch waits for the ramp without
+# spinning (the pump handed it IDs it refused, over and over, at 100 % CPU, deaf to signals)
+start_mock --batch-sync --latency-ms 50
+batch_ini "$IT_TMP/ramp.ini" bramp "$MOCK_URL" "max_batch = 100"
+sed -i 's/^concurrency = 8/concurrency = 32/' "$IT_TMP/ramp.ini"
+t0=$SECONDS
+IT_RUN_TIMEOUT=30 run_pgenrich ramp run --config "$IT_TMP/ramp.ini" --dsn "$IT_DSN" --quiet \
+    --target-table tramp
+expect_done "full batches past slow start (concurrency 32)"
+check_against_expected bramp tramp
+log "slow start with full batches: $N IDs in $((SECONDS - t0)) s, $(mock_stat batch) calls"
+stop_mock_pid "$MOCK_PID"
+
 # --- 1c. a slow source never holds a batch hostage: short batches go after batch_linger ----
 start_mock --batch-sync
 sql -c "CREATE TABLE slow_base (id bigint PRIMARY KEY);
