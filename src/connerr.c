@@ -120,23 +120,33 @@ void connerr_hint(ConnFault fault, const char *provider, char *out, size_t outle
                  mark + 2);
 }
 
-bool connerr_url_host(const char *url, char *out, size_t outlen)
+/* The authority of s after "scheme://" (or from the start when scheme is optional and s
+ * has none), without userinfo, which ends at its last '@': [*p, *end). */
+static bool authority(const char *s, bool scheme_optional, const char **p, const char **end)
 {
-    if (outlen > 0)
-        out[0] = '\0';
-    const char *p = strstr(url, "://");
-    if (p == NULL || outlen == 0)
+    const char *a = strstr(s, "://");
+    if (a == NULL && !scheme_optional)
         return false;
-    p += 3;
-    size_t auth_len = strcspn(p, "/?#");
-    const char *end = p + auth_len;
-    /* userinfo ends at the last '@' of the authority */
-    for (const char *q = end; q > p; q--) {
+    a = a != NULL ? a + 3 : s;
+    const char *e = a + strcspn(a, "/?#");
+    for (const char *q = e; q > a; q--) {
         if (q[-1] == '@') {
-            p = q;
+            a = q;
             break;
         }
     }
+    *p = a;
+    *end = e;
+    return true;
+}
+
+bool connerr_url_host(const char *url, char *out, size_t outlen)
+{
+    const char *p, *end;
+    if (outlen > 0)
+        out[0] = '\0';
+    if (outlen == 0 || !authority(url, false, &p, &end))
+        return false;
     const char *host_end;
     if (*p == '[') {
         p++;
@@ -158,20 +168,12 @@ bool connerr_url_host(const char *url, char *out, size_t outlen)
 
 bool connerr_proxy_addr(const char *proxy, char *out, size_t outlen)
 {
+    const char *p, *end;
     if (outlen > 0)
         out[0] = '\0';
-    if (proxy == NULL || outlen == 0)
+    if (proxy == NULL || outlen == 0 || !authority(proxy, true, &p, &end))
         return false;
-    const char *p = strstr(proxy, "://");
-    p = p != NULL ? p + 3 : proxy;
-    const char *end = p + strcspn(p, "/?#");
-    for (const char *q = end; q > p; q--) { /* never the credentials */
-        if (q[-1] == '@') {
-            p = q;
-            break;
-        }
-    }
-    size_t n = (size_t)(end - p);
+    size_t n = (size_t)(end - p); /* never the credentials */
     if (n == 0 || n >= outlen)
         return false;
     memcpy(out, p, n);

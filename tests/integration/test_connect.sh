@@ -133,12 +133,16 @@ start_pgenrich midrun run --job c_midrun --base-url "$MOCK_URL" --rate 40 \
     --provider-down-timeout 2 "${common[@]}"
 # rows_now: rows loaded so far (0 before the run has made the table).
 rows_now() { q "SELECT count(*) FROM standardized_locations" 2>/dev/null || echo 0; }
-for _ in $(seq 1 100); do
-    [ "$(rows_now)" -lt 100 ] || break
-    sleep 0.1
-done
-rows_before=$(rows_now)
-[ "$rows_before" -ge 100 ] || fail "mid-run: only $rows_before rows before the outage"
+# wait_rows LABEL: up to 10 s for 100 rows; sets rows_before.
+wait_rows() {
+    for _ in $(seq 1 100); do
+        [ "$(rows_now)" -lt 100 ] || break
+        sleep 0.1
+    done
+    rows_before=$(rows_now)
+    [ "$rows_before" -ge 100 ] || fail "$1: only $rows_before rows before the outage"
+}
+wait_rows mid-run
 stop_mock_pid "$MOCK_PID"
 down_at=$(date +%s%N)
 wait_pgenrich 30
@@ -170,12 +174,7 @@ start_mock
 fresh
 start_pgenrich blip run --job c_blip --base-url "$MOCK_URL" --rate 40 \
     --provider-down-timeout 20 "${common[@]}"
-for _ in $(seq 1 100); do
-    [ "$(rows_now)" -lt 100 ] || break
-    sleep 0.1
-done
-rows_before=$(rows_now)
-[ "$rows_before" -ge 100 ] || fail "blip: only $rows_before rows before the outage"
+wait_rows blip
 BLIP_PORT=${MOCK_URL##*:}
 stop_mock_pid "$MOCK_PID"
 sleep 2
