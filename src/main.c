@@ -421,8 +421,8 @@ static bool check_listen(const Config *c, char *err, size_t errlen)
     return false;
 }
 
-/* The log file's directory and permissions (check-config; run opens it), named the way
- * the setting was given. */
+/* The log file's directory and permissions, for check-config (run opens the file and
+ * names the setting the same way), named the way the setting was given. */
 static bool check_log_file(const Config *c, char *err, size_t errlen)
 {
     if (c->log_file == NULL || log_file_check(c->log_file))
@@ -1125,8 +1125,10 @@ int main(int argc, char **argv)
         log_level = LOG_INFO;
     if (cfg.log_format != NULL && !log_format_parse(cfg.log_format, &log_format))
         log_format = LOG_FORMAT_LOGFMT;
-    if (!check_log_file(&cfg, err, sizeof err) ||
-        !log_setup(log_format, cfg.log_file, err, sizeof err)) {
+    if (!log_setup(log_format, cfg.log_file, err, sizeof err)) {
+        char why[sizeof err];
+        snprintf(why, sizeof why, "%s", err);
+        config_blame(&cfg, "log-file", err, sizeof err, "%s", why);
         fprintf(stderr, "pgenrich: %s\n", err);
         jobfile_free(&jf);
         return EXIT_CONFIG;
